@@ -1,0 +1,147 @@
+"""The on-disk checkpoint format, owned here and nowhere else.
+
+A checkpoint is a directory:
+    model.pth        the model's state_dict (weights only)
+    optimizer.pth    optimizer, scheduler and AMP-scaler state (absent in an export)
+    model.state      JSON: epoch (epochs completed, from 1), metrics, step, model, featurizer
+    config.yml       the full config the model was trained with
+    label_list.txt   the label names, one per line, in index order
+    + any extra files (e.g. the CustomFeatures scaler), copied in by name
+
+It is written to a temporary directory and renamed into place, so a crash leaves either the old
+checkpoint or the new one, never a half-written one.
+"""
+import glob
+import json
+import os
+import re
+import shutil
+import tempfile
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from mser.config import save_config
+from mser.data.lists import read_label_list, write_label_list
+from mser.errors import CheckpointError, ConfigError, DataError
+
+MODEL_FILE = "model.pth"
+OPTIMIZER_FILE = "optimizer.pth"
+STATE_FILE = "model.state"
+CONFIG_FILE = "config.yml"
+LABEL_FILE = "label_list.txt"
+
+
+def save_checkpoint(directory: str, model_state: Dict[str, torch.Tensor], state: Dict[str, Any],
+                    config: Dict[str, Any], labels: List[str],
+                    training_state: Optional[Dict[str, Any]] = None,
+                    extra_files: Optional[Dict[str, str]] = None) -> str:
+    """Write a checkpoint directory atomically; returns its path."""
+    directory = os.path.abspath(directory)
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
+    try:
+        torch.save(model_state, os.path.join(staging, MODEL_FILE))
+        if training_state is not None:
+            torch.save(training_state, os.path.join(staging, OPTIMIZER_FILE))
+        with open(os.path.join(staging, STATE_FILE), "w", encoding="utf-8") as f:
+            json.dump(state, f, indent=2)
+        save_config(config, os.path.join(staging, CONFIG_FILE))
+        write_label_list(os.path.join(staging, LABEL_FILE), labels)
+        for name, source in (extra_files or {}).items():
+            shutil.copyfile(source, os.path.join(staging, name))
+        sync_directory(staging)
+        replace_directory(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def replace_directory(staging: str, directory: str) -> None:
+    """Swap `staging` into `directory`. Between the two renames only `<dir>.old` exists, and
+    `resolve` falls back to it, so a crash at any point leaves a complete checkpoint."""
+    previous = directory + ".old"
+    if os.path.isdir(previous):
+        shutil.rmtree(previous)
+    if os.path.isdir(directory):
+        os.rename(directory, previous)
+    os.rename(staging, directory)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def sync_directory(directory: str) -> None:
+    for name in os.listdir(directory):
+        with open(os.path.join(directory, name), "rb") as f:
+            os.fsync(f.fileno())
+
+
+def resolve(directory: str) -> str:
+    """The checkpoint directory to read: `directory`, or its `.old` twin after an interrupted swap."""
+    if os.path.isfile(os.path.join(directory, MODEL_FILE)):
+        return directory
+    previous = directory.rstrip("/") + ".old"
+    if os.path.isfile(os.path.join(previous, MODEL_FILE)):
+        return previous
+    if not os.path.exists(directory):
+        raise CheckpointError(f"checkpoint directory not found: {directory}")
+    raise CheckpointError(f"{directory} is not a checkpoint directory: it has no {MODEL_FILE}")
+
+
+def load_state(directory: str) -> Dict[str, Any]:
+    path = os.path.join(resolve(directory), STATE_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from None
+
+
+def load_weights(directory: str, map_location="cpu") -> Dict[str, torch.Tensor]:
+    return load_tensor_file(os.path.join(resolve(directory), MODEL_FILE), map_location)
+
+
+def load_training_state(directory: str, map_location="cpu") -> Dict[str, Any]:
+    path = os.path.join(resolve(directory), OPTIMIZER_FILE)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{directory} holds no optimizer state ({OPTIMIZER_FILE}), so it cannot "
+                              f"be resumed; use --pretrained_model to start from its weights")
+    return load_tensor_file(path, map_location)
+
+
+def load_tensor_file(path: str, map_location) -> Any:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"cannot load {path}: {str(e).splitlines()[0]}") from None
+
+
+def load_config_and_labels(directory: str):
+    """(config, label names) stored in a checkpoint directory."""
+    from mser.config import load_config
+    directory = resolve(directory)
+    try:
+        config = load_config(os.path.join(directory, CONFIG_FILE))
+        labels = read_label_list(os.path.join(directory, LABEL_FILE))
+    except (ConfigError, DataError) as e:
+        raise CheckpointError(f"checkpoint {directory} is incomplete: {e}") from None
+    return config, labels
+
+
+def epoch_directories(model_dir: str) -> List[str]:
+    """`epoch_N` directories under a model directory, oldest first."""
+    found = []
+    for path in glob.glob(os.path.join(model_dir, "epoch_*")):
+        match = re.fullmatch(r"epoch_(\d+)", os.path.basename(path))
+        if match and os.path.isdir(path):
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
+def prune_epochs(model_dir: str, keep: int) -> None:
+    """Delete all but the newest `keep` epoch_N checkpoints (keep <= 0 keeps them all)."""
+    if keep <= 0:
+        return
+    for path in epoch_directories(model_dir)[:-keep]:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,220 @@
+"""Experiment configs: YAML through yaml.safe_load, defaults, --overwrites, validation.
+
+A config is a plain nested dict. Every key a user writes is checked against DEFAULT_CONFIG: an
+unknown key is an error naming the nearest valid one, and a value of the wrong type is an error
+naming the expected type. The `*_args` sections are free-form here; the component that receives
+them (model, featurizer, optimizer, scheduler) checks them against its own signature.
+"""
+import copy
+import os
+import re
+from typing import Any, Dict, Iterable, Optional
+
+import yaml
+
+from mser.errors import ConfigError
+from mser.registry import nearest
+
+DEFAULT_CONFIG: Dict[str, Any] = {
+    "dataset_conf": {
+        "dataset": {
+            "min_duration": 0.4,        # seconds; shorter clips are skipped and counted
+            "max_duration": 3.0,        # seconds; longer training clips are randomly cropped
+            "sample_rate": 16000,
+            "use_dB_normalization": False,
+            "target_dB": -20.0,
+        },
+        "dataLoader": {"batch_size": 32, "drop_last": False, "num_workers": 2},
+        "eval_conf": {"batch_size": 32, "max_duration": 6.0},
+        "train_list": "dataset/train_list.txt",
+        "test_list": "dataset/test_list.txt",
+        "val_list": "",                 # empty: a seeded slice of the training list
+        "val_fraction": 0.1,
+        "label_list_path": "dataset/label_list.txt",
+        "feature_cache": {"enable": False, "cache_dir": "dataset/features", "float16": False},
+    },
+    "preprocess_conf": {"feature_method": "Fbank", "method_args": {}},
+    "model_conf": {"model": "EcapaTdnn", "model_args": {}},
+    "optimizer_conf": {
+        "optimizer": "Adam",
+        "optimizer_args": {"lr": 0.001, "weight_decay": 1e-5},
+        "scheduler": "WarmupCosine",
+        "scheduler_args": {},
+        "grad_clip": 5.0,
+    },
+    "train_conf": {
+        "enable_amp": False,
+        "amp_dtype": "bfloat16",
+        "use_compile": False,
+        "label_smoothing": 0.0,
+        "class_weights": False,
+        "max_epoch": 30,
+        "log_interval": 10,
+        "seed": 1000,
+        "best_metric": "unweighted_accuracy",
+        "keep_last_epochs": 3,
+    },
+}
+
+# Sections whose keys belong to a component and are checked by that component.
+OPEN_SECTIONS = {
+    ("preprocess_conf", "method_args"),
+    ("model_conf", "model_args"),
+    ("optimizer_conf", "optimizer_args"),
+    ("optimizer_conf", "scheduler_args"),
+}
+
+
+def load_config(path: Optional[str], overwrites: Optional[str] = None,
+                defaults: Dict[str, Any] = DEFAULT_CONFIG, open_sections=OPEN_SECTIONS) -> Dict[str, Any]:
+    """Read a YAML config, merge it over `defaults`, apply `overwrites` and validate the result."""
+    user = read_yaml(path) if path else {}
+    config = merge(defaults, user, open_sections)
+    if overwrites:
+        config = apply_overwrites(config, overwrites, defaults, open_sections)
+    return config
+
+
+def read_yaml(path: str) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, found {type(data).__name__}")
+    return data
+
+
+def merge(defaults: Dict[str, Any], user: Dict[str, Any], open_sections=OPEN_SECTIONS,
+          prefix: tuple = ()) -> Dict[str, Any]:
+    """Return a copy of `defaults` updated with `user`, refusing unknown keys and wrong types."""
+    result = copy.deepcopy(defaults)
+    for key, value in user.items():
+        path = prefix + (key,)
+        if key not in defaults:
+            raise ConfigError(f"unknown config key '{dotted(path)}'"
+                              f"{nearest_key(key, defaults, prefix)}")
+        result[key] = checked_value(defaults[key], value, path, open_sections)
+    return result
+
+
+def checked_value(default: Any, value: Any, path: tuple, open_sections) -> Any:
+    if path in open_sections:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{dotted(path)}' must be a mapping of arguments, got {value!r}")
+        return copy.deepcopy(value)
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{dotted(path)}' must be a section (a mapping), got {value!r}")
+        return merge(default, value, open_sections, path)
+    return checked_scalar(default, value, path)
+
+
+def checked_scalar(default: Any, value: Any, path: tuple) -> Any:
+    if default is None or value is None and isinstance(default, str):
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        expected = "true or false"
+    elif isinstance(default, (int, float)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value) if isinstance(default, float) else value
+        if isinstance(default, int) and isinstance(value, float) and value.is_integer():
+            return int(value)
+        expected = "a number"
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        expected = "a string"
+    else:
+        return value
+    raise ConfigError(f"'{dotted(path)}' must be {expected}, got {value!r}")
+
+
+def parse_overwrites(text: str) -> Dict[str, Any]:
+    """'a.b=1,c.d=text' -> {'a.b': 1, 'c.d': 'text'}; values are YAML scalars, never evaluated."""
+    result = {}
+    for item in re.split(r",(?=\s*[\w.]+\s*=)", text.strip()):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise ConfigError(f"--overwrites item '{item}' must look like section.key=value")
+        key, raw = (part.strip() for part in item.split("=", 1))
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)):
+            value = raw  # only scalars: 'a=[1,2]' stays the text the user typed
+        result[key] = value
+    return result
+
+
+def apply_overwrites(config: Dict[str, Any], overwrites: str, defaults: Dict[str, Any] = DEFAULT_CONFIG,
+                     open_sections=OPEN_SECTIONS) -> Dict[str, Any]:
+    """Apply '--overwrites' to an already merged config and re-validate each changed value."""
+    config = copy.deepcopy(config)
+    for key, value in parse_overwrites(overwrites).items():
+        path = tuple(key.split("."))
+        node, default_node = config, defaults
+        for depth, part in enumerate(path[:-1]):
+            prefix = path[:depth + 1]
+            if prefix in open_sections:
+                node = node.setdefault(part, {})
+                default_node = None
+                continue
+            if default_node is None:
+                node = node.setdefault(part, {})
+                continue
+            if part not in default_node or not isinstance(default_node[part], dict):
+                raise ConfigError(f"unknown config key '{dotted(prefix)}' in --overwrites"
+                                  f"{nearest_key(part, default_node, prefix[:-1])}")
+            node, default_node = node[part], default_node[part]
+        last = path[-1]
+        if default_node is None:
+            node[last] = value
+            continue
+        if last not in default_node:
+            raise ConfigError(f"unknown config key '{key}' in --overwrites"
+                              f"{nearest_key(last, default_node, path[:-1])}")
+        node[last] = checked_value(default_node[last], value, path, open_sections)
+    return config
+
+
+def nearest_key(key: str, section: Dict[str, Any], prefix: tuple) -> str:
+    hint = nearest(key, section)
+    if hint:
+        match = re.search(r"'(.*)'", hint).group(1)
+        return f" (did you mean '{dotted(prefix + (match,))}'?)"
+    return f"; valid keys here: {', '.join(sorted(section))}"
+
+
+def dotted(path: Iterable[str]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def save_config(config: Dict[str, Any], path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, sort_keys=False, allow_unicode=True)
+
+
+def format_config(config: Dict[str, Any], indent: int = 0) -> str:
+    """A readable, indented rendering for the log at the start of a run."""
+    lines = []
+    for key, value in config.items():
+        if isinstance(value, dict):
+            lines.append("  " * indent + f"{key}:")
+            lines.append(format_config(value, indent + 1))
+        else:
+            lines.append("  " * indent + f"{key}: {value}")
+    return "\n".join(line for line in lines if line)

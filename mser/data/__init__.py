@@ -1,0 +1,1 @@
+"""Data lists, datasets, corpus parsers and waveform augmentation."""
