@@ -2,6 +2,7 @@
 
 A checkpoint is a directory:
     model.pth        the model's state_dict (weights only)
+    featurizer.pth   the featurizer's state (e.g. the CustomFeatures scaler), when it has one
     optimizer.pth    optimizer, scheduler and AMP-scaler state (absent in an export)
     model.state      JSON: epoch (epochs completed, from 1), metrics, step, model, featurizer
     config.yml       the full config the model was trained with
@@ -26,6 +27,7 @@ from mser.data.lists import read_label_list, write_label_list
 from mser.errors import CheckpointError, ConfigError, DataError
 
 MODEL_FILE = "model.pth"
+FEATURIZER_FILE = "featurizer.pth"
 OPTIMIZER_FILE = "optimizer.pth"
 STATE_FILE = "model.state"
 CONFIG_FILE = "config.yml"
@@ -35,6 +37,7 @@ LABEL_FILE = "label_list.txt"
 def save_checkpoint(directory: str, model_state: Dict[str, torch.Tensor], state: Dict[str, Any],
                     config: Dict[str, Any], labels: List[str],
                     training_state: Optional[Dict[str, Any]] = None,
+                    featurizer_state: Optional[Dict[str, torch.Tensor]] = None,
                     extra_files: Optional[Dict[str, str]] = None) -> str:
     """Write a checkpoint directory atomically; returns its path."""
     directory = os.path.abspath(directory)
@@ -43,6 +46,8 @@ def save_checkpoint(directory: str, model_state: Dict[str, torch.Tensor], state:
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
     try:
         torch.save(model_state, os.path.join(staging, MODEL_FILE))
+        if featurizer_state:
+            torch.save(featurizer_state, os.path.join(staging, FEATURIZER_FILE))
         if training_state is not None:
             torch.save(training_state, os.path.join(staging, OPTIMIZER_FILE))
         with open(os.path.join(staging, STATE_FILE), "w", encoding="utf-8") as f:
@@ -100,6 +105,11 @@ def load_state(directory: str) -> Dict[str, Any]:
 
 def load_weights(directory: str, map_location="cpu") -> Dict[str, torch.Tensor]:
     return load_tensor_file(os.path.join(resolve(directory), MODEL_FILE), map_location)
+
+
+def load_featurizer_state(directory: str, map_location="cpu") -> Optional[Dict[str, torch.Tensor]]:
+    path = os.path.join(resolve(directory), FEATURIZER_FILE)
+    return load_tensor_file(path, map_location) if os.path.isfile(path) else None
 
 
 def load_training_state(directory: str, map_location="cpu") -> Dict[str, Any]:

@@ -18,3 +18,48 @@ def model_from_config(config: Dict[str, Any], input_size: int, num_class: int) -
     model_conf = config["model_conf"]
     return build_model(model_conf["model"], input_size=input_size, num_class=num_class,
                        **model_conf["model_args"])
+
+
+def load_for_inference(directory: str, config: Dict[str, Any] = None, device="cpu"):
+    """Rebuild (config, labels, featurizer, model) from a checkpoint directory, in eval mode.
+
+    The config and labels stored in the checkpoint are used unless `config` is given; the label
+    count and the featurizer must match the weights, or a CheckpointError says what differs.
+    """
+    from mser import checkpoint
+    stored_config, labels = checkpoint.load_config_and_labels(directory)
+    config = config or stored_config
+    check_same_setup(config, stored_config, directory)
+    featurizer = featurizer_from_config(config)
+    featurizer_state = checkpoint.load_featurizer_state(directory)
+    if featurizer_state:
+        featurizer.load_state_dict(featurizer_state)
+    model = model_from_config(config, featurizer.feature_dim, len(labels))
+    load_matching_weights(model, checkpoint.load_weights(directory), directory)
+    return config, labels, featurizer.to(device).eval(), model.to(device).eval()
+
+
+def check_same_setup(config: Dict[str, Any], stored: Dict[str, Any], directory: str) -> None:
+    from mser.errors import CheckpointError
+    for section, key in (("preprocess_conf", "feature_method"), ("model_conf", "model")):
+        if config[section][key] != stored[section][key]:
+            raise CheckpointError(f"checkpoint {directory} was trained with {section}.{key}="
+                                  f"{stored[section][key]}, but the config asks for {config[section][key]}")
+
+
+def load_matching_weights(model: nn.Module, state: Dict[str, Any], directory: str) -> None:
+    """Load weights strictly, explaining a mismatch (another label set, another model size)."""
+    from mser.errors import CheckpointError
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+                   if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong_shape:
+        details = "; ".join(filter(None, [
+            f"shapes differ: {', '.join(wrong_shape[:3])}" if wrong_shape else "",
+            f"missing: {', '.join(missing[:3])}" if missing else "",
+            f"unexpected: {', '.join(unexpected[:3])}" if unexpected else ""]))
+        raise CheckpointError(f"weights in {directory} do not fit the model built from the config "
+                              f"(another label set or model size?): {details}")
+    model.load_state_dict(state)
