@@ -15,6 +15,27 @@ import yaml
 from mser.errors import ConfigError
 from mser.registry import nearest
 
+
+
+# YAML 1.1 reads '1e-5' (no dot) as a string; configs mean a number.
+EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def safe_load(text_or_stream) -> Any:
+    """yaml.safe_load, then '1e-5'-style strings become floats."""
+    return numbers_from_exponents(yaml.safe_load(text_or_stream))
+
+
+def numbers_from_exponents(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: numbers_from_exponents(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [numbers_from_exponents(item) for item in value]
+    if isinstance(value, str) and EXPONENT_FLOAT.match(value):
+        return float(value)
+    return value
+
+
 DEFAULT_CONFIG: Dict[str, Any] = {
     "dataset_conf": {
         "dataset": {
@@ -80,7 +101,7 @@ def read_yaml(path: str) -> Dict[str, Any]:
         raise ConfigError(f"config file not found: {path}")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = safe_load(f)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -151,7 +172,7 @@ def parse_overwrites(text: str) -> Dict[str, Any]:
             raise ConfigError(f"--overwrites item '{item}' must look like section.key=value")
         key, raw = (part.strip() for part in item.split("=", 1))
         try:
-            value = yaml.safe_load(raw) if raw else ""
+            value = safe_load(raw) if raw else ""
         except yaml.YAMLError:
             value = raw
         if isinstance(value, (dict, list)):

@@ -1,0 +1,56 @@
+"""eval.py: accuracy, unweighted accuracy, macro-F1, per-class report and confusion matrix."""
+import argparse
+import json
+import os
+
+from mser.cli.common import exits_cleanly, str2bool
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Evaluate a checkpoint on the test list. The config and labels stored in the "
+                    "checkpoint are used unless --configs is given.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--resume_model", required=True,
+                        help="checkpoint directory, e.g. models/EcapaTdnn_Fbank/best_model")
+    parser.add_argument("--configs", default=None, help="YAML config overriding the stored one")
+    parser.add_argument("--overwrites", default=None, help="override config values, e.g. \"a.b=1,c.d=x\"")
+    parser.add_argument("--test_list", default=None,
+                        help="data list to evaluate (default: dataset_conf.test_list of the config)")
+    parser.add_argument("--output_dir", default="output/eval",
+                        help="where metrics.json and confusion_matrix.png are written")
+    parser.add_argument("--json", action="store_true", help="print metrics.json as the last line of stdout")
+    parser.add_argument("--use_gpu", type=str2bool, default=True, help="evaluate on the GPU when there is one")
+    return parser.parse_args(argv)
+
+
+def evaluation_config(args: argparse.Namespace) -> dict:
+    from mser import checkpoint
+    from mser.config import apply_overwrites, load_config
+    if args.configs:
+        config = load_config(args.configs)
+    else:
+        config, _ = checkpoint.load_config_and_labels(args.resume_model)
+    # The checkpoint's own label list is the one its output layer was trained on.
+    config["dataset_conf"]["label_list_path"] = os.path.join(checkpoint.resolve(args.resume_model),
+                                                             checkpoint.LABEL_FILE)
+    return apply_overwrites(config, args.overwrites) if args.overwrites else config
+
+
+@exits_cleanly
+def main(argv=None):
+    args = parse_args(argv)
+    from mser.metrics import format_report
+    from mser.trainer import MSERTrainer
+    trainer = MSERTrainer(configs=evaluation_config(args), use_gpu=args.use_gpu)
+    metrics = trainer.evaluate(resume_model=args.resume_model, list_path=args.test_list,
+                               output_dir=args.output_dir)
+    print(format_report(metrics))
+    print(f"wrote {os.path.join(args.output_dir, 'metrics.json')} and "
+          f"{os.path.join(args.output_dir, 'confusion_matrix.png')}")
+    if args.json:
+        print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""train.py: train a model from a YAML config (one process, or under torchrun for DDP)."""
+import argparse
+
+from mser.cli.common import add_config_arguments, exits_cleanly, str2bool
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Train a speech emotion recognition model. Run under "
+                    "`torchrun --nproc_per_node=N train.py ...` to train data-parallel.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--data_augment_configs", default=None,
+                        help="augmentation YAML (e.g. configs/augmentation.yml); none when omitted")
+    parser.add_argument("--save_model_path", default="models/",
+                        help="checkpoints go to <save_model_path>/<Model>_<Feature>/")
+    parser.add_argument("--log_dir", default="log/", help="VisualDL log directory ('' to disable)")
+    parser.add_argument("--resume_model", default=None,
+                        help="checkpoint directory to continue from exactly (epoch, optimizer, schedule)")
+    parser.add_argument("--pretrained_model", default=None,
+                        help="checkpoint directory whose matching weights initialise the model")
+    parser.add_argument("--use_gpu", type=str2bool, default=True, help="train on the GPU when there is one")
+    return parser.parse_args(argv)
+
+
+@exits_cleanly
+def main(argv=None):
+    args = parse_args(argv)
+    from mser.trainer import MSERTrainer
+    trainer = MSERTrainer(configs=args.configs, use_gpu=args.use_gpu, overwrites=args.overwrites,
+                          data_augment_configs=args.data_augment_configs)
+    trainer.train(save_model_path=args.save_model_path, log_dir=args.log_dir,
+                  resume_model=args.resume_model, pretrained_model=args.pretrained_model)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The list-file dataset: raw waveforms out, features are computed later, in batches, on the device."""
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mser.audio import load_audio
+from mser.data.lists import ListItem
+from mser.errors import AudioError
+
+# One dataset item: (waveform or None when unusable, label, path, reason it was unusable).
+Sample = Tuple[Optional[torch.Tensor], int, str, str]
+
+
+class AudioDataset(Dataset):
+    """Decodes, resamples, crops and (in training) augments the clips of a data list.
+
+    Training crops a random `max_duration` window (seeded by seed, epoch and index, so a run is
+    reproducible whatever the number of workers); evaluation keeps the first `max_duration`
+    seconds. An unusable clip is returned as None with the reason, for the trainer to count.
+    """
+
+    def __init__(self, items: Sequence[ListItem], sample_rate: int, max_duration: float,
+                 min_duration: float = 0.0, train: bool = False, use_db_normalization: bool = False,
+                 target_db: float = -20.0, augmenter: Optional[Callable] = None, seed: int = 0):
+        self.items = list(items)
+        self.sample_rate = sample_rate
+        self.max_samples = int(max_duration * sample_rate) if max_duration and max_duration > 0 else None
+        self.min_duration = min_duration
+        self.train = train
+        self.use_db_normalization = use_db_normalization
+        self.target_db = target_db
+        self.augmenter = augmenter
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Sample:
+        path, label = self.items[index]
+        try:
+            samples = load_audio(path, self.sample_rate, min_duration=self.min_duration,
+                                 use_db_normalization=self.use_db_normalization, target_db=self.target_db)
+        except AudioError as e:
+            return None, label, path, str(e)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        samples = self.crop(samples, rng)
+        if self.train and self.augmenter is not None:
+            samples = self.augmenter(samples, rng)
+            if not np.all(np.isfinite(samples)):
+                return None, label, path, "augmentation produced non-finite samples"
+        return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), label, path, ""
+
+    def crop(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.max_samples is None or samples.shape[0] <= self.max_samples:
+            return samples
+        start = int(rng.integers(0, samples.shape[0] - self.max_samples + 1)) if self.train else 0
+        return samples[start:start + self.max_samples]
+
+
+class Batch:
+    """Padded waveforms (batch, samples), their lengths (batch,), labels (batch,) and the
+    (path, reason) of every clip dropped from this batch."""
+
+    def __init__(self, waveforms: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
+                 paths: List[str], skipped: List[Tuple[str, str]]):
+        self.waveforms, self.lengths, self.labels = waveforms, lengths, labels
+        self.paths, self.skipped = paths, skipped
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def pin_memory(self) -> "Batch":
+        self.waveforms, self.lengths, self.labels = (t.pin_memory() for t in
+                                                     (self.waveforms, self.lengths, self.labels))
+        return self
+
+
+def pad_waveforms(waveforms: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad 1-D waveforms with zeros: (batch, longest) and lengths (batch,)."""
+    lengths = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
+    padded = torch.zeros(len(waveforms), int(lengths.max()) if len(waveforms) else 0)
+    for row, waveform in enumerate(waveforms):
+        padded[row, :waveform.shape[0]] = waveform
+    return padded, lengths
+
+
+def collate(samples: Sequence[Sample]) -> Batch:
+    usable = [s for s in samples if s[0] is not None]
+    skipped = [(path, reason) for waveform, _, path, reason in samples if waveform is None]
+    waveforms, lengths = pad_waveforms([s[0] for s in usable])
+    labels = torch.tensor([s[1] for s in usable], dtype=torch.long)
+    return Batch(waveforms, lengths, labels, [s[2] for s in usable], skipped)
+
+
+def worker_init(worker_id: int) -> None:
+    # Each worker decodes on one thread; the main process owns the cores for the model.
+    torch.set_num_threads(1)

@@ -1,0 +1,56 @@
+"""torchrun support: who this process is, and the few collectives the trainer needs."""
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Context:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(use_gpu: bool) -> Context:
+    """Read torchrun's environment; start the process group (nccl on GPU, gloo on CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    on_gpu = use_gpu and torch.cuda.is_available()
+    if on_gpu:
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if on_gpu else "gloo")
+    return Context(rank, local_rank, world_size, device)
+
+
+def sum_across_ranks(values, context: Context) -> list:
+    """Element-wise sum of a list of numbers over all ranks."""
+    if not context.distributed:
+        return list(values)
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=context.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+def barrier(context: Context) -> None:
+    if context.distributed:
+        dist.barrier()
+
+
+def cleanup(context: Context) -> None:
+    if context.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,551 @@
+"""MSERTrainer: trains any registered model on any featurizer from one YAML config."""
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from mser import checkpoint, distributed
+from mser.config import format_config, load_config
+from mser.data.dataset import AudioDataset, collate, worker_init
+from mser.data.lists import ListItem, read_data_list, read_label_list
+from mser.errors import CheckpointError, ConfigError
+from mser.factory import featurizer_from_config, load_matching_weights, model_from_config
+from mser.metrics import compute_metrics, confusion_matrix_figure, format_report, plot_confusion_matrix
+from mser.optim import build_optimizer, build_scheduler, class_weights, trainable_parameters
+
+BEST_METRICS = ("unweighted_accuracy", "accuracy", "macro_f1")
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0                 # epochs completed
+    step: int = 0                  # optimizer steps taken
+    best_score: float = -math.inf
+    best_epoch: int = 0
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    accuracy: float
+    clips: int
+    skipped: int
+    seconds: float
+
+
+class MSERTrainer:
+    """Train, validate, save and evaluate.
+
+    >>> trainer = MSERTrainer(configs="configs/ecapa_tdnn.yml", use_gpu=False)
+    >>> trainer.train(save_model_path="models/")
+    >>> metrics = trainer.evaluate(resume_model="models/EcapaTdnn_Fbank/best_model")
+    """
+
+    def __init__(self, configs, use_gpu: bool = True, overwrites: Optional[str] = None,
+                 data_augment_configs: Optional[str] = None):
+        self.config = load_config(configs, overwrites) if not isinstance(configs, dict) else configs
+        self.context = distributed.setup(use_gpu)
+        self.device = self.context.device
+        train_conf = self.config["train_conf"]
+        if train_conf["best_metric"] not in BEST_METRICS:
+            raise ConfigError(f"train_conf.best_metric must be one of {', '.join(BEST_METRICS)}, "
+                              f"got {train_conf['best_metric']!r}")
+        seed_everything(train_conf["seed"] + self.context.rank)
+        self.labels = read_label_list(self.config["dataset_conf"]["label_list_path"])
+        self.featurizer = featurizer_from_config(self.config).to(self.device)
+        self.augment_config = load_augment(data_augment_configs)
+        self.model: Optional[nn.Module] = None
+        self.state = TrainState()
+        self.seen_bad_clips = set()
+
+    # ----------------------------------------------------------------- set-up
+
+    @property
+    def model_name(self) -> str:
+        return f"{self.config['model_conf']['model']}_{self.config['preprocess_conf']['feature_method']}"
+
+    def log(self, message: str) -> None:
+        if self.context.is_main:
+            tqdm.write(message)
+
+    def build_model(self) -> nn.Module:
+        self.model = model_from_config(self.config, self.featurizer.feature_dim, len(self.labels))
+        return self.model.to(self.device)
+
+    def dataset(self, items: Sequence[ListItem], train: bool) -> AudioDataset:
+        dataset_conf = self.config["dataset_conf"]
+        clip = dataset_conf["dataset"]
+        augmenter = None
+        if train and self.augment_config is not None:
+            from mser.data.augment import WaveformAugmenter
+            augmenter = WaveformAugmenter(self.augment_config, clip["sample_rate"],
+                                          self.config["train_conf"]["seed"])
+        return AudioDataset(
+            items, sample_rate=clip["sample_rate"], min_duration=clip["min_duration"],
+            max_duration=clip["max_duration"] if train else dataset_conf["eval_conf"]["max_duration"],
+            train=train, use_db_normalization=clip["use_dB_normalization"], target_db=clip["target_dB"],
+            augmenter=augmenter, seed=self.config["train_conf"]["seed"])
+
+    def loader(self, dataset: AudioDataset, train: bool, epoch: int = 0) -> DataLoader:
+        dataset_conf = self.config["dataset_conf"]
+        loader_conf = dataset_conf["dataLoader"]
+        batch_size = loader_conf["batch_size"] if train else dataset_conf["eval_conf"]["batch_size"]
+        sampler, generator = None, None
+        if train and self.context.distributed:
+            sampler = DistributedSampler(dataset, num_replicas=self.context.world_size,
+                                         rank=self.context.rank, shuffle=True,
+                                         seed=self.config["train_conf"]["seed"])
+            sampler.set_epoch(epoch)
+        elif train:
+            generator = torch.Generator().manual_seed(self.config["train_conf"]["seed"] + epoch)
+        dataset.set_epoch(epoch)
+        workers = loader_conf["num_workers"]
+        return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
+                          sampler=sampler, generator=generator, collate_fn=collate,
+                          num_workers=workers, worker_init_fn=worker_init if workers else None,
+                          drop_last=train and loader_conf["drop_last"],
+                          pin_memory=self.device.type == "cuda")
+
+    def read_lists(self):
+        """(train, validation, test) items; validation is never taken from the test list."""
+        dataset_conf = self.config["dataset_conf"]
+        num_class = len(self.labels)
+        train_items = read_data_list(dataset_conf["train_list"], num_class)
+        test_items = read_data_list(dataset_conf["test_list"], num_class)
+        if dataset_conf["val_list"]:
+            val_items = read_data_list(dataset_conf["val_list"], num_class)
+        else:
+            train_items, val_items = split_validation(train_items, dataset_conf["val_fraction"],
+                                                      self.config["train_conf"]["seed"])
+        return train_items, val_items, test_items
+
+    # ----------------------------------------------------------------- training
+
+    def train(self, save_model_path: str = "models/", log_dir: str = "log/",
+              resume_model: Optional[str] = None, pretrained_model: Optional[str] = None) -> Dict[str, Any]:
+        """Train for `train_conf.max_epoch` epochs; returns the best validation metrics and the
+        test metrics of the best model."""
+        train_items, val_items, test_items = self.read_lists()
+        self.log(f"{len(train_items)} training, {len(val_items)} validation, {len(test_items)} test clips; "
+                 f"{len(self.labels)} labels: {', '.join(self.labels)}")
+        self.log(format_config(self.config))
+        model = self.build_model()
+        self.print_summary(model)
+        train_conf = self.config["train_conf"]
+        steps_per_epoch = self.steps_per_epoch(len(train_items))
+        optimizer = build_optimizer(trainable_parameters(model), self.config["optimizer_conf"])
+        scheduler, scheduler_unit = build_scheduler(optimizer, self.config["optimizer_conf"],
+                                                    steps_per_epoch, train_conf["max_epoch"])
+        amp = Amp(train_conf, self.device)
+        self.model_dir = os.path.join(save_model_path, self.model_name)
+        if resume_model:
+            self.resume(resume_model, optimizer, scheduler, amp)
+        elif pretrained_model:
+            self.load_pretrained(pretrained_model)
+        train_model = self.wrap_for_training(model)
+        criterion = self.criterion(train_items)
+        writer = self.log_writer(log_dir)
+        self.spec_augment = self.build_spec_augment()
+        train_dataset = self.dataset(train_items, train=True)
+        try:
+            for epoch in range(self.state.epoch + 1, train_conf["max_epoch"] + 1):
+                stats = self.train_epoch(epoch, train_model, train_dataset, criterion, optimizer,
+                                         scheduler if scheduler_unit == "step" else None, amp, writer)
+                val_metrics = self.end_of_epoch(epoch, stats, val_items, test_items, criterion, optimizer,
+                                                scheduler, scheduler_unit, amp, writer)
+        except KeyboardInterrupt:
+            self.save_on_interrupt(optimizer, scheduler, amp)
+            raise
+        finally:
+            if writer is not None:
+                writer.close()
+        distributed.barrier(self.context)
+        result = self.final_test(test_items) if self.context.is_main else {}
+        distributed.cleanup(self.context)
+        return result
+
+    def steps_per_epoch(self, num_train: int) -> int:
+        batch_size = self.config["dataset_conf"]["dataLoader"]["batch_size"]
+        per_rank = math.ceil(num_train / self.context.world_size)
+        if self.config["dataset_conf"]["dataLoader"]["drop_last"]:
+            return max(1, per_rank // batch_size)
+        return max(1, math.ceil(per_rank / batch_size))
+
+    def wrap_for_training(self, model: nn.Module) -> nn.Module:
+        wrapped = model
+        if self.config["train_conf"]["use_compile"]:
+            wrapped = torch.compile(wrapped)
+        if self.context.distributed:
+            device_ids = [self.context.local_rank] if self.device.type == "cuda" else None
+            wrapped = nn.parallel.DistributedDataParallel(wrapped, device_ids=device_ids)
+        return wrapped
+
+    def criterion(self, train_items: Sequence[ListItem]) -> nn.Module:
+        weights = None
+        if self.config["train_conf"]["class_weights"]:
+            weights = class_weights([label for _, label in train_items], len(self.labels)).to(self.device)
+            self.log("class weights: " + ", ".join(f"{n} {w:.2f}" for n, w in zip(self.labels, weights)))
+        return nn.CrossEntropyLoss(weight=weights, label_smoothing=self.config["train_conf"]["label_smoothing"])
+
+    def build_spec_augment(self) -> Optional[nn.Module]:
+        if self.augment_config is None:
+            return None
+        from mser.data.augment import build_spec_augment
+        module = build_spec_augment(self.augment_config)
+        return module.to(self.device) if module is not None else None
+
+    def features(self, batch) -> tuple:
+        waveforms = batch.waveforms.to(self.device, non_blocking=True)
+        lengths = batch.lengths.to(self.device, non_blocking=True)
+        with torch.no_grad():
+            return self.featurizer(waveforms, lengths)
+
+    def train_epoch(self, epoch: int, model: nn.Module, dataset: AudioDataset, criterion: nn.Module,
+                    optimizer, step_scheduler, amp: "Amp", writer) -> EpochStats:
+        model.train()
+        loader = self.loader(dataset, train=True, epoch=epoch)
+        log_interval = max(1, self.config["train_conf"]["log_interval"])
+        loss_sum, correct, clips, skipped = 0.0, 0, 0, 0
+        started = time.time()
+        progress = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not self.context.is_main,
+                        dynamic_ncols=True)
+        for batch in progress:
+            skipped += self.note_skipped(batch.skipped)
+            if len(batch) == 0:
+                continue
+            features, frame_lengths = self.features(batch)
+            if self.spec_augment is not None:
+                features = self.spec_augment(features, frame_lengths)
+            labels = batch.labels.to(self.device, non_blocking=True)
+            loss, logits = self.train_step(model, features, frame_lengths, labels, criterion, optimizer, amp)
+            if step_scheduler is not None:
+                step_scheduler.step()
+            self.state.step += 1
+            loss_sum += loss * len(batch)
+            correct += int((logits.argmax(dim=1) == labels).sum())
+            clips += len(batch)
+            if self.state.step % log_interval == 0:
+                progress.set_postfix(loss=f"{loss_sum / clips:.4f}", acc=f"{correct / clips:.3f}",
+                                     lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                if writer is not None:
+                    writer.add_scalar("Train/lr", optimizer.param_groups[0]["lr"], self.state.step)
+        loss_sum, correct, clips, skipped = distributed.sum_across_ranks(
+            [loss_sum, correct, clips, skipped], self.context)
+        return EpochStats(loss=loss_sum / max(clips, 1), accuracy=correct / max(clips, 1), clips=int(clips),
+                          skipped=int(skipped), seconds=time.time() - started)
+
+    def train_step(self, model, features, frame_lengths, labels, criterion, optimizer, amp: "Amp"):
+        with amp.autocast():
+            logits = model(features, frame_lengths)
+            loss = criterion(logits.float(), labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {self.state.step}; "
+                                     f"lower optimizer_conf.optimizer_args.lr or enable grad_clip")
+        optimizer.zero_grad(set_to_none=True)
+        amp.backward(loss)
+        clip = self.config["optimizer_conf"]["grad_clip"]
+        amp.unscale(optimizer)
+        if clip and clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        amp.step(optimizer)
+        return float(loss.detach()), logits.detach()
+
+    def note_skipped(self, skipped) -> int:
+        for path, reason in skipped:
+            if path not in self.seen_bad_clips:
+                self.seen_bad_clips.add(path)
+                tqdm.write(f"skipping {path}: {reason}")
+        return len(skipped)
+
+    def end_of_epoch(self, epoch, stats: EpochStats, val_items, test_items, criterion, optimizer,
+                     scheduler, scheduler_unit, amp, writer) -> Optional[Dict[str, Any]]:
+        self.state.epoch = epoch
+        val_metrics = None
+        if self.context.is_main:
+            val_metrics = self.evaluate_items(val_items, criterion)
+            lr = optimizer.param_groups[0]["lr"]
+            self.log(f"epoch {epoch}/{self.config['train_conf']['max_epoch']} | loss {stats.loss:.4f} "
+                     f"acc {stats.accuracy:.4f} | val loss {val_metrics['loss']:.4f} "
+                     f"acc {val_metrics['accuracy']:.4f} UA {val_metrics['unweighted_accuracy']:.4f} "
+                     f"F1 {val_metrics['macro_f1']:.4f} | lr {lr:.2e} | "
+                     f"{stats.clips / max(stats.seconds, 1e-9):.1f} clips/s, {stats.seconds:.1f} s"
+                     + (f" | {stats.skipped} clips skipped" if stats.skipped else ""))
+            if writer is not None:
+                self.write_scalars(writer, epoch, stats, val_metrics, test_items, criterion)
+        score = self.broadcast_score(val_metrics)
+        if scheduler is not None and scheduler_unit == "epoch":
+            scheduler.step()
+        elif scheduler is not None and scheduler_unit == "metric":
+            scheduler.step(score)
+        if self.context.is_main:
+            self.save_epoch(epoch, score, val_metrics, optimizer, scheduler, amp)
+        distributed.barrier(self.context)
+        return val_metrics
+
+    def broadcast_score(self, val_metrics) -> float:
+        local = val_metrics[self.config["train_conf"]["best_metric"]] if val_metrics else 0.0
+        return distributed.sum_across_ranks([local], self.context)[0]
+
+    def write_scalars(self, writer, epoch, stats: EpochStats, val_metrics, test_items, criterion) -> None:
+        writer.add_scalar("Train/Loss", stats.loss, epoch)
+        writer.add_scalar("Train/Accuracy", stats.accuracy, epoch)
+        for split, metrics in (("Val", val_metrics), ("Test", self.evaluate_items(test_items, criterion))):
+            writer.add_scalar(f"{split}/Loss", metrics["loss"], epoch)
+            writer.add_scalar(f"{split}/Accuracy", metrics["accuracy"], epoch)
+            writer.add_scalar(f"{split}/UA", metrics["unweighted_accuracy"], epoch)
+            writer.add_scalar(f"{split}/MacroF1", metrics["macro_f1"], epoch)
+        figure = confusion_matrix_figure(val_metrics["confusion_matrix"], self.labels, f"validation, epoch {epoch}")
+        writer.add_image("Val/ConfusionMatrix", figure_to_array(figure), epoch)
+
+    # ----------------------------------------------------------------- checkpoints
+
+    def checkpoint_state(self, metrics: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        summary = {k: metrics[k] for k in ("loss", "accuracy", "unweighted_accuracy", "macro_f1")} if metrics else {}
+        return {**asdict(self.state), "best_metric": self.config["train_conf"]["best_metric"],
+                "val": summary, "model": self.config["model_conf"]["model"],
+                "feature_method": self.config["preprocess_conf"]["feature_method"],
+                "num_class": len(self.labels), "mser_version": mser_version()}
+
+    def save(self, name: str, metrics, optimizer=None, scheduler=None, amp: "Amp" = None) -> str:
+        training_state = None
+        if optimizer is not None:
+            training_state = {"optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                              "scaler": amp.state_dict() if amp is not None else {},
+                              "torch_rng": torch.get_rng_state()}
+        return checkpoint.save_checkpoint(
+            os.path.join(self.model_dir, name), self.model.state_dict(), self.checkpoint_state(metrics),
+            self.config, self.labels, training_state=training_state,
+            featurizer_state=self.featurizer.state_dict() if self.featurizer.clip_level else None)
+
+    def save_epoch(self, epoch: int, score: float, val_metrics, optimizer, scheduler, amp) -> None:
+        improved = score > self.state.best_score
+        if improved:
+            self.state.best_score, self.state.best_epoch = score, epoch
+        self.save(f"epoch_{epoch}", val_metrics, optimizer, scheduler, amp)
+        self.save("last_model", val_metrics, optimizer, scheduler, amp)
+        if improved:
+            self.save("best_model", val_metrics, optimizer, scheduler, amp)
+            self.log(f"best model so far (val {self.config['train_conf']['best_metric']} {score:.4f}) "
+                     f"saved to {os.path.join(self.model_dir, 'best_model')}")
+        checkpoint.prune_epochs(self.model_dir, self.config["train_conf"]["keep_last_epochs"])
+
+    def save_on_interrupt(self, optimizer, scheduler, amp) -> None:
+        if self.context.is_main and self.model is not None:
+            path = self.save("last_model", None, optimizer, scheduler, amp)
+            self.log(f"interrupted: saved {path} after {self.state.epoch} complete epochs; "
+                     f"continue with --resume_model {path}")
+
+    def resume(self, directory: str, optimizer, scheduler, amp: "Amp") -> None:
+        """Continue exactly where a checkpoint left off: weights, optimizer, schedule, epoch, best."""
+        state = checkpoint.load_state(directory)
+        self.check_compatible(directory)
+        load_matching_weights(self.model, checkpoint.load_weights(directory, self.device), directory)
+        training = checkpoint.load_training_state(directory, self.device)
+        optimizer.load_state_dict(training["optimizer"])
+        if scheduler is not None and training.get("scheduler"):
+            scheduler.load_state_dict(training["scheduler"])
+        if training.get("scaler"):
+            amp.load_state_dict(training["scaler"])
+        if "torch_rng" in training:
+            torch.set_rng_state(training["torch_rng"].cpu())
+        self.state = TrainState(epoch=state["epoch"], step=state.get("step", 0),
+                                best_score=state.get("best_score", -math.inf),
+                                best_epoch=state.get("best_epoch", 0))
+        self.log(f"resumed from {directory}: {self.state.epoch} epochs done, step {self.state.step}, "
+                 f"best val score {self.state.best_score:.4f} at epoch {self.state.best_epoch}")
+
+    def check_compatible(self, directory: str) -> None:
+        stored_config, stored_labels = checkpoint.load_config_and_labels(directory)
+        if stored_labels != self.labels:
+            raise CheckpointError(f"checkpoint {directory} was trained on labels {', '.join(stored_labels)}, "
+                                  f"but the label list has {', '.join(self.labels)}")
+        for section, key in (("preprocess_conf", "feature_method"), ("model_conf", "model")):
+            if stored_config[section][key] != self.config[section][key]:
+                raise CheckpointError(f"checkpoint {directory} has {section}.{key}="
+                                      f"{stored_config[section][key]}, the config {self.config[section][key]}")
+
+    def load_pretrained(self, directory: str) -> None:
+        """Load every weight whose name and shape match; report what was skipped."""
+        weights = checkpoint.load_weights(directory, self.device)
+        own = self.model.state_dict()
+        matching = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+        skipped = sorted(set(weights) - set(matching))
+        missing = sorted(set(own) - set(matching))
+        self.model.load_state_dict(matching, strict=False)
+        self.log(f"loaded {len(matching)} tensors from {directory}; skipped {len(skipped)} that do not fit"
+                 + (f" ({', '.join(skipped[:5])}{' …' if len(skipped) > 5 else ''})" if skipped else "")
+                 + (f"; {len(missing)} left at their initial values" if missing else ""))
+
+    # ----------------------------------------------------------------- evaluation
+
+    @torch.inference_mode()
+    def predict_items(self, items: Sequence[ListItem], model: Optional[nn.Module] = None):
+        """(true labels, predicted labels, summed loss inputs) over a list, in eval mode."""
+        model = model or self.model
+        was_training = model.training
+        model.eval()
+        dataset = self.dataset(items, train=False)
+        y_true, logits_all = [], []
+        for batch in tqdm(self.loader(dataset, train=False), desc="evaluating", leave=False,
+                          disable=not self.context.is_main, dynamic_ncols=True):
+            self.note_skipped(batch.skipped)
+            if len(batch) == 0:
+                continue
+            features, frame_lengths = self.features(batch)
+            logits_all.append(model(features, frame_lengths).float().cpu())
+            y_true.append(batch.labels)
+        model.train(was_training)
+        if not logits_all:
+            return torch.empty(0, dtype=torch.long), torch.empty(0, len(self.labels))
+        return torch.cat(y_true), torch.cat(logits_all)
+
+    def evaluate_items(self, items: Sequence[ListItem], criterion: Optional[nn.Module] = None) -> Dict[str, Any]:
+        y_true, logits = self.predict_items(items)
+        metrics = compute_metrics(y_true.tolist(), logits.argmax(dim=1).tolist(), self.labels)
+        loss_fn = criterion or nn.CrossEntropyLoss()
+        metrics["loss"] = float(loss_fn(logits.to(self.device), y_true.to(self.device))) if len(y_true) else 0.0
+        return metrics
+
+    def final_test(self, test_items: Sequence[ListItem]) -> Dict[str, Any]:
+        best_dir = os.path.join(self.model_dir, "best_model")
+        load_matching_weights(self.model, checkpoint.load_weights(best_dir, self.device), best_dir)
+        test_metrics = self.evaluate_items(test_items)
+        self.log(f"test set, best model (epoch {self.state.best_epoch}):\n{format_report(test_metrics)}")
+        return {"best_epoch": self.state.best_epoch, "best_val_score": self.state.best_score,
+                "test": test_metrics}
+
+    def evaluate(self, resume_model: Optional[str] = None, list_path: Optional[str] = None,
+                 output_dir: Optional[str] = None) -> Dict[str, Any]:
+        """Evaluate a checkpoint (or the current model) on the test list (or `list_path`).
+        Writes metrics.json and confusion_matrix.png into `output_dir` when given."""
+        if self.model is None:
+            self.build_model()
+        if resume_model:
+            self.check_compatible(resume_model)
+            load_matching_weights(self.model, checkpoint.load_weights(resume_model, self.device), resume_model)
+            featurizer_state = checkpoint.load_featurizer_state(resume_model, self.device)
+            if featurizer_state:
+                self.featurizer.load_state_dict(featurizer_state)
+        items = read_data_list(list_path or self.config["dataset_conf"]["test_list"], len(self.labels))
+        metrics = self.evaluate_items(items)
+        if output_dir:
+            write_evaluation(metrics, self.labels, output_dir)
+        return metrics
+
+    def print_summary(self, model: nn.Module) -> None:
+        if not self.context.is_main:
+            return
+        import torchinfo
+        seconds = self.config["dataset_conf"]["dataset"]["max_duration"]
+        samples = int(seconds * self.config["dataset_conf"]["dataset"]["sample_rate"])
+        with torch.no_grad():
+            features, _ = self.featurizer(torch.zeros(1, samples, device=self.device))
+        self.log(str(torchinfo.summary(model, input_data=[features], verbose=0, depth=2, device=self.device)))
+
+    def log_writer(self, log_dir: str):
+        if not self.context.is_main or not log_dir:
+            return None
+        from visualdl import LogWriter
+        return LogWriter(logdir=os.path.join(log_dir, self.model_name))
+
+
+class Amp:
+    """Mixed precision: float16 with a GradScaler on CUDA, bfloat16 autocast on CPU or CUDA."""
+
+    def __init__(self, train_conf: Dict[str, Any], device: torch.device):
+        dtypes = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+        if train_conf["amp_dtype"] not in dtypes:
+            raise ConfigError(f"train_conf.amp_dtype must be bfloat16 or float16, got {train_conf['amp_dtype']!r}")
+        self.enabled = bool(train_conf["enable_amp"])
+        self.device_type = device.type
+        self.dtype = dtypes[train_conf["amp_dtype"]]
+        if self.enabled and device.type == "cpu" and self.dtype == torch.float16:
+            raise ConfigError("train_conf.amp_dtype float16 needs a GPU; use bfloat16 on the CPU")
+        use_scaler = self.enabled and device.type == "cuda" and self.dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+
+    def autocast(self):
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype, enabled=self.enabled)
+
+    def backward(self, loss):
+        self.scaler.scale(loss).backward()
+
+    def unscale(self, optimizer):
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer):
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def state_dict(self):
+        return self.scaler.state_dict() if self.scaler.is_enabled() else {}
+
+    def load_state_dict(self, state):
+        if self.scaler.is_enabled() and state:
+            self.scaler.load_state_dict(state)
+
+
+def split_validation(items: List[ListItem], fraction: float, seed: int):
+    """Hold out a seeded, label-stratified `fraction` of the training items for model selection."""
+    if fraction <= 0:
+        raise ConfigError("dataset_conf.val_fraction must be > 0 when dataset_conf.val_list is empty")
+    rng = random.Random(seed)
+    by_label: Dict[int, List[ListItem]] = {}
+    for item in items:
+        by_label.setdefault(item[1], []).append(item)
+    train, val = [], []
+    for label in sorted(by_label):
+        group = by_label[label][:]
+        rng.shuffle(group)
+        count = max(1, round(len(group) * fraction)) if len(group) > 1 else 0
+        val.extend(group[:count])
+        train.extend(group[count:])
+    if not val:
+        raise ConfigError("the training list is too small to hold out a validation slice; "
+                          "give dataset_conf.val_list")
+    return train, val
+
+
+def load_augment(path: Optional[str]):
+    if not path:
+        return None
+    from mser.data.augment import load_augmentation_config
+    return load_augmentation_config(path)
+
+
+def write_evaluation(metrics: Dict[str, Any], labels: Sequence[str], output_dir: str) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2)
+    plot_confusion_matrix(metrics["confusion_matrix"], labels, os.path.join(output_dir, "confusion_matrix.png"),
+                          title=f"UA {metrics['unweighted_accuracy']:.3f}, accuracy {metrics['accuracy']:.3f}")
+
+
+def figure_to_array(figure) -> np.ndarray:
+    import matplotlib.pyplot as plt
+    figure.canvas.draw()
+    image = np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
+    plt.close(figure)
+    return image
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def mser_version() -> str:
+    from mser import __version__
+    return __version__

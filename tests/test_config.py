@@ -1,0 +1,92 @@
+import pytest
+
+from mser.config import DEFAULT_CONFIG, apply_overwrites, load_config, parse_overwrites
+from mser.errors import ConfigError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "config.yml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_when_no_file():
+    config = load_config(None)
+    assert config == DEFAULT_CONFIG
+    assert config is not DEFAULT_CONFIG
+
+
+def test_user_values_merge_over_defaults(tmp_path):
+    config = load_config(write(tmp_path, "train_conf:\n  max_epoch: 7\nmodel_conf:\n  model_args: {channels: 64}\n"))
+    assert config["train_conf"]["max_epoch"] == 7
+    assert config["train_conf"]["log_interval"] == DEFAULT_CONFIG["train_conf"]["log_interval"]
+    assert config["model_conf"]["model_args"] == {"channels": 64}
+
+
+def test_unknown_key_names_nearest(tmp_path):
+    with pytest.raises(ConfigError, match=r"train_conf\.max_epochs.*did you mean 'train_conf\.max_epoch'"):
+        load_config(write(tmp_path, "train_conf:\n  max_epochs: 7\n"))
+
+
+def test_unknown_section(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'trian_conf'.*train_conf"):
+        load_config(write(tmp_path, "trian_conf:\n  max_epoch: 7\n"))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train_conf:\n  max_epoch: ten\n", "must be a number"),
+    ("train_conf:\n  enable_amp: 1\n", "must be true or false"),
+    ("dataset_conf:\n  dataset: 5\n", "must be a section"),
+    ("model_conf:\n  model_args: [1, 2]\n", "mapping of arguments"),
+])
+def test_wrong_types(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_int_promoted_to_float(tmp_path):
+    config = load_config(write(tmp_path, "dataset_conf:\n  dataset:\n    max_duration: 3\n"))
+    assert isinstance(config["dataset_conf"]["dataset"]["max_duration"], float)
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(str(tmp_path / "missing.yml"))
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(write(tmp_path, "train_conf:\n  max_epoch: [1,\n"))
+    with pytest.raises(ConfigError, match="mapping of sections"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_yaml_is_parsed_safely(tmp_path):
+    with pytest.raises(ConfigError):
+        load_config(write(tmp_path, "train_conf: !!python/object/apply:os.system ['echo hi']\n"))
+
+
+def test_parse_overwrites_scalars():
+    parsed = parse_overwrites("a.b=1, c.d=text,e=true,f=null,g=1e-3,h=0.5,i=[1,2]")
+    assert parsed == {"a.b": 1, "c.d": "text", "e": True, "f": None, "g": 1e-3, "h": 0.5, "i": "[1,2]"}
+
+
+def test_parse_overwrites_never_evaluates():
+    assert parse_overwrites("a=__import__('os').system('x')") == {"a": "__import__('os').system('x')"}
+
+
+def test_apply_overwrites():
+    config = load_config(None, "train_conf.max_epoch=3,dataset_conf.dataLoader.batch_size=4,"
+                               "model_conf.model_args.channels=32,model_conf.model=BiLSTM")
+    assert config["train_conf"]["max_epoch"] == 3
+    assert config["dataset_conf"]["dataLoader"]["batch_size"] == 4
+    assert config["model_conf"]["model_args"]["channels"] == 32
+    assert config["model_conf"]["model"] == "BiLSTM"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train_conf.max_epoc=3", "did you mean 'train_conf.max_epoch'"),
+    ("train_conf.max_epoch=abc", "must be a number"),
+    ("nonsense", "must look like section.key=value"),
+    ("dataset_conf.dataset.sample_rate.x=1", "unknown config key"),
+])
+def test_bad_overwrites(text, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overwrites(load_config(None), text)
