@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from mser import checkpoint, distributed
 from mser.config import format_config, load_config
+from mser.data import feature_cache
 from mser.data.dataset import AudioDataset, collate, worker_init
 from mser.data.lists import ListItem, read_data_list, read_label_list
 from mser.errors import CheckpointError, ConfigError
@@ -64,6 +65,7 @@ class MSERTrainer:
         self.featurizer = featurizer_from_config(self.config).to(self.device)
         self.augment_config = load_augment(data_augment_configs)
         self.model: Optional[nn.Module] = None
+        self.caches: Optional[List[Dict[str, Any]]] = None
         self.state = TrainState()
         self.seen_bad_clips = set()
 
@@ -81,9 +83,34 @@ class MSERTrainer:
         self.model = model_from_config(self.config, self.featurizer.feature_dim, len(self.labels))
         return self.model.to(self.device)
 
-    def dataset(self, items: Sequence[ListItem], train: bool) -> AudioDataset:
+    @property
+    def uses_cache(self) -> bool:
+        """Clip-level features always come from the cache; others when the config asks."""
+        return self.featurizer.clip_level or self.config["dataset_conf"]["feature_cache"]["enable"]
+
+    def prepare_caches(self, rebuild: bool = False) -> List[Dict[str, Any]]:
+        dataset_conf = self.config["dataset_conf"]
+        num_class = len(self.labels)
+        other = [(path, read_data_list(path, num_class))
+                 for path in (dataset_conf["val_list"], dataset_conf["test_list"]) if path]
+        self.caches = feature_cache.prepare_caches(
+            self.config, self.featurizer, dataset_conf["train_list"],
+            read_data_list(dataset_conf["train_list"], num_class), other, device=self.device,
+            rebuild=rebuild, log=self.log)
+        return self.caches
+
+    def max_frames(self, seconds: float) -> Optional[int]:
+        if not hasattr(self.featurizer, "frame_lengths"):
+            return None
+        samples = int(seconds * self.config["dataset_conf"]["dataset"]["sample_rate"])
+        return int(self.featurizer.frame_lengths(torch.tensor([samples]))[0])
+
+    def dataset(self, items: Sequence[ListItem], train: bool):
         dataset_conf = self.config["dataset_conf"]
         clip = dataset_conf["dataset"]
+        if self.caches is not None:
+            return feature_cache.CachedFeatureDataset(items, self.caches, self.max_frames(clip["max_duration"]),
+                                                      train=train, seed=self.config["train_conf"]["seed"])
         augmenter = None
         if train and self.augment_config is not None:
             from mser.data.augment import WaveformAugmenter
@@ -95,7 +122,7 @@ class MSERTrainer:
             train=train, use_db_normalization=clip["use_dB_normalization"], target_db=clip["target_dB"],
             augmenter=augmenter, seed=self.config["train_conf"]["seed"])
 
-    def loader(self, dataset: AudioDataset, train: bool, epoch: int = 0) -> DataLoader:
+    def loader(self, dataset, train: bool, epoch: int = 0) -> DataLoader:
         dataset_conf = self.config["dataset_conf"]
         loader_conf = dataset_conf["dataLoader"]
         batch_size = loader_conf["batch_size"] if train else dataset_conf["eval_conf"]["batch_size"]
@@ -135,6 +162,8 @@ class MSERTrainer:
         """Train for `train_conf.max_epoch` epochs; returns the best validation metrics and the
         test metrics of the best model."""
         train_items, val_items, test_items = self.read_lists()
+        if self.uses_cache:
+            self.prepare_caches()
         self.log(f"{len(train_items)} training, {len(val_items)} validation, {len(test_items)} test clips; "
                  f"{len(self.labels)} labels: {', '.join(self.labels)}")
         self.log(format_config(self.config))
@@ -160,7 +189,7 @@ class MSERTrainer:
             for epoch in range(self.state.epoch + 1, train_conf["max_epoch"] + 1):
                 stats = self.train_epoch(epoch, train_model, train_dataset, criterion, optimizer,
                                          scheduler if scheduler_unit == "step" else None, amp, writer)
-                val_metrics = self.end_of_epoch(epoch, stats, val_items, test_items, criterion, optimizer,
+                self.end_of_epoch(epoch, stats, val_items, test_items, criterion, optimizer,
                                                 scheduler, scheduler_unit, amp, writer)
         except KeyboardInterrupt:
             self.save_on_interrupt(optimizer, scheduler, amp)
@@ -204,12 +233,15 @@ class MSERTrainer:
         return module.to(self.device) if module is not None else None
 
     def features(self, batch) -> tuple:
-        waveforms = batch.waveforms.to(self.device, non_blocking=True)
+        """(features (batch, frames, dim), frame_lengths) on the device, from audio or the cache."""
+        inputs = batch.inputs.to(self.device, non_blocking=True)
         lengths = batch.lengths.to(self.device, non_blocking=True)
+        if batch.is_features:
+            return inputs, lengths
         with torch.no_grad():
-            return self.featurizer(waveforms, lengths)
+            return self.featurizer(inputs, lengths)
 
-    def train_epoch(self, epoch: int, model: nn.Module, dataset: AudioDataset, criterion: nn.Module,
+    def train_epoch(self, epoch: int, model: nn.Module, dataset, criterion: nn.Module,
                     optimizer, step_scheduler, amp: "Amp", writer) -> EpochStats:
         model.train()
         loader = self.loader(dataset, train=True, epoch=epoch)
@@ -436,11 +468,20 @@ class MSERTrainer:
             featurizer_state = checkpoint.load_featurizer_state(resume_model, self.device)
             if featurizer_state:
                 self.featurizer.load_state_dict(featurizer_state)
-        items = read_data_list(list_path or self.config["dataset_conf"]["test_list"], len(self.labels))
+        list_path = list_path or self.config["dataset_conf"]["test_list"]
+        items = read_data_list(list_path, len(self.labels))
+        self.caches = self.eval_cache(list_path, items)
         metrics = self.evaluate_items(items)
         if output_dir:
             write_evaluation(metrics, self.labels, output_dir)
         return metrics
+
+    def eval_cache(self, list_path: str, items: Sequence[ListItem]) -> Optional[List[Dict[str, Any]]]:
+        """The list's cache when the config enables caching and one exists; else features from audio."""
+        path = feature_cache.cache_path(self.config, list_path)
+        if not self.config["dataset_conf"]["feature_cache"]["enable"] or not os.path.isfile(path):
+            return None
+        return [feature_cache.load_cache(path, feature_cache.fingerprint(self.config, items))]
 
     def print_summary(self, model: nn.Module) -> None:
         if not self.context.is_main:

@@ -64,38 +64,42 @@ class AudioDataset(Dataset):
 
 
 class Batch:
-    """Padded waveforms (batch, samples), their lengths (batch,), labels (batch,) and the
-    (path, reason) of every clip dropped from this batch."""
+    """A padded batch: `inputs` are waveforms (batch, samples) or, from a feature cache, features
+    (batch, frames, feature_dim); `lengths` (batch,) count samples or frames; `labels` (batch,);
+    `skipped` has the (path, reason) of every clip dropped from this batch."""
 
-    def __init__(self, waveforms: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
+    def __init__(self, inputs: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
                  paths: List[str], skipped: List[Tuple[str, str]]):
-        self.waveforms, self.lengths, self.labels = waveforms, lengths, labels
+        self.inputs, self.lengths, self.labels = inputs, lengths, labels
         self.paths, self.skipped = paths, skipped
+
+    @property
+    def is_features(self) -> bool:
+        return self.inputs.dim() == 3
 
     def __len__(self) -> int:
         return self.labels.shape[0]
 
     def pin_memory(self) -> "Batch":
-        self.waveforms, self.lengths, self.labels = (t.pin_memory() for t in
-                                                     (self.waveforms, self.lengths, self.labels))
+        self.inputs, self.lengths, self.labels = (t.pin_memory() for t in (self.inputs, self.lengths, self.labels))
         return self
 
 
-def pad_waveforms(waveforms: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad 1-D waveforms with zeros: (batch, longest) and lengths (batch,)."""
-    lengths = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
-    padded = torch.zeros(len(waveforms), int(lengths.max()) if len(waveforms) else 0)
-    for row, waveform in enumerate(waveforms):
-        padded[row, :waveform.shape[0]] = waveform
-    return padded, lengths
+def pad_batch(tensors: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad along the first axis with zeros: (samples,) or (frames, dim) tensors ->
+    (batch, longest[, dim]) and lengths (batch,)."""
+    if not tensors:
+        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
+    lengths = torch.tensor([t.shape[0] for t in tensors], dtype=torch.long)
+    return torch.nn.utils.rnn.pad_sequence(list(tensors), batch_first=True), lengths
 
 
 def collate(samples: Sequence[Sample]) -> Batch:
     usable = [s for s in samples if s[0] is not None]
-    skipped = [(path, reason) for waveform, _, path, reason in samples if waveform is None]
-    waveforms, lengths = pad_waveforms([s[0] for s in usable])
+    skipped = [(path, reason) for tensor, _, path, reason in samples if tensor is None]
+    inputs, lengths = pad_batch([s[0] for s in usable])
     labels = torch.tensor([s[1] for s in usable], dtype=torch.long)
-    return Batch(waveforms, lengths, labels, [s[2] for s in usable], skipped)
+    return Batch(inputs, lengths, labels, [s[2] for s in usable], skipped)
 
 
 def worker_init(worker_id: int) -> None:

@@ -1,0 +1,161 @@
+"""Features computed once by extract_features.py and read back by training and evaluation.
+
+One file per data list: `<cache_dir>/<Feature>_<list name>.pt`, a torch file of plain tensors and
+strings (loaded with weights_only=True) holding each clip's features `(frames, feature_dim)` by
+path, and a fingerprint of everything that shaped them: featurizer and its arguments, sample
+rate, dB normalisation, the clip length limit and the list's contents. A cache whose fingerprint
+differs from the current config is stale and refused with a clear error.
+"""
+import hashlib
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from mser.audio import load_audio
+from mser.data.dataset import Sample, pad_batch
+from mser.data.lists import ListItem
+from mser.errors import AudioError, DataError
+from mser.features.base import Featurizer
+
+
+def cache_path(config: Dict[str, Any], list_path: str) -> str:
+    cache = config["dataset_conf"]["feature_cache"]
+    name = os.path.splitext(os.path.basename(list_path))[0]
+    return os.path.join(cache["cache_dir"], f"{config['preprocess_conf']['feature_method']}_{name}.pt")
+
+
+def scaler_path(config: Dict[str, Any]) -> str:
+    """Where a clip-level featurizer's scaler is kept: beside the label list."""
+    list_dir = os.path.dirname(os.path.abspath(config["dataset_conf"]["label_list_path"]))
+    return os.path.join(list_dir, f"{config['preprocess_conf']['feature_method']}_scaler.json")
+
+
+def fingerprint(config: Dict[str, Any], items: Sequence[ListItem]) -> Dict[str, str]:
+    clip = config["dataset_conf"]["dataset"]
+    setup = {"feature_method": config["preprocess_conf"]["feature_method"],
+             "method_args": config["preprocess_conf"]["method_args"],
+             "sample_rate": clip["sample_rate"], "use_dB_normalization": clip["use_dB_normalization"],
+             "target_dB": clip["target_dB"], "max_duration": config["dataset_conf"]["eval_conf"]["max_duration"],
+             "float16": config["dataset_conf"]["feature_cache"]["float16"]}
+    listing = hashlib.sha256("".join(f"{p}\t{label}\n" for p, label in items).encode()).hexdigest()
+    return {"setup": json.dumps(setup, sort_keys=True, default=str), "items": listing}
+
+
+def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: Dict[str, Any],
+                     batch_size: int = 16, device="cpu", desc: str = "extracting") -> Dict[str, Any]:
+    """Features of every usable clip (the first eval_conf.max_duration seconds) and the skipped ones."""
+    clip = config["dataset_conf"]["dataset"]
+    max_samples = int(config["dataset_conf"]["eval_conf"]["max_duration"] * clip["sample_rate"])
+    features, skipped = {}, {}
+    for start in tqdm(range(0, len(items), batch_size), desc=desc, leave=False, dynamic_ncols=True):
+        paths, waveforms = [], []
+        for path, _ in items[start:start + batch_size]:
+            try:
+                samples = load_audio(path, clip["sample_rate"], min_duration=clip["min_duration"],
+                                     use_db_normalization=clip["use_dB_normalization"], target_db=clip["target_dB"])
+            except AudioError as e:
+                skipped[path] = str(e)
+                continue
+            paths.append(path)
+            waveforms.append(torch.from_numpy(samples[:max_samples]))
+        if not waveforms:
+            continue
+        padded, lengths = pad_batch(waveforms)
+        with torch.inference_mode():
+            batch, frame_lengths = featurizer(padded.to(device), lengths.to(device))
+        for path, row, frames in zip(paths, batch.cpu(), frame_lengths.cpu().tolist()):
+            features[path] = row[:frames].clone()
+    return {"features": features, "skipped": skipped}
+
+
+def save_cache(path: str, computed: Dict[str, Any], stamp: Dict[str, str], float16: bool) -> None:
+    features = {p: (f.half() if float16 else f.float()) for p, f in computed["features"].items()}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    partial = path + ".partial"
+    torch.save({"fingerprint": stamp, "features": features, "skipped": computed["skipped"]}, partial)
+    os.replace(partial, path)
+
+
+def load_cache(path: str, stamp: Dict[str, str]) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise DataError(f"feature cache {path} not found: run extract_features.py with this config")
+    cache = torch.load(path, map_location="cpu", weights_only=True)
+    if cache.get("fingerprint") != stamp:
+        differs = "the data list" if cache.get("fingerprint", {}).get("setup") == stamp["setup"] else \
+            "the featurizer settings"
+        raise DataError(f"feature cache {path} is stale ({differs} changed since it was made): "
+                        f"run extract_features.py again")
+    return cache
+
+
+class CachedFeatureDataset(Dataset):
+    """Serves cached features; training crops a random window of `max_frames` frames."""
+
+    def __init__(self, items: Sequence[ListItem], caches: List[Dict[str, Any]], max_frames: Optional[int],
+                 train: bool, seed: int = 0):
+        self.items = list(items)
+        self.features, self.skipped = {}, {}
+        for cache in caches:
+            self.features.update(cache["features"])
+            self.skipped.update(cache["skipped"])
+        self.max_frames, self.train, self.seed, self.epoch = max_frames, train, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Sample:
+        path, label = self.items[index]
+        if path not in self.features:
+            return None, label, path, self.skipped.get(path, "not in the feature cache")
+        features = self.features[path].float()
+        if self.train and self.max_frames and features.shape[0] > self.max_frames:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            start = int(rng.integers(0, features.shape[0] - self.max_frames + 1))
+            features = features[start:start + self.max_frames]
+        return features, label, path, ""
+
+
+def prepare_caches(config: Dict[str, Any], featurizer: Featurizer, train_list: str,
+                   train_items: Sequence[ListItem], other_lists: Sequence[tuple], device="cpu",
+                   rebuild: bool = False, log=print) -> List[Dict[str, Any]]:
+    """Load the caches of the training list and of `other_lists` [(path, items)], building the
+    missing ones (all of them with `rebuild`). A clip-level featurizer's scaler is fitted on the
+    training list only, saved beside the lists, and loaded into `featurizer`."""
+    float16 = config["dataset_conf"]["feature_cache"]["float16"]
+    if featurizer.clip_level:
+        rebuild = prepare_scaler(config, featurizer, train_list, train_items, device, rebuild, log)
+    caches = []
+    for list_path, items in [(train_list, train_items), *other_lists]:
+        path, stamp = cache_path(config, list_path), fingerprint(config, items)
+        if rebuild or not os.path.isfile(path):
+            computed = compute_features(featurizer, items, config, device=device,
+                                        desc=f"features of {os.path.basename(list_path)}")
+            save_cache(path, computed, stamp, float16)
+            log(f"cached features of {len(computed['features'])} clips from {list_path} in {path}"
+                + (f" ({len(computed['skipped'])} unusable clips skipped)" if computed["skipped"] else ""))
+        caches.append(load_cache(path, stamp))
+    return caches
+
+
+def prepare_scaler(config, featurizer, train_list, train_items, device, rebuild: bool, log) -> bool:
+    """Load the scaler, or fit it on the training list; returns whether the caches must be rebuilt."""
+    path = scaler_path(config)
+    if os.path.isfile(path) and not rebuild:
+        featurizer.load_scaler(path)
+        return False
+    featurizer.reset_scaler()
+    raw = compute_features(featurizer, train_items, config, device=device, desc="fitting the scaler")
+    if not raw["features"]:
+        raise DataError(f"no usable clip in {train_list} to fit the {type(featurizer).__name__} scaler on")
+    featurizer.fit_scaler(torch.cat(list(raw["features"].values())).numpy())
+    featurizer.save_scaler(path)
+    log(f"fitted the {type(featurizer).__name__} scaler on {len(raw['features'])} training clips: {path}")
+    return True

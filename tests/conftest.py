@@ -1,0 +1,57 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+def run_script(script: str, *args: str, cwd=REPO, timeout: int = 600, env=None) -> subprocess.CompletedProcess:
+    """Run one of the root scripts the way a user does; returns the finished process."""
+    command = [PYTHON, str(REPO / script), *map(str, args)]
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str = "") -> None:
+    """Exit code 2, a single `error: ...` line on stderr, and no traceback."""
+    assert result.returncode == 2, result.stderr + result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="session")
+def demo_lists(tmp_path_factory):
+    """Lists for a small, speaker-independent slice of the shipped demo corpus."""
+    list_dir = tmp_path_factory.mktemp("demo_lists")
+    result = run_script("create_data.py", "--dataset", "demo", "--list_dir", list_dir)
+    assert result.returncode == 0, result.stderr
+    for name, keep_every in (("train_list.txt", 6), ("test_list.txt", 4)):
+        lines = (list_dir / name).read_text().splitlines()
+        (list_dir / name).write_text("".join(f"{line}\n" for line in lines[::keep_every]))
+    return list_dir
+
+
+def tiny_overwrites(list_dir, **extra) -> str:
+    """--overwrites for a fast run: short clips, a small model, one epoch."""
+    values = {
+        "dataset_conf.train_list": list_dir / "train_list.txt",
+        "dataset_conf.test_list": list_dir / "test_list.txt",
+        "dataset_conf.label_list_path": list_dir / "label_list.txt",
+        "dataset_conf.dataset.max_duration": 1.5,
+        "dataset_conf.eval_conf.max_duration": 2.0,
+        "dataset_conf.dataLoader.batch_size": 16,
+        "dataset_conf.dataLoader.num_workers": 0,
+        "train_conf.max_epoch": 1,
+        "model_conf.model": "BiLSTM",
+        "model_conf.model_args.hidden_size": 32,
+        "preprocess_conf.feature_method": "Fbank",
+        "preprocess_conf.method_args.num_mel_bins": 40,
+    }
+    values.update(extra)
+    return ",".join(f"{key}={value}" for key, value in values.items())
