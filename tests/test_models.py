@@ -1,0 +1,216 @@
+"""Every registered model, with no per-model test code: shapes, gradients, padding, ONNX.
+
+Models run at reduced width (SMALL_ARGS) so the file stays fast on a CPU; a model missing from
+SMALL_ARGS runs with its defaults. Batch-norm statistics and affine parameters are randomised in
+the padding and export tests, so a BN shift leaking into padded frames cannot hide behind the
+identity that freshly initialised BN layers compute in eval mode.
+"""
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from mser.errors import ConfigError, MSERError
+from mser.models import build_model, list_models
+from mser.models.base import ClipTooShortError, ModelInputError
+from mser.models.pooling import POOLINGS, build_pooling
+
+SMALL_ARGS = {
+    "BiLSTM": dict(hidden_size=24, embd_dim=16),
+    "EcapaTdnn": dict(channels=32, mfa_channels=48, embd_dim=16, se_channels=8),
+    "CAMPPlus": dict(fcm_channels=4, init_channels=16, growth_rate=8, bn_size=2, embd_dim=16,
+                     block_layers=(2, 3, 2)),
+    "ResNetSE": dict(channels=4, layers=(1, 1, 1, 1), embd_dim=16),
+    "PANNS_CNN6": dict(channels=4, embd_dim=16),
+    "PANNS_CNN10": dict(channels=4, embd_dim=16),
+    "PANNS_CNN14": dict(channels=4, embd_dim=16),
+    "TDNN": dict(channels=32, stats_channels=48, embd_dim=16),
+}
+
+# parameters of the default configuration, as reported by the papers (input 80, classes as given)
+PAPER_PARAMS = {
+    "EcapaTdnn": (dict(num_class=6), 6.2e6),
+    "CAMPPlus": (dict(num_class=6), 7.2e6),
+    "PANNS_CNN6": (dict(num_class=527), 4.8e6),
+    "PANNS_CNN10": (dict(num_class=527), 5.2e6),
+    "PANNS_CNN14": (dict(num_class=527), 80.8e6),
+}
+
+MODELS = list_models()
+
+
+def small_model(name: str, input_size: int = 80, num_class: int = 5, **extra) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(name, input_size=input_size, num_class=num_class, **{**SMALL_ARGS.get(name, {}), **extra})
+
+
+def randomise_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            size = module.running_mean.shape
+            module.running_mean.copy_(0.3 * torch.randn(size, generator=generator))
+            module.running_var.copy_(0.5 + torch.rand(size, generator=generator))
+            if module.affine:
+                module.weight.data.copy_(0.5 + torch.rand(size, generator=generator))
+                module.bias.data.copy_(0.3 * torch.randn(size, generator=generator))
+    return model
+
+
+def padded_batch(lengths, frames: int, input_size: int = 80):
+    """Random features with frames past each length zeroed, as the featurizers deliver them."""
+    generator = torch.Generator().manual_seed(2)
+    features = torch.randn(len(lengths), frames, input_size, generator=generator)
+    lengths = torch.tensor(lengths)
+    features[torch.arange(frames)[None, :] >= lengths[:, None]] = 0.0
+    return features, lengths
+
+
+def frames_for(model, wanted: int) -> int:
+    return max(wanted, model.min_frames)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_shape_batch_of_one_and_num_class(name):
+    for num_class in (2, 7):
+        model = small_model(name, num_class=num_class).eval()
+        frames = frames_for(model, 60)
+        with torch.no_grad():
+            assert model(torch.randn(3, frames, 80)).shape == (3, num_class)
+            assert model(torch.randn(1, frames, 80)).shape == (1, num_class)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_backward_gives_finite_gradients_to_every_parameter(name):
+    model = small_model(name).train()
+    features, lengths = padded_batch([70, 45, 33], 70)
+    logits = model(features, lengths)
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 3, 4])).backward()
+    for param_name, param in model.named_parameters():
+        assert param.grad is not None, f"{name}.{param_name} got no gradient"
+        assert torch.isfinite(param.grad).all(), f"{name}.{param_name} has a non-finite gradient"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_padding_never_changes_a_clips_result(name):
+    model = randomise_batch_norm(small_model(name)).eval()
+    # long enough for CAM++'s 100-frame segments (after its stride of 2) to end inside the padding
+    longest = frames_for(model, 250)
+    lengths = [longest, longest - 27, frames_for(model, 37)]
+    features, lengths_tensor = padded_batch(lengths, longest)
+    with torch.no_grad():
+        batched = model(features, lengths_tensor)
+        assert torch.allclose(model(features, torch.full((3,), longest)), model(features), atol=1e-5)
+        for index, length in enumerate(lengths):
+            alone = model(features[index:index + 1, :length])
+            assert torch.allclose(batched[index], alone[0], rtol=1e-4, atol=1e-4), \
+                f"{name}: clip {index} ({length} frames) differs when padded: {batched[index]} vs {alone[0]}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_too_short_clip_gets_a_clear_error(name):
+    model = small_model(name).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, model.min_frames, 80)).shape == (2, 5)
+        if model.min_frames == 1:
+            return
+        with pytest.raises(ClipTooShortError, match=f"at least {model.min_frames} frames"):
+            model(torch.randn(2, model.min_frames - 1, 80))
+        features, lengths = padded_batch([model.min_frames + 5, model.min_frames - 1], model.min_frames + 5)
+        with pytest.raises(MSERError, match=f"at least {model.min_frames} frames"):
+            model(features, lengths)
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("input_size", [13, 40, 64, 128, 312])
+def test_any_input_size_works_on_half_a_second(name, input_size):
+    model = small_model(name, input_size=input_size).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 50, input_size)).shape == (2, 5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_wrong_feature_dim_is_refused(name):
+    model = small_model(name).eval()
+    with pytest.raises(ModelInputError, match=r"\(batch, frames, 80\)"):
+        model(torch.randn(2, 60, 64))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_onnx_export_matches_pytorch(name):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = randomise_batch_norm(small_model(name)).eval()
+    frames = frames_for(model, 60)
+    buffer = io.BytesIO()
+    torch.onnx.export(model, (torch.randn(2, frames, 80),), buffer, dynamo=False, opset_version=17,
+                      input_names=["features"], output_names=["logits"],
+                      dynamic_axes={"features": {0: "batch", 1: "frames"}, "logits": {0: "batch"}})
+    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    features = torch.randn(3, frames + 171, 80)  # another batch size and length than at export
+    with torch.no_grad():
+        expected = model(features).numpy()
+    actual = session.run(None, {"features": features.numpy()})[0]
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_default_configuration_runs(name):
+    model = build_model(name, input_size=80, num_class=6).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, frames_for(model, 50), 80)).shape == (1, 6)
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMS))
+def test_default_size_matches_the_paper(name):
+    kwargs, expected = PAPER_PARAMS[name]
+    model = build_model(name, input_size=80, **kwargs)
+    count = sum(p.numel() for p in model.parameters())
+    assert abs(count - expected) / expected < 0.02, f"{name}: {count} parameters, paper {expected:.0f}"
+
+
+def test_ecapa_large_matches_the_paper():
+    model = build_model("EcapaTdnn", input_size=80, num_class=6, channels=1024)
+    assert abs(sum(p.numel() for p in model.parameters()) - 14.7e6) < 0.3e6
+
+
+def test_bilstm_takes_clip_level_features_as_one_frame():
+    model = small_model("BiLSTM", input_size=312).eval()
+    with torch.no_grad():
+        assert model(torch.randn(4, 1, 312), torch.ones(4, dtype=torch.long)).shape == (4, 5)
+
+
+@pytest.mark.parametrize("pooling_type", sorted(POOLINGS))
+def test_pooling_ignores_padding(pooling_type):
+    torch.manual_seed(0)
+    pooling = randomise_batch_norm(build_pooling(pooling_type, 6)).eval()
+    x = torch.randn(2, 6, 20)
+    x[1, :, 13:] = 1e3  # garbage in the padding must not matter
+    with torch.no_grad():
+        pooled = pooling(x, torch.tensor([20, 13]))
+        assert pooled.shape == (2, pooling.out_dim)
+        assert torch.allclose(pooled[1], pooling(x[1:, :, :13])[0], atol=1e-5)
+        assert torch.allclose(pooled[0], pooling(x[:1])[0], atol=1e-5)
+
+
+def test_campplus_segment_mean_of_padding_is_zero_not_nan_in_half_precision():
+    from mser.models.campplus import masked_segment_mean
+    x = torch.randn(2, 3, 250).half()
+    means = masked_segment_mean(x, torch.tensor([250, 60]), segment=100)
+    assert torch.isfinite(means).all()
+    assert (means[1, :, 100:] == 0).all()
+    assert torch.allclose(means[1, :, :60].float(), x[1:, :, :60].float().mean(-1, keepdim=True)[0], atol=1e-2)
+
+
+@pytest.mark.parametrize("pooling_type", sorted(POOLINGS))
+def test_models_take_every_pooling_type(pooling_type):
+    model = small_model("EcapaTdnn", pooling_type=pooling_type).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 30, 80)).shape == (2, 5)
+
+
+def test_unknown_pooling_and_model_args_name_the_nearest():
+    with pytest.raises(ConfigError, match="did you mean 'ASP'"):
+        build_pooling("ASPP", 8)
+    with pytest.raises(ConfigError, match="did you mean 'channels'"):
+        build_model("EcapaTdnn", input_size=80, num_class=6, chanels=64)
