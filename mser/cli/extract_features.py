@@ -1,0 +1,32 @@
+"""extract_features.py: compute a config's features for its data lists once and cache them."""
+import argparse
+import time
+
+from mser.cli.common import add_config_arguments, exits_cleanly, str2bool
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Compute the features of the train, validation and test lists once and cache them "
+                    "(dataset_conf.feature_cache.cache_dir). Training and evaluation read the cache when "
+                    "dataset_conf.feature_cache.enable is true; clip-level features (CustomFeatures) always "
+                    "do, with a scaler fitted on the training list only.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--use_gpu", type=str2bool, default=True, help="compute on the GPU when there is one")
+    return parser.parse_args(argv)
+
+
+@exits_cleanly
+def main(argv=None):
+    args = parse_args(argv)
+    from mser.trainer import MSERTrainer
+    started = time.time()
+    trainer = MSERTrainer(configs=args.configs, use_gpu=args.use_gpu, overwrites=args.overwrites)
+    caches = trainer.prepare_caches(rebuild=True)
+    clips = sum(len(cache["features"]) for cache in caches)
+    print(f"cached {clips} clips in {time.time() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Every shipped config loads, validates and builds its featurizer and model."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from mser.config import load_config
+from mser.factory import featurizer_from_config, model_from_config
+
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yml")
+                 if p.name != "augmentation.yml")
+
+
+def test_there_is_a_config_per_model_family():
+    names = {p.stem for p in CONFIGS}
+    assert {"bi_lstm", "ecapa_tdnn", "campplus", "resnet_se", "panns"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_builds_featurizer_and_model(path):
+    config = load_config(str(path))
+    featurizer = featurizer_from_config(config)
+    model = model_from_config(config, featurizer.feature_dim, num_class=6).eval()
+    with torch.no_grad():
+        features, frame_lengths = featurizer(torch.randn(2, 16000) * 0.1, torch.tensor([16000, 12000]))
+        logits = model(features, frame_lengths)
+    assert logits.shape == (2, 6) and torch.isfinite(logits).all()
