@@ -5,6 +5,8 @@ SMALL_ARGS runs with its defaults. Batch-norm statistics and affine parameters a
 the padding and export tests, so a BN shift leaking into padded frames cannot hide behind the
 identity that freshly initialised BN layers compute in eval mode.
 """
+import copy
+import inspect
 import io
 
 import numpy as np
@@ -12,8 +14,9 @@ import pytest
 import torch
 
 from mser.errors import ConfigError, MSERError
+from mser.models import MODELS as MODEL_REGISTRY
 from mser.models import build_model, list_models
-from mser.models.base import ClipTooShortError, ModelInputError
+from mser.models.base import ClipTooShortError, ModelInputError, masked_batch_norm
 from mser.models.pooling import POOLINGS, build_pooling
 
 SMALL_ARGS = {
@@ -106,6 +109,48 @@ def test_padding_never_changes_a_clips_result(name):
             alone = model(features[index:index + 1, :length])
             assert torch.allclose(batched[index], alone[0], rtol=1e-4, atol=1e-4), \
                 f"{name}: clip {index} ({length} frames) differs when padded: {batched[index]} vs {alone[0]}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_extra_padding_changes_nothing_in_training(name):
+    """Batch-norm statistics come from real frames: more padding gives the same outputs and the
+    same running statistics (dropout off, so that the two passes are comparable)."""
+    takes_dropout = "dropout" in inspect.signature(MODEL_REGISTRY.get(name)).parameters
+    model = small_model(name, **({"dropout": 0.0} if takes_dropout else {})).train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.eval()
+    clone = copy.deepcopy(model)
+    longest = frames_for(model, 81)
+    features, lengths = padded_batch([longest, frames_for(model, 47), frames_for(model, 35)], longest)
+    more_padding = torch.nn.functional.pad(features, (0, 0, 0, 19))
+    out, out_more = model(features, lengths), clone(more_padding, lengths)
+    assert torch.allclose(out, out_more, rtol=1e-4, atol=1e-4), f"{name}: {out} vs {out_more}"
+    for (key, buffer), other in zip(model.state_dict().items(), clone.state_dict().values()):
+        assert torch.allclose(buffer.float(), other.float(), rtol=1e-4, atol=1e-5), f"{name}.{key} differs"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_mixed_precision_training_step(name):
+    model = small_model(name).train()
+    features, lengths = padded_batch([64, 40, 33], 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(features, lengths)
+    logits.float().logsumexp(dim=1).sum().backward()
+    assert torch.isfinite(logits.float()).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("norm", [torch.nn.BatchNorm1d(4), torch.nn.BatchNorm2d(4, momentum=None),
+                                  torch.nn.BatchNorm1d(4, affine=False)])
+def test_masked_batch_norm_with_full_lengths_is_batch_norm(norm):
+    x = torch.randn(3, 4, 9) if isinstance(norm, torch.nn.BatchNorm1d) else torch.randn(3, 4, 9, 5)
+    reference = copy.deepcopy(norm).train()
+    for _ in range(2):
+        assert torch.allclose(masked_batch_norm(norm.train(), x, torch.full((3,), 9)), reference(x), atol=1e-5)
+    assert torch.allclose(norm.running_mean, reference.running_mean, atol=1e-6)
+    assert torch.allclose(norm.running_var, reference.running_var, atol=1e-6)
+    assert norm.num_batches_tracked == reference.num_batches_tracked == 2
 
 
 @pytest.mark.parametrize("name", MODELS)

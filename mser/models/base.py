@@ -3,7 +3,8 @@
 Padding must never change a clip's result. The rule every model follows: before any layer that
 mixes frames (a convolution with a kernel longer than 1 along time, a mean over time), frames past
 a clip's length are zero or masked out. A convolution then sees exactly the zeros it would see as
-its own padding if the clip were alone, and global statistics only count real frames.
+its own padding if the clip were alone, and global statistics only count real frames. Batch norm
+over frames takes its training statistics from real frames only (`masked_batch_norm`).
 `lengths=None` means every clip fills the batch; no mask is built, which keeps exported graphs free
 of masking.
 """
@@ -52,6 +53,43 @@ def strided_lengths(lengths: Optional[torch.Tensor], kernel_size: int, stride: i
         return None
     return torch.div(lengths + 2 * padding - dilation * (kernel_size - 1) - 1, stride,
                      rounding_mode="floor") + 1
+
+
+def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor,
+                      lengths: Optional[torch.Tensor]) -> torch.Tensor:
+    """norm(x), except that in training the batch statistics come from real frames only.
+
+    x: (batch, channels, frames) or (batch, channels, frames, freq). In eval mode (running
+    statistics) each frame is normalised on its own, so the layer is simply applied. Padded frames
+    are normalised too, with the real frames' statistics; later layers mask them.
+    """
+    if lengths is None or not norm.training or isinstance(norm, nn.SyncBatchNorm):
+        return norm(x)
+    mask = frame_mask(lengths, x.shape[2])
+    rows = x.movedim(1, -1)[mask].reshape(-1, x.shape[1]).float()  # (real frames [* freq], channels)
+    if rows.shape[0] < 2:
+        raise ValueError(f"Expected more than 1 value per channel when training, got {rows.shape[0]}")
+    mean = rows.mean(dim=0)
+    variance = rows.var(dim=0, unbiased=False)
+    update_running_stats(norm, mean.detach(), variance.detach() * rows.shape[0] / (rows.shape[0] - 1))
+    scale = torch.rsqrt(variance + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -mean * scale if norm.bias is None else norm.bias - mean * scale
+    shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
+    # scale and shift, rather than writing rows back, keep x's memory layout and avoid a scatter
+    return x * scale.to(x.dtype).view(shape) + shift.to(x.dtype).view(shape)
+
+
+def update_running_stats(norm: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor,
+                         unbiased_variance: torch.Tensor) -> None:
+    """The running-average update nn.BatchNorm does in training (momentum None: cumulative)."""
+    if not norm.track_running_stats or norm.running_mean is None:
+        return
+    norm.num_batches_tracked.add_(1)
+    factor = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+    norm.running_mean.mul_(1 - factor).add_(factor * mean.to(norm.running_mean.dtype))
+    norm.running_var.mul_(1 - factor).add_(factor * unbiased_variance.to(norm.running_var.dtype))
 
 
 class MaskedConv1d(nn.Conv1d):

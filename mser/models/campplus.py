@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from mser.models import register_model
-from mser.models.base import MaskedConv1d, MaskedConv2d, SERModel, zero_padding
+from mser.models.base import MaskedConv1d, MaskedConv2d, SERModel, masked_batch_norm, zero_padding
 from mser.models.pooling import build_pooling, masked_mean
 
 
@@ -32,16 +32,17 @@ class FrequencyResBlock(nn.Module):
         self.norm1 = nn.BatchNorm2d(out_channels)
         self.conv2 = MaskedConv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.norm2 = nn.BatchNorm2d(out_channels)
-        self.shortcut = nn.Identity()
+        self.shortcut = None
         if freq_stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=(1, freq_stride), bias=False),
-                nn.BatchNorm2d(out_channels))
+            self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=(1, freq_stride), bias=False)
+            self.shortcut_norm = nn.BatchNorm2d(out_channels)
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        out = torch.relu(self.norm1(self.conv1(x, lengths)))
-        out = self.norm2(self.conv2(out, lengths))
-        return torch.relu(out + self.shortcut(x))
+        out = torch.relu(masked_batch_norm(self.norm1, self.conv1(x, lengths), lengths))
+        out = masked_batch_norm(self.norm2, self.conv2(out, lengths), lengths)
+        if self.shortcut is not None:
+            x = masked_batch_norm(self.shortcut_norm, self.shortcut(x), lengths)
+        return torch.relu(out + x)
 
 
 class FrontEndConv(nn.Module):
@@ -59,10 +60,10 @@ class FrontEndConv(nn.Module):
         self.out_channels = channels * halved(input_size, 3)
 
     def forward(self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        x = torch.relu(self.norm_in(self.conv_in(features[:, None], lengths)))
+        x = torch.relu(masked_batch_norm(self.norm_in, self.conv_in(features[:, None], lengths), lengths))
         for block in self.blocks:
             x = block(x, lengths)
-        x = torch.relu(self.norm_out(self.conv_out(x, lengths)))
+        x = torch.relu(masked_batch_norm(self.norm_out, self.conv_out(x, lengths), lengths))
         batch, channels, frames, freq = x.shape
         return x.permute(0, 1, 3, 2).reshape(batch, channels * freq, frames)
 
@@ -107,13 +108,15 @@ class DenseTDNNLayer(nn.Module):
     def __init__(self, in_channels: int, growth_rate: int, bottleneck: int, kernel_size: int,
                  dilation: int):
         super().__init__()
-        self.bottleneck = nn.Sequential(nn.BatchNorm1d(in_channels), nn.ReLU(),
-                                        nn.Conv1d(in_channels, bottleneck, 1, bias=False),
-                                        nn.BatchNorm1d(bottleneck), nn.ReLU())
+        self.norm_in = nn.BatchNorm1d(in_channels)
+        self.bottleneck = nn.Conv1d(in_channels, bottleneck, 1, bias=False)
+        self.norm_bottleneck = nn.BatchNorm1d(bottleneck)
         self.cam = CAMLayer(bottleneck, growth_rate, kernel_size, dilation)
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return torch.cat([x, self.cam(self.bottleneck(x), lengths)], dim=1)
+        hidden = self.bottleneck(torch.relu(masked_batch_norm(self.norm_in, x, lengths)))
+        hidden = torch.relu(masked_batch_norm(self.norm_bottleneck, hidden, lengths))
+        return torch.cat([x, self.cam(hidden, lengths)], dim=1)
 
 
 class DenseTDNNBlock(nn.Module):
@@ -127,13 +130,13 @@ class DenseTDNNBlock(nn.Module):
             for i in range(num_layers))
         grown = in_channels + num_layers * growth_rate
         self.out_channels = grown // 2
-        self.transit = nn.Sequential(nn.BatchNorm1d(grown), nn.ReLU(),
-                                     nn.Conv1d(grown, self.out_channels, 1, bias=False))
+        self.transit_norm = nn.BatchNorm1d(grown)
+        self.transit = nn.Conv1d(grown, self.out_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         for layer in self.layers:
             x = layer(x, lengths)
-        return self.transit(x)
+        return self.transit(torch.relu(masked_batch_norm(self.transit_norm, x, lengths)))
 
 
 @register_model
@@ -166,9 +169,10 @@ class CAMPPlus(SERModel):
     def embedding(self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """features: (batch, frames, input_size) -> (batch, embd_dim)."""
         x = self.fcm(features, lengths)
-        x = torch.relu(self.tdnn_norm(self.tdnn(x, lengths)))
+        x = self.tdnn(x, lengths)
         lengths = self.tdnn.output_lengths(lengths)
+        x = torch.relu(masked_batch_norm(self.tdnn_norm, x, lengths))
         for block in self.blocks:
             x = block(x, lengths)
-        pooled = self.pooling(torch.relu(self.out_norm(x)), lengths)
+        pooled = self.pooling(torch.relu(masked_batch_norm(self.out_norm, x, lengths)), lengths)
         return self.embed_norm(self.embed(pooled))

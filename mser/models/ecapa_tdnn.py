@@ -12,7 +12,7 @@ from torch import nn
 
 from mser.errors import ConfigError
 from mser.models import register_model
-from mser.models.base import MaskedConv1d, SERModel
+from mser.models.base import MaskedConv1d, SERModel, masked_batch_norm
 from mser.models.pooling import build_pooling, masked_mean
 
 
@@ -25,8 +25,9 @@ class ConvReluBn(nn.Module):
                                  padding=dilation * (kernel_size - 1) // 2)
         self.norm = nn.BatchNorm1d(out_channels)
 
-    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.norm(torch.relu(self.conv(x, lengths)))
+    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+        """lengths is required (None for full clips): the batch norm needs it in training."""
+        return masked_batch_norm(self.norm, torch.relu(self.conv(x, lengths)), lengths)
 
 
 class Res2Conv(nn.Module):
@@ -74,7 +75,7 @@ class SERes2Block(nn.Module):
         self.se = SqueezeExcitation1d(channels, se_channels)
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        out = self.conv_out(self.res2(self.conv_in(x), lengths))
+        out = self.conv_out(self.res2(self.conv_in(x, lengths), lengths), lengths)
         return x + self.se(out, lengths)
 
 
@@ -108,5 +109,5 @@ class EcapaTdnn(SERModel):
         for block in self.blocks:
             block_outputs.append(block(block_input, lengths))
             block_input = block_input + block_outputs[-1]
-        pooled = self.pooling(self.aggregate(torch.cat(block_outputs, dim=1)), lengths)
+        pooled = self.pooling(self.aggregate(torch.cat(block_outputs, dim=1), lengths), lengths)
         return self.embed_norm(self.embed(self.pool_norm(pooled)))

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from mser.models import register_model
-from mser.models.base import MaskedConv2d, SERModel, zero_padding
+from mser.models.base import MaskedConv2d, SERModel, masked_batch_norm, zero_padding
 from mser.models.pooling import masked_max, masked_mean
 
 
@@ -37,7 +37,7 @@ class ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None):
         """Returns the pooled tensor and the clips' lengths after pooling."""
         for conv, norm in zip(self.convs, self.norms):
-            x = torch.relu(norm(conv(x, lengths)))
+            x = torch.relu(masked_batch_norm(norm, conv(x, lengths), lengths))
         if self.pool == 1:
             return x, lengths
         x = nn.functional.avg_pool2d(x, (self.pool, 1))
@@ -67,7 +67,7 @@ class PANNs(SERModel):
 
     def embedding(self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """features: (batch, frames, input_size) -> (batch, embd_dim)."""
-        x = self.input_norm(features.transpose(1, 2)).transpose(1, 2)[:, None]
+        x = masked_batch_norm(self.input_norm, features.transpose(1, 2), lengths).transpose(1, 2)[:, None]
         x = zero_padding(x, lengths, time_dim=2)  # bn0's shift would otherwise reach the padding
         for block in self.blocks:
             x, lengths = block(x, lengths)

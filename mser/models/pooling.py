@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mser.errors import ConfigError
-from mser.models.base import frame_mask
+from mser.models.base import frame_mask, masked_batch_norm
 from mser.registry import nearest
 
 VARIANCE_FLOOR = 1e-6  # keeps sqrt differentiable for constant or one-frame clips
@@ -112,18 +112,22 @@ class ASP(nn.Module):
         super().__init__()
         self.global_context = global_context
         context_dim = 3 * in_dim if global_context else in_dim
-        self.attention = nn.Sequential(
-            nn.Conv1d(context_dim, attention_dim, kernel_size=1), nn.ReLU(),
-            nn.BatchNorm1d(attention_dim), nn.Tanh(),
-            nn.Conv1d(attention_dim, in_dim, kernel_size=1))
+        self.attention_in = nn.Conv1d(context_dim, attention_dim, kernel_size=1)
+        self.attention_norm = nn.BatchNorm1d(attention_dim)
+        self.attention_out = nn.Conv1d(attention_dim, in_dim, kernel_size=1)
         self.out_dim = 2 * in_dim
+
+    def scores(self, context: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+        """context: (batch, context_dim, frames) -> attention logits (batch, channels, frames)."""
+        hidden = torch.relu(self.attention_in(context))
+        return self.attention_out(torch.tanh(masked_batch_norm(self.attention_norm, hidden, lengths)))
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         context = x
         if self.global_context:
             mean, std = masked_mean_std(x, lengths, keepdim=True)
             context = torch.cat([x, mean.expand_as(x), std.expand_as(x)], dim=1)
-        weights = masked_softmax(self.attention(context), lengths)
+        weights = masked_softmax(self.scores(context, lengths), lengths)
         mean = (x * weights).sum(dim=-1, keepdim=True)
         variance = (weights * (x - mean) ** 2).sum(dim=-1)
         std = variance.clamp(min=VARIANCE_FLOOR).sqrt()

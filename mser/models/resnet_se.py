@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mser.models import register_model
-from mser.models.base import MaskedConv2d, SERModel, zero_padding
+from mser.models.base import MaskedConv2d, SERModel, masked_batch_norm, zero_padding
 from mser.models.campplus import halved
 from mser.models.pooling import build_pooling
 
@@ -48,18 +48,21 @@ class SEBasicBlock(nn.Module):
         self.conv2 = MaskedConv2d(channels, channels, 3, padding=1, bias=False)
         self.norm2 = nn.BatchNorm2d(channels)
         self.se = SqueezeExcitation2d(channels, se_reduction)
-        self.shortcut = nn.Identity()
+        self.shortcut = None
         if stride != 1 or in_channels != channels:
             # a 1x1 kernel with this stride keeps exactly the frames conv1's centres land on
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(channels))
+            self.shortcut = nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False)
+            self.shortcut_norm = nn.BatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None):
         """x: (batch, in_channels, frames, freq) -> ((batch, channels, frames', freq'), lengths')."""
-        out = torch.relu(self.norm1(self.conv1(x, lengths)))
         out_lengths = self.conv1.output_lengths(lengths)
-        out = self.se(self.norm2(self.conv2(out, out_lengths)), out_lengths)
-        return torch.relu(out + self.shortcut(x)), out_lengths
+        out = torch.relu(masked_batch_norm(self.norm1, self.conv1(x, lengths), out_lengths))
+        out = masked_batch_norm(self.norm2, self.conv2(out, out_lengths), out_lengths)
+        out = self.se(out, out_lengths)
+        if self.shortcut is not None:
+            x = masked_batch_norm(self.shortcut_norm, self.shortcut(x), out_lengths)
+        return torch.relu(out + x), out_lengths
 
 
 @register_model
@@ -92,7 +95,7 @@ class ResNetSE(SERModel):
 
     def embedding(self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """features: (batch, frames, input_size) -> (batch, embd_dim)."""
-        x = torch.relu(self.norm_in(self.conv_in(features[:, None], lengths)))
+        x = torch.relu(masked_batch_norm(self.norm_in, self.conv_in(features[:, None], lengths), lengths))
         for block in self.blocks:
             x, lengths = block(x, lengths)
         batch, channels, frames, freq = x.shape
