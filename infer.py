@@ -1,0 +1,4 @@
+from mser.cli.infer import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Microphone capture through pyaudio (optional: `pip install -e .[mic]`).
+
+pyaudio is imported, and PyAudio() created, only when a function here is called: `import mser`
+works without it, and PortAudio lists devices once at init, so an instance made at import time
+would miss an audio server started later.
+"""
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+from typing import Iterator, List, Optional
+
+import numpy as np
+import soundfile
+
+from mser.errors import MSERError
+
+INSTALL_HINT = ("apt-get install portaudio19-dev (Debian/Ubuntu; brew install portaudio on macOS), "
+                "then pip install -e .[mic]")
+
+
+class MicrophoneError(MSERError):
+    """No pyaudio, no input device, a bad --device index, or a stream that fails."""
+
+
+@dataclass
+class InputDevice:
+    index: int
+    name: str
+    channels: int
+    default_sample_rate: int
+    is_default: bool
+
+    def describe(self) -> str:
+        mark = " (default)" if self.is_default else ""
+        return f"{self.index}: '{self.name}', {self.channels} input channels, {self.default_sample_rate} Hz{mark}"
+
+
+def import_pyaudio():
+    """The pyaudio module, or a MicrophoneError that says how to install it."""
+    try:
+        import pyaudio
+    except ModuleNotFoundError:
+        raise MicrophoneError(f"pyaudio is not installed; for microphone input: {INSTALL_HINT}") from None
+    except ImportError as e:  # installed, but its PortAudio library is missing or broken
+        raise MicrophoneError(f"pyaudio cannot be loaded ({e}); {INSTALL_HINT}") from None
+    return pyaudio
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null: PortAudio's ALSA and JACK probing prints ~80 harmless
+    lines from C code, which Python's sys.stderr cannot catch."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def open_pyaudio():
+    """A PyAudio instance, terminated on exit."""
+    pyaudio = import_pyaudio()
+    with quiet_stderr():
+        pa = pyaudio.PyAudio()
+    try:
+        yield pa
+    finally:
+        pa.terminate()
+
+
+def default_input_index(pa) -> Optional[int]:
+    try:
+        return int(pa.get_default_input_device_info()["index"])
+    except OSError:  # "No Default Input Device Available"
+        return None
+
+
+def list_input_devices(pa) -> List[InputDevice]:
+    """Every device that can record, in PortAudio's order."""
+    default = default_input_index(pa)
+    devices = []
+    for index in range(pa.get_device_count()):
+        info = pa.get_device_info_by_index(index)
+        if info["maxInputChannels"] > 0:
+            devices.append(InputDevice(index, info["name"], int(info["maxInputChannels"]),
+                                       int(info["defaultSampleRate"]), index == default))
+    return devices
+
+
+def all_device_names(pa) -> str:
+    names = [f"{i}: '{pa.get_device_info_by_index(i)['name']}' (output only)"
+             for i in range(pa.get_device_count())]
+    return ", ".join(names) if names else "none"
+
+
+def choose_input_device(pa, index: Optional[int] = None) -> InputDevice:
+    """The device to record from: `index`, or the default input. Checked before any stream is
+    opened, because pa.open() with an index out of range segfaults."""
+    devices = list_input_devices(pa)
+    if not devices:
+        raise MicrophoneError(f"no audio input device found; PortAudio sees: {all_device_names(pa)}. "
+                              f"Connect a microphone or start an audio server (PulseAudio/PipeWire)")
+    if index is None:
+        default = [d for d in devices if d.is_default]
+        return default[0] if default else devices[0]
+    for device in devices:
+        if device.index == index:
+            return device
+    available = "; ".join(d.describe() for d in devices)
+    raise MicrophoneError(f"--device {index} is not an input device; input devices: {available}")
+
+
+def supported_rate(pa, device: InputDevice, sample_rate: int) -> int:
+    """`sample_rate` when the device takes it, else the device's own rate (resampled later)."""
+    try:
+        pa.is_format_supported(sample_rate, input_device=device.index, input_channels=1,
+                               input_format=import_pyaudio().paInt16)
+        return sample_rate
+    except ValueError:
+        return device.default_sample_rate
+
+
+def record(pa, device: InputDevice, seconds: float, sample_rate: int, chunk: int = 1024) -> np.ndarray:
+    """Record mono int16 audio. Returns (samples,) int16 at `sample_rate`, exactly `seconds` long."""
+    pyaudio = import_pyaudio()
+    total = int(round(seconds * sample_rate))
+    try:
+        stream = pa.open(format=pyaudio.paInt16, channels=1, rate=sample_rate, input=True,
+                         input_device_index=device.index, frames_per_buffer=chunk)
+    except OSError as e:
+        raise MicrophoneError(f"cannot open input device {device.describe()}: {e}") from None
+    try:
+        return read_frames(stream, total, chunk)
+    finally:
+        stream.stop_stream()
+        stream.close()
+
+
+def read_frames(stream, total: int, chunk: int) -> np.ndarray:
+    parts, remaining = [], total
+    while remaining > 0:
+        count = min(chunk, remaining)
+        # An overflow only means we were slow; losing a few samples beats aborting the recording.
+        data = stream.read(count, exception_on_overflow=False)
+        parts.append(np.frombuffer(data, dtype=np.int16))
+        remaining -= count
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+
+
+def rms_dbfs(samples: np.ndarray) -> float:
+    """Level of int16 or float samples in dB relative to full scale (-inf for digital silence)."""
+    scale = 32768.0 if samples.dtype == np.int16 else 1.0
+    rms = float(np.sqrt(np.mean(np.square(samples.astype(np.float64) / scale)))) if samples.size else 0.0
+    return 20 * np.log10(rms) if rms > 0 else float("-inf")
+
+
+def write_wav(path: str, samples: np.ndarray, sample_rate: int) -> None:
+    """Write (samples,) int16 as a 16-bit PCM WAV, creating the folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    soundfile.write(path, samples, sample_rate, subtype="PCM_16")

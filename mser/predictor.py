@@ -1,0 +1,266 @@
+"""MSERPredictor: emotion labels for clips, batches and recordings of any length.
+
+A checkpoint directory alone is enough: it holds the weights, the config and the label list.
+Every method takes audio as a path, bytes, a binary file object, or a numpy array / torch tensor
+with its `sample_rate`.
+
+Scores are softmax probabilities. With `threshold` > 0, a result whose top probability is below it
+is labelled UNKNOWN ("unknown") with that probability as its score, so a caller can tell "no
+confident answer" from a low-scoring label.
+"""
+import io
+import os
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import soundfile
+import torch
+
+from mser import checkpoint
+from mser.audio import AudioSource, describe, load_audio, normalize_db, resample
+from mser.config import apply_overwrites, load_config
+from mser.errors import AudioError, ConfigError
+
+UNKNOWN = "unknown"
+Prediction = Tuple[str, float]
+Segment = Tuple[float, float, str, float]
+READ_BLOCK_SECONDS = 10.0   # how much of a long recording is decoded at a time
+
+
+class MSERPredictor:
+    """Load a trained model from a checkpoint directory and classify audio with it.
+
+    model_path: a checkpoint directory (e.g. models/EcapaTdnn_Fbank/best_model)
+    configs:    optional YAML that replaces the config stored in the checkpoint
+    overwrites: optional "a.b=1,c.d=2" applied on top of that config
+    use_gpu:    run on the GPU when there is one (as train.py and eval.py do)
+    threshold:  top probability below which the label is "unknown" (0 disables it)
+    """
+
+    def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
+                 threshold: float = 0.0, overwrites: Optional[str] = None):
+        from mser.factory import load_for_inference  # imports every model and featurizer
+        if not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"threshold must be a probability between 0 and 1, got {threshold}")
+        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.threshold = threshold
+        config = self.read_config(model_path, configs, overwrites)
+        self.config, self.labels, self.featurizer, self.model = load_for_inference(
+            model_path, config, self.device)
+        dataset_conf = self.config["dataset_conf"]
+        self.sample_rate = int(dataset_conf["dataset"]["sample_rate"])
+        self.min_duration = float(dataset_conf["dataset"]["min_duration"])
+        self.segment_duration = float(dataset_conf["dataset"]["max_duration"])
+        eval_duration = dataset_conf["eval_conf"]["max_duration"]
+        self.window = float(eval_duration) if eval_duration and eval_duration > 0 else self.segment_duration
+        self.batch_size = max(1, int(dataset_conf["eval_conf"]["batch_size"]))
+
+    @staticmethod
+    def read_config(model_path: str, configs: Optional[str], overwrites: Optional[str]) -> Optional[dict]:
+        if configs:
+            return load_config(configs, overwrites)
+        if overwrites:
+            stored, _ = checkpoint.load_config_and_labels(model_path)
+            return apply_overwrites(stored, overwrites)
+        return None  # the checkpoint's own config
+
+    # ---- loading ---------------------------------------------------------------------------
+
+    def load(self, audio: AudioSource, sample_rate: Optional[int] = None) -> np.ndarray:
+        """Decode to the model's rate, mono, as in training. Returns (samples,) float32.
+
+        Raises AudioError for undecodable audio, an array without `sample_rate`, or a clip
+        shorter than dataset_conf.dataset.min_duration.
+        """
+        dataset = self.config["dataset_conf"]["dataset"]
+        return load_audio(audio, self.sample_rate, sample_rate=sample_rate, min_duration=self.min_duration,
+                          use_db_normalization=dataset["use_dB_normalization"], target_db=dataset["target_dB"])
+
+    # ---- the model -------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def probabilities(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities of loaded clips, one padded batch.
+
+        waveforms: clips of (samples,) float32 at `sample_rate`, any lengths
+        returns:   (len(waveforms), num_class) float32
+        """
+        lengths = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
+        batch = torch.zeros(len(waveforms), int(lengths.max()))
+        for row, waveform in enumerate(waveforms):
+            batch[row, :waveform.shape[0]] = torch.from_numpy(waveform)
+        features, frame_lengths = self.featurizer(batch.to(self.device), lengths.to(self.device))
+        logits = self.model(features, frame_lengths)
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+    def batched_probabilities(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """`probabilities` in batches of eval_conf.batch_size, clips of similar length together
+        so that little of each batch is padding. Returns (len(waveforms), num_class)."""
+        order = sorted(range(len(waveforms)), key=lambda i: waveforms[i].shape[0])
+        result = np.zeros((len(waveforms), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            result[rows] = self.probabilities([waveforms[i] for i in rows])
+        return result
+
+    def decide(self, probs: np.ndarray) -> Prediction:
+        """(label, score) from one clip's (num_class,) probabilities, applying the threshold."""
+        best = int(np.argmax(probs))
+        score = float(probs[best])
+        return (UNKNOWN if score < self.threshold else self.labels[best]), score
+
+    # ---- public API ------------------------------------------------------------------------
+
+    def predict(self, audio: AudioSource, sample_rate: Optional[int] = None) -> Prediction:
+        """(label, probability) for one clip, classified as a whole (for recordings longer than
+        `window` seconds, `predict_long` gives one result per segment)."""
+        return self.decide(self.probabilities([self.load(audio, sample_rate)])[0])
+
+    def predict_batch(self, audios: Sequence[AudioSource], sample_rate: Optional[int] = None) -> List[Prediction]:
+        """(label, probability) for each clip; clips are padded into batches and masked by length."""
+        waveforms = [self.load(audio, sample_rate) for audio in audios]
+        if not waveforms:
+            return []
+        return [self.decide(probs) for probs in self.batched_probabilities(waveforms)]
+
+    def predict_scores(self, audio: AudioSource, sample_rate: Optional[int] = None,
+                       top_k: Optional[int] = None) -> Dict[str, float]:
+        """{label: probability}, most likely first; only the `top_k` best when given."""
+        probs = self.probabilities([self.load(audio, sample_rate)])[0]
+        return self.ranked(probs, top_k)
+
+    def ranked(self, probs: np.ndarray, top_k: Optional[int] = None) -> Dict[str, float]:
+        order = np.argsort(-probs)[:top_k] if top_k else np.argsort(-probs)
+        return {self.labels[i]: float(probs[i]) for i in order}
+
+    def predict_long(self, audio: AudioSource, window: Optional[float] = None, hop: Optional[float] = None,
+                     smoothing: int = 0, sample_rate: Optional[int] = None) -> List[Segment]:
+        """[(start_s, end_s, label, probability)] for consecutive windows of a recording of any length.
+
+        window: segment length in seconds (default: dataset_conf.dataset.max_duration, the length
+                the model was trained on); hop: step between segment starts (default window / 2).
+        The last segment is shorter when the recording does not end on a hop; a tail shorter than
+        min_duration is dropped. smoothing: average each segment's probabilities with this many
+        neighbours on each side before choosing its label (0: none).
+        Files are decoded 10 s at a time, so memory does not grow with the length.
+        """
+        return [(start, end, *self.decide(probs))
+                for start, end, probs in self.segment_probabilities(audio, window, hop, smoothing, sample_rate)]
+
+    def segment_probabilities(self, audio: AudioSource, window: Optional[float] = None,
+                              hop: Optional[float] = None, smoothing: int = 0,
+                              sample_rate: Optional[int] = None) -> List[Tuple[float, float, np.ndarray]]:
+        """Like predict_long, with each segment's (num_class,) probabilities instead of a label."""
+        window = window or self.segment_duration
+        hop = hop or window / 2
+        if window <= 0 or hop <= 0:
+            raise ConfigError(f"window and hop must be positive, got window={window}, hop={hop}")
+        if smoothing < 0:
+            raise ConfigError(f"smoothing must be 0 or more segments, got {smoothing}")
+        times, probs = [], []
+        for batch in batched(self.segments(audio, window, hop, sample_rate), self.batch_size):
+            times.extend((start, end) for start, end, _ in batch)
+            probs.append(self.probabilities([waveform for _, _, waveform in batch]))
+        if not times:
+            raise AudioError(f"audio {describe(audio)} is shorter than min_duration {self.min_duration} s")
+        smoothed = moving_average(np.concatenate(probs), smoothing)
+        return [(start, end, p) for (start, end), p in zip(times, smoothed)]
+
+    def segments(self, audio: AudioSource, window: float, hop: float,
+                 sample_rate: Optional[int] = None) -> Iterator[Tuple[float, float, np.ndarray]]:
+        """(start_s, end_s, (samples,) float32) windows of the recording, read block by block."""
+        rate = self.sample_rate
+        window_n, hop_n, min_n = round(window * rate), max(1, round(hop * rate)), round(self.min_duration * rate)
+        dataset = self.config["dataset_conf"]["dataset"]
+        buffer, offset, covered = np.zeros(0, dtype=np.float32), 0, 0   # offset: sample index of buffer[0]
+        for block in read_blocks(audio, rate, sample_rate):
+            buffer = np.concatenate([buffer, block])
+            while buffer.shape[0] >= window_n:
+                yield self.segment(buffer[:window_n], offset, rate, dataset)
+                covered = offset + window_n
+                buffer, offset = buffer[hop_n:], offset + hop_n
+        # The tail: only when it holds audio no full window has covered, and is long enough.
+        if offset + buffer.shape[0] > covered and buffer.shape[0] >= max(min_n, 1):
+            yield self.segment(buffer, offset, rate, dataset)
+
+    @staticmethod
+    def segment(samples: np.ndarray, offset: int, rate: int, dataset: dict) -> Tuple[float, float, np.ndarray]:
+        if dataset["use_dB_normalization"]:
+            samples = normalize_db(samples, dataset["target_dB"])
+        return offset / rate, (offset + samples.shape[0]) / rate, np.ascontiguousarray(samples)
+
+
+def batched(items: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def moving_average(probs: np.ndarray, radius: int) -> np.ndarray:
+    """Centered mean over 2 * radius + 1 rows (fewer at the ends). probs: (segments, num_class)."""
+    if radius <= 0 or probs.shape[0] < 2:
+        return probs
+    cumulative = np.concatenate([np.zeros((1, probs.shape[1])), np.cumsum(probs, axis=0, dtype=np.float64)])
+    rows = np.arange(probs.shape[0])
+    low, high = np.maximum(rows - radius, 0), np.minimum(rows + radius + 1, probs.shape[0])
+    return ((cumulative[high] - cumulative[low]) / (high - low)[:, None]).astype(np.float32)
+
+
+# ---- block-wise decoding of long recordings -------------------------------------------------
+
+def read_blocks(audio: AudioSource, target_rate: int, sample_rate: Optional[int] = None,
+                block_seconds: float = READ_BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """Mono float32 blocks of `audio` at `target_rate`; files are never decoded whole."""
+    if isinstance(audio, (np.ndarray, torch.Tensor)):
+        yield load_audio(audio, target_rate, sample_rate=sample_rate)
+        return
+    with open_sound_file(audio) as sound:
+        yield from resampled_blocks(sound, target_rate, block_seconds)
+
+
+def open_sound_file(audio: AudioSource) -> soundfile.SoundFile:
+    if isinstance(audio, (bytes, bytearray)):
+        audio = io.BytesIO(audio)
+    elif isinstance(audio, (str, os.PathLike)) and not os.path.isfile(audio):
+        raise AudioError(f"audio file not found: {audio}")
+    try:
+        return soundfile.SoundFile(audio)
+    except Exception as e:  # libsndfile reports truncated and non-audio input in many ways
+        raise AudioError(f"cannot decode audio {describe(audio)}: {str(e).splitlines()[0]}") from None
+
+
+def resampled_blocks(sound: soundfile.SoundFile, target_rate: int, block_seconds: float) -> Iterator[np.ndarray]:
+    """Read, mix to mono and resample block by block. Each block is resampled with `context`
+    input samples of its neighbours on both sides, then trimmed, so the result matches resampling
+    the whole file (no clicks at block edges). Block and context are whole multiples of the
+    resampling period, so every block starts exactly on an output sample."""
+    rate = sound.samplerate
+    period = rate // np.gcd(rate, target_rate)   # input samples per whole number of output samples
+    block = max(1, round(block_seconds * rate / period)) * period
+    context = 0 if rate == target_rate else -(-rate // 50 // period) * period * 2   # >= 40 ms
+    previous = np.zeros(0, dtype=np.float32)
+    current = read_mono(sound, block)
+    while current.shape[0]:
+        following = read_mono(sound, block)
+        padded = np.concatenate([previous[-context:] if context else previous[:0], current,
+                                 following[:context]])
+        converted = resample(padded, rate, target_rate)
+        skip = len(previous[-context:]) * target_rate // rate if context else 0
+        yield converted[skip:skip + -(-current.shape[0] * target_rate // rate)]
+        previous, current = current, following
+
+
+def read_mono(sound: soundfile.SoundFile, frames: int) -> np.ndarray:
+    try:
+        samples = sound.read(frames, dtype="float32", always_2d=True)
+    except Exception as e:
+        raise AudioError(f"cannot decode audio {sound.name}: {str(e).splitlines()[0]}") from None
+    samples = samples.mean(axis=1)
+    if not np.all(np.isfinite(samples)):
+        raise AudioError(f"audio {sound.name} holds NaN or infinite samples")
+    return samples.astype(np.float32, copy=False)
