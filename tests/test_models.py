@@ -29,6 +29,7 @@ SMALL_ARGS = {
     "PANNS_CNN10": dict(channels=4, embd_dim=16),
     "PANNS_CNN14": dict(channels=4, embd_dim=16),
     "TDNN": dict(channels=32, stats_channels=48, embd_dim=16),
+    "ERes2Net": dict(channels=8, layers=(1, 1, 1, 1), embd_dim=16),
 }
 
 # parameters of the default configuration, as reported by the papers (input 80, classes as given)
@@ -38,6 +39,7 @@ PAPER_PARAMS = {
     "PANNS_CNN6": (dict(num_class=527), 4.8e6),
     "PANNS_CNN10": (dict(num_class=527), 5.2e6),
     "PANNS_CNN14": (dict(num_class=527), 80.8e6),
+    "ERes2Net": (dict(num_class=1), 6.61e6),  # the 3D-Speaker reference size (no head there)
 }
 
 MODELS = list_models()

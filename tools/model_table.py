@@ -25,6 +25,7 @@ PAPER_PARAMS: Dict[str, str] = {
     "PANNS_CNN6": "4.8M (527 classes)",
     "PANNS_CNN10": "5.2M (527 classes)",
     "PANNS_CNN14": "80.8M (527 classes)",
+    "ERes2Net": "6.61M (3D-Speaker reference code, no head)",
 }
 
 
