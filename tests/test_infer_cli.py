@@ -1,0 +1,124 @@
+"""infer.py as a user runs it: one file, a long recording, a folder, --json, and its errors."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error, run_script
+from mser.cli.infer import main
+
+pytest.register_assert_rewrite("mic_fixtures")  # see test_predictor.py
+from mic_fixtures import LABELS, synthetic_clip, write_clip  # noqa: E402
+
+pytest_plugins = ["mic_fixtures"]
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory):
+    """A folder with a clip of each class, a 6 s recording (3 s "low" then 3 s "noise") in a
+    subfolder, a corrupt WAV and a clip too short to classify."""
+    folder = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(21)
+    for label in LABELS:
+        write_clip(folder / f"{label}.wav", synthetic_clip(label, 1.5, rng))
+    (folder / "talks").mkdir()
+    recording = np.concatenate([synthetic_clip("low", 3.0, rng), synthetic_clip("noise", 3.0, rng)])
+    write_clip(folder / "talks" / "low_then_noise.wav", recording)
+    (folder / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt not really audio")
+    write_clip(folder / "short.wav", synthetic_clip("low", 0.2, rng))
+    (folder / "notes.txt").write_text("not audio, not listed")
+    return folder
+
+
+def json_lines(stdout: str) -> list:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def test_json_for_a_clip_and_a_long_recording(tiny_model, audio_dir):
+    clip = run_script("infer.py", "--model_path", tiny_model, "--audio_path", audio_dir / "high.wav", "--json")
+    assert clip.returncode == 0, clip.stderr
+    [result] = json_lines(clip.stdout)
+    assert result["audio_path"] == str(audio_dir / "high.wav")
+    assert result["label"] == "high" and result["score"] == result["scores"]["high"] > 0.5
+    assert list(result["scores"])[0] == "high" and len(result["scores"]) == 3
+    assert result["segments"] == [] and result["duration"] == 1.5
+
+    long = run_script("infer.py", "--model_path", tiny_model, "--audio_path",
+                      audio_dir / "talks" / "low_then_noise.wav", "--json", "--top_k", "2", "--hop", "1.0")
+    assert long.returncode == 0, long.stderr
+    [result] = json_lines(long.stdout)
+    segments = result["segments"]
+    assert [(s["start"], s["end"]) for s in segments] == [(float(i), i + 1.0) for i in range(6)]
+    assert [s["label"] for s in segments] == ["low"] * 3 + ["noise"] * 3
+    assert len(result["scores"]) == 2 and result["duration"] == 6.0
+
+
+def test_a_folder_is_classified_and_bad_files_are_skipped(tiny_model, audio_dir):
+    run = run_script("infer.py", "--model_path", tiny_model, "--audio_path", audio_dir, "--json")
+    assert run.returncode == 0, run.stderr
+    results = {r["audio_path"].replace(str(audio_dir) + "/", ""): r for r in json_lines(run.stdout)}
+    assert sorted(results) == ["corrupt.wav", "high.wav", "low.wav", "noise.wav", "short.wav",
+                               "talks/low_then_noise.wav"]
+    for label in LABELS:
+        assert results[f"{label}.wav"]["label"] == label
+    assert "cannot" in results["corrupt.wav"]["error"]
+    assert "min_duration" in results["short.wav"]["error"]
+    assert results["talks/low_then_noise.wav"]["segments"]
+    assert "skipped 2 of 6 files" in run.stderr and "6/6" in run.stderr  # the tqdm bar ends full
+
+
+def test_text_output_shows_top_k_and_segment_times(tiny_model, audio_dir, capsys):
+    main(["--model_path", tiny_model, "--audio_path", str(audio_dir / "talks" / "low_then_noise.wav"),
+          "--window", "1.5", "--hop", "1.5"])
+    first, *segments = capsys.readouterr().out.splitlines()
+    assert first.startswith(f"{audio_dir / 'talks' / 'low_then_noise.wav'}: ") and "over 6.0 s" in first
+    assert first.count(" 0.") + first.count(" 1.0") >= 4   # the label's score and three ranked scores
+    parsed = [line.split() for line in segments]            # start - end s label score
+    assert [(p[0], p[2], p[4]) for p in parsed] == [("0.00", "1.50", "low"), ("1.50", "3.00", "low"),
+                                                     ("3.00", "4.50", "noise"), ("4.50", "6.00", "noise")]
+
+
+def test_threshold_reports_unknown(tiny_model, audio_dir, capsys):
+    rng = np.random.default_rng(22)
+    mixed = synthetic_clip("low", 1.5, rng) + synthetic_clip("high", 1.5, rng) + synthetic_clip("noise", 1.5, rng)
+    path = write_clip(audio_dir.parent / "mixed.wav", mixed / np.max(np.abs(mixed)) * 0.5)
+    main(["--model_path", tiny_model, "--audio_path", path, "--json"])
+    score = json.loads(capsys.readouterr().out)["score"]
+    main(["--model_path", tiny_model, "--audio_path", path, "--json", "--threshold", str(min(1.0, score + 1e-3))])
+    unsure = json.loads(capsys.readouterr().out)
+    assert unsure["label"] == "unknown" and unsure["score"] == pytest.approx(score)
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("missing audio", "audio path not found"),
+    ("corrupt audio", "cannot read audio header"),
+    ("missing checkpoint", "checkpoint directory not found"),
+    ("not a checkpoint", "is not a checkpoint directory"),
+    ("bad top_k", "--top_k must be at least 1"),
+    ("folder without audio", "no audio files"),
+])
+def test_errors_are_one_line_and_exit_2(tiny_model, audio_dir, tmp_path, capsys, case, fragment):
+    args = {
+        "missing audio": [tiny_model, audio_dir / "nope.wav"],
+        "corrupt audio": [tiny_model, audio_dir / "corrupt.wav"],
+        "missing checkpoint": [tmp_path / "no_model", audio_dir / "low.wav"],
+        "not a checkpoint": [audio_dir, audio_dir / "low.wav"],
+        "bad top_k": [tiny_model, audio_dir / "low.wav", "--top_k", "0"],
+        "folder without audio": [tiny_model, tmp_path],
+    }[case]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model_path", str(args[0]), "--audio_path", *map(str, args[1:])])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("error: ") and fragment in captured.err
+
+
+def test_a_bad_checkpoint_through_the_script(tiny_model, tmp_path, audio_dir):
+    broken = tmp_path / "broken_model"
+    broken.mkdir()
+    (broken / "model.pth").write_bytes(b"not a torch file")
+    for name in ("config.yml", "label_list.txt"):
+        (broken / name).write_bytes(open(f"{tiny_model}/{name}", "rb").read())
+    assert_one_line_error(run_script("infer.py", "--model_path", broken, "--audio_path", audio_dir / "low.wav"),
+                          "cannot load")
