@@ -449,10 +449,15 @@ class MSERTrainer:
         return metrics
 
     def final_test(self, test_items: Sequence[ListItem]) -> Dict[str, Any]:
+        """Test the best model; after a resume whose best epoch was saved elsewhere, the last one."""
         best_dir = os.path.join(self.model_dir, "best_model")
-        load_matching_weights(self.model, checkpoint.load_weights(best_dir, self.device), best_dir)
+        which = f"best model (epoch {self.state.best_epoch})"
+        if os.path.isdir(best_dir):
+            load_matching_weights(self.model, checkpoint.load_weights(best_dir, self.device), best_dir)
+        else:
+            which = f"last model (epoch {self.state.epoch}; no best_model in {self.model_dir})"
         test_metrics = self.evaluate_items(test_items)
-        self.log(f"test set, best model (epoch {self.state.best_epoch}):\n{format_report(test_metrics)}")
+        self.log(f"test set, {which}:\n{format_report(test_metrics)}")
         return {"best_epoch": self.state.best_epoch, "best_val_score": self.state.best_score,
                 "test": test_metrics}
 
