@@ -3,12 +3,21 @@ from typing import Any, Dict
 
 from torch import nn
 
+from mser.errors import ConfigError
 from mser.features import Featurizer, build_featurizer
 from mser.models import build_model
 
 
+def refuse_derived_keys(args: Dict[str, Any], derived: Dict[str, str], section: str) -> None:
+    for key, source in derived.items():
+        if key in args:
+            raise ConfigError(f"{section}.{key} cannot be set: it comes from {source}")
+
+
 def featurizer_from_config(config: Dict[str, Any]) -> Featurizer:
     preprocess = config["preprocess_conf"]
+    refuse_derived_keys(preprocess["method_args"], {"sample_rate": "dataset_conf.dataset.sample_rate"},
+                        "preprocess_conf.method_args")
     return build_featurizer(preprocess["feature_method"],
                             sample_rate=config["dataset_conf"]["dataset"]["sample_rate"],
                             **preprocess["method_args"])
@@ -16,6 +25,8 @@ def featurizer_from_config(config: Dict[str, Any]) -> Featurizer:
 
 def model_from_config(config: Dict[str, Any], input_size: int, num_class: int) -> nn.Module:
     model_conf = config["model_conf"]
+    refuse_derived_keys(model_conf["model_args"], {"input_size": "the featurizer's feature_dim",
+                                                   "num_class": "the label list"}, "model_conf.model_args")
     return build_model(model_conf["model"], input_size=input_size, num_class=num_class,
                        **model_conf["model_args"])
 

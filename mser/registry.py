@@ -12,8 +12,9 @@ def nearest(name: str, choices) -> str:
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
-def check_kwargs(target: Callable, kwargs: dict, where: str) -> None:
-    """Refuse keyword arguments that `target` does not take, naming the nearest valid one."""
+def check_kwargs(target: Callable, kwargs: dict, where: str, supplied: tuple = ()) -> None:
+    """Refuse keyword arguments that `target` does not take, naming the nearest valid one.
+    `supplied` names arguments the caller fills in itself, left out of the list of valid keys."""
     params = inspect.signature(target).parameters
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
         return
@@ -21,7 +22,7 @@ def check_kwargs(target: Callable, kwargs: dict, where: str) -> None:
     for key in kwargs:
         if key not in valid:
             raise ConfigError(f"unknown key '{key}' in {where}{nearest(key, valid)}; "
-                              f"valid keys: {', '.join(sorted(valid))}")
+                              f"valid keys: {', '.join(sorted(set(valid) - set(supplied)))}")
 
 
 class Registry:
@@ -47,9 +48,10 @@ class Registry:
                               f"available: {', '.join(self.names())}")
         return self._entries[name]
 
-    def build(self, name: str, **kwargs):
+    def build(self, name: str, supplied: tuple = (), **kwargs):
+        """Call the registered `name` with `kwargs`; `supplied` as in `check_kwargs`."""
         target = self.get(name)
-        check_kwargs(target, kwargs, f"the arguments of {self.kind} '{name}'")
+        check_kwargs(target, kwargs, f"the arguments of {self.kind} '{name}'", supplied)
         return target(**kwargs)
 
     def names(self) -> List[str]:

@@ -7,7 +7,7 @@ from mser.features import fbank, spectrogram, mfcc, custom  # noqa: F401  (regis
 
 def build_featurizer(name: str, sample_rate: int = 16000, **method_args) -> Featurizer:
     """Build a registered featurizer, e.g. build_featurizer('Fbank', num_mel_bins=80)."""
-    return FEATURIZERS.build(name, sample_rate=sample_rate, **method_args)
+    return FEATURIZERS.build(name, supplied=("sample_rate",), sample_rate=sample_rate, **method_args)
 
 
 def list_featurizers() -> List[str]:

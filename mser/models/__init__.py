@@ -14,7 +14,8 @@ from mser.models import bi_lstm, ecapa_tdnn, campplus, resnet_se, panns, tdnn, e
 def build_model(name: str, input_size: int, num_class: int, **model_args) -> nn.Module:
     """Build a registered model. Its forward(features: (batch, frames, input_size), lengths=None)
     returns logits (batch, num_class)."""
-    return MODELS.build(name, input_size=input_size, num_class=num_class, **model_args)
+    return MODELS.build(name, supplied=("input_size", "num_class"), input_size=input_size,
+                        num_class=num_class, **model_args)
 
 
 def list_models() -> List[str]:
