@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile
 
 from conftest import assert_one_line_error, run_script
 from mser.cli.infer import main
@@ -122,3 +123,36 @@ def test_a_bad_checkpoint_through_the_script(tiny_model, tmp_path, audio_dir):
         (broken / name).write_bytes(open(f"{tiny_model}/{name}", "rb").read())
     assert_one_line_error(run_script("infer.py", "--model_path", broken, "--audio_path", audio_dir / "low.wav"),
                           "cannot load")
+
+
+def test_onnx_export_matches_pytorch_and_runs_without_mser(tiny_model, audio_dir, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e .[onnx])")
+    output = tmp_path / "tiny.onnx"
+    run = run_script("tools/export_onnx.py", "--model_path", tiny_model, "--audio_path", audio_dir / "low.wav",
+                     "--output", output)
+    assert run.returncode == 0, run.stderr
+    assert f"wrote {output}: " in run.stdout
+    difference = float(run.stdout.split("on probabilities = ")[1].split()[0])
+    assert difference < 1e-4
+    # What the README shows: onnxruntime, numpy and soundfile only.
+    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    labels, input_name = meta["labels"].split(","), meta["input"]
+    assert labels == LABELS and meta["sample_rate"] == "16000"
+    if input_name != "waveforms":
+        pytest.fail(f"the tiny EcapaTdnn on Fbank should export as one graph from waveforms, got '{input_name}' "
+                    f"({run.stderr.strip()[-300:]})")
+    for label in LABELS:
+        samples, _ = soundfile.read(str(audio_dir / f"{label}.wav"), dtype="float32")
+        probabilities = session.run(["probabilities"], {"waveforms": samples[None, :]})[0][0]
+        assert labels[int(np.argmax(probabilities))] == label
+
+
+def test_onnx_export_errors_are_one_line(tiny_model, tmp_path):
+    # Run where the checkpoint's relative test list does not exist, so no clip is found for the check.
+    missing_list = run_script("tools/export_onnx.py", "--model_path", tiny_model, cwd=tmp_path)
+    assert_one_line_error(missing_list, "pass --audio_path")
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF....WAVE")
+    assert_one_line_error(run_script("tools/export_onnx.py", "--model_path", tiny_model, "--audio_path", corrupt),
+                          "cannot decode")

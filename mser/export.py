@@ -1,0 +1,203 @@
+"""Export a checkpoint to ONNX, checked against PyTorch before it is kept.
+
+Preferred graph: featurizer + model + softmax in one, taking raw audio
+    waveforms (batch, samples) float32 mono in [-1, 1] at the model's sample rate
+    -> logits (batch, num_class), probabilities (batch, num_class)
+so that onnxruntime + numpy + soundfile run the model with no mser or torch code. It needs the
+torch.export-based exporter (`pip install onnxscript`). When the featurizer or the model does not
+go through it (the BiLSTM's LSTM, clip-level CustomFeatures), the model alone is exported, taking
+    features (batch, frames, feature_dim) from mser's featurizer
+and the metadata says so (`input` = "features").
+
+The graph has no lengths input: every row of a batch is one whole clip, so batch clips of the
+same length (e.g. fixed windows of a long recording) or run them one at a time.
+"""
+import contextlib
+import io
+import logging
+import os
+import re
+import warnings
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from mser.errors import MSERError
+
+MAX_DIFFERENCE = 1e-4   # largest acceptable |onnxruntime - PyTorch| on the probabilities
+
+
+class ExportError(MSERError):
+    """No exporter could produce a graph, or the graph disagrees with PyTorch."""
+
+
+class WaveformClassifier(nn.Module):
+    """waveforms (batch, samples) -> logits, probabilities (batch, num_class)."""
+
+    def __init__(self, featurizer: nn.Module, model: nn.Module):
+        super().__init__()
+        self.featurizer, self.model = featurizer, model
+
+    def forward(self, waveforms: torch.Tensor):
+        features, _ = self.featurizer(waveforms)
+        logits = self.model(features)
+        return logits, torch.softmax(logits, dim=-1)
+
+
+class FeatureClassifier(nn.Module):
+    """features (batch, frames, feature_dim) -> logits, probabilities (batch, num_class)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor):
+        logits = self.model(features)
+        return logits, torch.softmax(logits, dim=-1)
+
+
+def export_with_dynamo(module: nn.Module, example: torch.Tensor, input_name: str) -> bytes:
+    """torch.export-based ONNX exporter; both axes of the input are dynamic."""
+    dims = {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC}
+    program = torch.onnx.export(module, (example,), None, input_names=[input_name],
+                                output_names=["logits", "probabilities"],
+                                dynamic_shapes={input_name: dims},   # input_name is forward()'s argument
+                                dynamo=True, verbose=False)
+    return program.model_proto.SerializeToString()
+
+
+def export_with_tracing(module: nn.Module, example: torch.Tensor, input_name: str) -> bytes:
+    """The TorchScript-tracing exporter (no onnxscript needed); batch and time axes dynamic."""
+    buffer = io.BytesIO()
+    axes = {input_name: {0: "batch", 1: "time"}, "logits": {0: "batch"}, "probabilities": {0: "batch"}}
+    torch.onnx.export(module, (example,), buffer, input_names=[input_name],
+                      output_names=["logits", "probabilities"], dynamic_axes=axes, opset_version=17,
+                      dynamo=False)
+    return buffer.getvalue()
+
+
+def run_onnx(graph: bytes, input_name: str, inputs: np.ndarray) -> np.ndarray:
+    """Probabilities from onnxruntime: (batch, num_class)."""
+    import onnxruntime
+    session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    return session.run(["probabilities"], {input_name: inputs})[0]
+
+
+def try_exporters(candidates, log: Callable[[str], None]):
+    """(name, input_name, graph) of the first candidate that exports; ExportError listing every failure."""
+    failures = []
+    for name, input_name, module, example, exporter in candidates:
+        try:
+            with warnings.catch_warnings(), quiet_torch_logs():
+                warnings.simplefilter("ignore")
+                return name, input_name, exporter(module, example, input_name)
+        except Exception as e:  # each exporter fails in its own ways; the next one may work
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()   # the exporter colours its messages
+            first_line = text.splitlines()[0][:200] if text else ""
+            reason = f"{name}: {type(e).__name__}: {first_line}"
+            log(f"could not export {reason}")
+            failures.append(reason)
+    raise ExportError("no ONNX exporter could export this model: " + "; ".join(failures))
+
+
+@contextlib.contextmanager
+def quiet_torch_logs():
+    """Hide what the exporters log on their way (skipped torchvision operators, the fake-tensor
+    traceback of a failed attempt): a failure is reported in one line by try_exporters."""
+    loggers = [logging.getLogger(name) for name in logging.root.manager.loggerDict
+               if name == "torch" or name.startswith("torch.")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def candidates_for(predictor, waveform: torch.Tensor, features: torch.Tensor) -> list:
+    whole = WaveformClassifier(predictor.featurizer, predictor.model).eval()
+    model_only = FeatureClassifier(predictor.model).eval()
+    found = []
+    if has_onnxscript() and not predictor.featurizer.clip_level:
+        found.append(("waveforms -> probabilities (torch.export)", "waveforms", whole, waveform, export_with_dynamo))
+    if has_onnxscript():
+        found.append(("features -> probabilities (torch.export)", "features", model_only, features,
+                      export_with_dynamo))
+    found.append(("features -> probabilities (tracing)", "features", model_only, features, export_with_tracing))
+    return found
+
+
+def has_onnxscript() -> bool:
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def check_inputs(predictor, clip: np.ndarray) -> Dict[str, Any]:
+    """The real clip, and a batch of two shorter windows of it (another batch size and length)."""
+    window = min(clip.shape[0], int(2 * predictor.sample_rate))
+    batch = np.stack([clip[:window], clip[-window:]])
+    return {"clip": clip[None, :], "batch": batch}
+
+
+def compare(graph: bytes, input_name: str, predictor, inputs: Dict[str, np.ndarray]) -> float:
+    """Largest |onnxruntime - PyTorch| over the probabilities of every check input."""
+    worst = 0.0
+    for waveforms in inputs.values():
+        reference = predictor.probabilities(list(waveforms))
+        onnx_input = waveforms if input_name == "waveforms" else features_of(predictor, waveforms)
+        worst = max(worst, float(np.max(np.abs(run_onnx(graph, input_name, onnx_input) - reference))))
+    return worst
+
+
+@torch.inference_mode()
+def features_of(predictor, waveforms: np.ndarray) -> np.ndarray:
+    """mser's features for equal-length clips: (batch, frames, feature_dim)."""
+    features, _ = predictor.featurizer(torch.from_numpy(np.ascontiguousarray(waveforms)))
+    return features.numpy()
+
+
+def add_metadata(graph: bytes, predictor, input_name: str) -> bytes:
+    """Labels, sample rate and input kind as ONNX metadata, so a runtime needs no other file."""
+    import onnx
+    proto = onnx.load_from_string(graph)
+    dataset = predictor.config["dataset_conf"]["dataset"]
+    onnx.helper.set_model_props(proto, {
+        "labels": ",".join(predictor.labels),
+        "sample_rate": str(predictor.sample_rate),
+        "input": input_name,
+        "feature_method": predictor.config["preprocess_conf"]["feature_method"],
+        "use_dB_normalization": str(dataset["use_dB_normalization"]).lower(),
+        "target_dB": str(dataset["target_dB"]),
+    })
+    return proto.SerializeToString()
+
+
+def export_onnx(model_path: str, audio_path: str, output: Optional[str] = None, configs: Optional[str] = None,
+                log: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Write `output` (default: <model_path>/model.onnx) after checking it on `audio_path`.
+
+    Returns {'path', 'input', 'exporter', 'max_abs_diff'}; raises ExportError when the graph's
+    probabilities differ from PyTorch's by MAX_DIFFERENCE or more (nothing is written then).
+    """
+    from mser.predictor import MSERPredictor
+    predictor = MSERPredictor(model_path, configs=configs)
+    clip = predictor.load(audio_path)
+    inputs = check_inputs(predictor, clip)
+    example = torch.from_numpy(inputs["batch"])
+    name, input_name, graph = try_exporters(
+        candidates_for(predictor, example, torch.from_numpy(features_of(predictor, inputs["batch"]))), log)
+    difference = compare(graph, input_name, predictor, inputs)
+    if not difference < MAX_DIFFERENCE:
+        raise ExportError(f"the ONNX graph ({name}) differs from PyTorch by {difference:.2e} on {audio_path}, "
+                          f"more than {MAX_DIFFERENCE:g}; nothing was written")
+    output = output or os.path.join(model_path, "model.onnx")
+    with open(output, "wb") as f:
+        f.write(add_metadata(graph, predictor, input_name))
+    return {"path": output, "input": input_name, "exporter": name, "max_abs_diff": difference}
