@@ -1,17 +1,19 @@
 """infer.py as a user runs it: one file, a long recording, a folder, --json, and its errors."""
 import json
+import sys
 
 import numpy as np
 import pytest
 import soundfile
 
-from conftest import assert_one_line_error, run_script
+from conftest import REPO, run_script
 from mser.cli.infer import main
 
 pytest.register_assert_rewrite("mic_fixtures")  # see test_predictor.py
 from mic_fixtures import LABELS, synthetic_clip, write_clip  # noqa: E402
 
 pytest_plugins = ["mic_fixtures"]
+sys.path.insert(0, str(REPO / "tools"))   # tools/export_onnx.py, imported by a test below
 
 
 @pytest.fixture(scope="module")
@@ -115,14 +117,16 @@ def test_errors_are_one_line_and_exit_2(tiny_model, audio_dir, tmp_path, capsys,
     assert captured.err.startswith("error: ") and fragment in captured.err
 
 
-def test_a_bad_checkpoint_through_the_script(tiny_model, tmp_path, audio_dir):
+def test_a_checkpoint_with_broken_weights(tiny_model, tmp_path, audio_dir, capsys):
     broken = tmp_path / "broken_model"
     broken.mkdir()
     (broken / "model.pth").write_bytes(b"not a torch file")
     for name in ("config.yml", "label_list.txt"):
         (broken / name).write_bytes(open(f"{tiny_model}/{name}", "rb").read())
-    assert_one_line_error(run_script("infer.py", "--model_path", broken, "--audio_path", audio_dir / "low.wav"),
-                          "cannot load")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model_path", str(broken), "--audio_path", str(audio_dir / "low.wav")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "cannot load" in err
 
 
 def test_onnx_export_matches_pytorch_and_runs_without_mser(tiny_model, audio_dir, tmp_path):
@@ -148,11 +152,14 @@ def test_onnx_export_matches_pytorch_and_runs_without_mser(tiny_model, audio_dir
         assert labels[int(np.argmax(probabilities))] == label
 
 
-def test_onnx_export_errors_are_one_line(tiny_model, tmp_path):
-    # Run where the checkpoint's relative test list does not exist, so no clip is found for the check.
-    missing_list = run_script("tools/export_onnx.py", "--model_path", tiny_model, cwd=tmp_path)
-    assert_one_line_error(missing_list, "pass --audio_path")
+def test_onnx_export_errors_are_one_line(tiny_model, tmp_path, capsys, monkeypatch):
+    from export_onnx import main as export_main
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF....WAVE")
-    assert_one_line_error(run_script("tools/export_onnx.py", "--model_path", tiny_model, "--audio_path", corrupt),
-                          "cannot decode")
+    monkeypatch.chdir(tmp_path)   # where the checkpoint's relative test list does not exist
+    for args, fragment in [([], "pass --audio_path"), (["--audio_path", str(corrupt)], "cannot decode")]:
+        with pytest.raises(SystemExit) as exit_info:
+            export_main(["--model_path", tiny_model, *args])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1
+        assert err.startswith("error: ") and fragment in err
