@@ -1,0 +1,50 @@
+"""extract_features.py and the feature cache: same features as from audio, stale caches refused."""
+import torch
+
+from conftest import assert_one_line_error, run_script, tiny_overwrites
+
+from mser.config import load_config
+from mser.data.dataset import collate
+from mser.trainer import MSERTrainer
+
+
+def cache_overwrites(list_dir, cache_dir, **extra):
+    return tiny_overwrites(list_dir, **{"dataset_conf.feature_cache.enable": "true",
+                                        "dataset_conf.feature_cache.cache_dir": cache_dir, **extra})
+
+
+def test_cached_features_equal_features_from_audio(demo_lists, tmp_path):
+    config = load_config("configs/bi_lstm.yml", cache_overwrites(demo_lists, tmp_path / "cache"))
+    trainer = MSERTrainer(config, use_gpu=False)
+    _, _, test_items = trainer.read_lists()
+    items = test_items[:6]
+
+    from_audio = collate([trainer.dataset(items, train=False)[i] for i in range(len(items))])
+    expected, expected_lengths = trainer.features(from_audio)
+    trainer.prepare_caches()
+    from_cache = collate([trainer.dataset(items, train=False)[i] for i in range(len(items))])
+    assert from_cache.is_features
+    cached, cached_lengths = trainer.features(from_cache)
+    assert torch.equal(cached_lengths, expected_lengths)
+    torch.testing.assert_close(cached, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_extract_then_train_from_cache_and_refuse_stale(demo_lists, tmp_path):
+    cache = tmp_path / "cache"
+    extracted = run_script("extract_features.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
+                           "--overwrites", cache_overwrites(demo_lists, cache))
+    assert extracted.returncode == 0, extracted.stderr[-2000:]
+    assert sorted(p.name for p in cache.iterdir()) == ["Fbank_test_list.pt", "Fbank_train_list.pt"]
+
+    trained = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
+                         "--save_model_path", tmp_path / "models", "--log_dir", "",
+                         "--overwrites", cache_overwrites(demo_lists, cache))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "cached features of" not in trained.stdout  # read, not rebuilt
+    assert "epoch 1/1" in trained.stdout
+
+    stale = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
+                       "--save_model_path", tmp_path / "models", "--log_dir", "",
+                       "--overwrites", cache_overwrites(demo_lists, cache, **{
+                           "preprocess_conf.method_args.num_mel_bins": 32}))
+    assert_one_line_error(stale, "is stale (the featurizer settings changed")
