@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -32,6 +33,8 @@ OPTIMIZER_FILE = "optimizer.pth"
 STATE_FILE = "model.state"
 CONFIG_FILE = "config.yml"
 LABEL_FILE = "label_list.txt"
+STAGING_MARK = ".tmp-"   # `.<name>.tmp-XXXX`: a checkpoint being written or deleted
+PROCESS_STARTED = time.time()
 
 
 def save_checkpoint(directory: str, model_state: Dict[str, torch.Tensor], state: Dict[str, Any],
@@ -43,7 +46,8 @@ def save_checkpoint(directory: str, model_state: Dict[str, torch.Tensor], state:
     directory = os.path.abspath(directory)
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
+    remove_stale_staging(parent)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}{STAGING_MARK}", dir=parent)
     try:
         torch.save(model_state, os.path.join(staging, MODEL_FILE))
         if featurizer_state:
@@ -68,12 +72,26 @@ def replace_directory(staging: str, directory: str) -> None:
     """Swap `staging` into `directory`. Between the two renames only `<dir>.old` exists, and
     `resolve` falls back to it, so a crash at any point leaves a complete checkpoint."""
     previous = directory + ".old"
+    if os.path.isdir(previous) and not os.path.isdir(directory):
+        os.rename(previous, directory)  # an earlier swap was cut short: its old copy is the checkpoint
     if os.path.isdir(previous):
         shutil.rmtree(previous)
     if os.path.isdir(directory):
         os.rename(directory, previous)
     os.rename(staging, directory)
     shutil.rmtree(previous, ignore_errors=True)
+
+
+def remove_stale_staging(parent: str) -> None:
+    """Delete what a killed process left half-written or half-deleted (`.<name>.tmp-*`): those
+    older than this process. A live process removes its own when it fails, so it never has any."""
+    for path in glob.glob(os.path.join(glob.escape(parent), f".*{STAGING_MARK}*")):
+        try:
+            stale = os.path.getmtime(path) < PROCESS_STARTED
+        except OSError:  # removed meanwhile
+            continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def sync_directory(directory: str) -> None:
@@ -154,4 +172,7 @@ def prune_epochs(model_dir: str, keep: int) -> None:
     if keep <= 0:
         return
     for path in epoch_directories(model_dir)[:-keep]:
-        shutil.rmtree(path, ignore_errors=True)
+        # renamed first, so that a kill during the deletion never leaves a half-deleted epoch_N
+        doomed = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}{STAGING_MARK}", dir=model_dir)
+        os.rename(path, os.path.join(doomed, "deleted"))
+        shutil.rmtree(doomed, ignore_errors=True)

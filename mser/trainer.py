@@ -18,7 +18,7 @@ from mser.config import format_config, load_config
 from mser.data import feature_cache
 from mser.data.dataset import AudioDataset, collate, worker_init
 from mser.data.lists import ListItem, read_data_list, read_label_list
-from mser.errors import CheckpointError, ConfigError
+from mser.errors import CheckpointError, ConfigError, DataError
 from mser.factory import featurizer_from_config, load_matching_weights, model_from_config
 from mser.metrics import compute_metrics, confusion_matrix_figure, format_report, plot_confusion_matrix
 from mser.optim import build_optimizer, build_scheduler, class_weights, trainable_parameters
@@ -162,6 +162,8 @@ class MSERTrainer:
         """Train for `train_conf.max_epoch` epochs; returns the best validation metrics and the
         test metrics of the best model."""
         train_items, val_items, test_items = self.read_lists()
+        if self.context.is_main:  # an unwritable save_model_path fails now, not after an epoch
+            os.makedirs(os.path.join(save_model_path, self.model_name), exist_ok=True)
         if self.uses_cache:
             self.prepare_caches()
         self.log(f"{len(train_items)} training, {len(val_items)} validation, {len(test_items)} test clips; "
@@ -250,9 +252,13 @@ class MSERTrainer:
         started = time.time()
         progress = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not self.context.is_main,
                         dynamic_ncols=True)
+        # batch norm cannot take its training statistics from one clip (e.g. a list of 32k + 1 clips)
+        smallest = 2 if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()) else 1
         for batch in progress:
             skipped += self.note_skipped(batch.skipped)
-            if len(batch) == 0:
+            if len(batch) < smallest:
+                skipped += self.note_skipped([(path, "the only usable clip of its batch; batch norm needs two")
+                                              for path in batch.paths])
                 continue
             features, frame_lengths = self.features(batch)
             if self.spec_augment is not None:
@@ -405,6 +411,23 @@ class MSERTrainer:
             if stored_config[section][key] != self.config[section][key]:
                 raise CheckpointError(f"checkpoint {directory} has {section}.{key}="
                                       f"{stored_config[section][key]}, the config {self.config[section][key]}")
+        self.check_same_features(directory, stored_config)
+
+    def check_same_features(self, directory: str, stored_config: Dict[str, Any]) -> None:
+        """Refuse featurizer arguments that change the feature size; say when others differ."""
+        stored_args = stored_config["preprocess_conf"]["method_args"]
+        own_args = self.config["preprocess_conf"]["method_args"]
+        differing = ", ".join(f"{key}={stored_args.get(key, 'default')} in the checkpoint, "
+                              f"{own_args.get(key, 'default')} in the config"
+                              for key in sorted(set(stored_args) | set(own_args))
+                              if stored_args.get(key) != own_args.get(key))
+        if not differing:
+            return
+        stored_dim = featurizer_from_config(stored_config).feature_dim
+        if stored_dim != self.featurizer.feature_dim:
+            raise CheckpointError(f"checkpoint {directory} was trained on {stored_dim}-dim features, the config "
+                                  f"gives {self.featurizer.feature_dim}: preprocess_conf.method_args {differing}")
+        self.log(f"warning: preprocess_conf.method_args differ from checkpoint {directory}: {differing}")
 
     def load_pretrained(self, directory: str) -> None:
         """Load every weight whose name and shape match; report what was skipped."""
@@ -443,6 +466,9 @@ class MSERTrainer:
 
     def evaluate_items(self, items: Sequence[ListItem], criterion: Optional[nn.Module] = None) -> Dict[str, Any]:
         y_true, logits = self.predict_items(items)
+        if len(y_true) == 0:
+            raise DataError(f"none of the {len(items)} clips to evaluate could be used; "
+                            f"the lines starting 'skipping' say why")
         metrics = compute_metrics(y_true.tolist(), logits.argmax(dim=1).tolist(), self.labels)
         loss_fn = criterion or nn.CrossEntropyLoss()
         metrics["loss"] = float(loss_fn(logits.to(self.device), y_true.to(self.device))) if len(y_true) else 0.0

@@ -25,13 +25,19 @@ def add_config_arguments(parser: argparse.ArgumentParser, default_config: str = 
 
 
 def exits_cleanly(main):
-    """Turn user errors into `error: ...` on stderr and exit code 2, and Ctrl-C into exit 130."""
+    """Turn user errors (and unusable paths) into `error: ...` on stderr and exit code 2, and Ctrl-C
+    into exit 130."""
     @functools.wraps(main)
     def wrapper(argv=None):
         try:
             return main(argv)
         except MSERError as e:
             print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except OSError as e:
+            if e.filename is None:  # not about a path the user gave
+                raise
+            print(f"error: {e.strerror or e}: {e.filename}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -27,6 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def evaluation_config(args: argparse.Namespace) -> dict:
     from mser import checkpoint
     from mser.config import apply_overwrites, load_config
+    from mser.factory import check_same_setup
     if args.configs:
         config = load_config(args.configs)
     else:
@@ -34,7 +35,11 @@ def evaluation_config(args: argparse.Namespace) -> dict:
     # The checkpoint's own label list is the one its output layer was trained on.
     config["dataset_conf"]["label_list_path"] = os.path.join(checkpoint.resolve(args.resume_model),
                                                              checkpoint.LABEL_FILE)
-    return apply_overwrites(config, args.overwrites) if args.overwrites else config
+    config = apply_overwrites(config, args.overwrites) if args.overwrites else config
+    # before the featurizer is built: another feature method's arguments would fail first, less clearly
+    stored, _ = checkpoint.load_config_and_labels(args.resume_model)
+    check_same_setup(config, stored, args.resume_model)
+    return config
 
 
 @exits_cleanly
@@ -42,6 +47,8 @@ def main(argv=None):
     args = parse_args(argv)
     from mser.metrics import format_report
     from mser.trainer import MSERTrainer
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)  # an unusable folder fails now, not after evaluating
     trainer = MSERTrainer(configs=evaluation_config(args), use_gpu=args.use_gpu)
     metrics = trainer.evaluate(resume_model=args.resume_model, list_path=args.test_list,
                                output_dir=args.output_dir)
