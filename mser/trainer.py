@@ -99,6 +99,13 @@ class MSERTrainer:
             rebuild=rebuild, log=self.log)
         return self.caches
 
+    def warn_waveform_augmentation_off(self) -> None:
+        waveform_sections = [name for name, section in (self.augment_config or {}).items()
+                             if name != "spec_aug" and section.get("prob", 0) > 0]
+        if waveform_sections:
+            self.log(f"note: training reads cached features, so {', '.join(waveform_sections)} augmentation "
+                     f"is not applied (spec_aug still is)")
+
     def max_frames(self, seconds: float) -> Optional[int]:
         if not hasattr(self.featurizer, "frame_lengths"):
             return None
@@ -166,6 +173,7 @@ class MSERTrainer:
             os.makedirs(os.path.join(save_model_path, self.model_name), exist_ok=True)
         if self.uses_cache:
             self.prepare_caches()
+            self.warn_waveform_augmentation_off()
         self.log(f"{len(train_items)} training, {len(val_items)} validation, {len(test_items)} test clips; "
                  f"{len(self.labels)} labels: {', '.join(self.labels)}")
         self.log(format_config(self.config))
