@@ -126,7 +126,7 @@ def test_unsure_below_the_threshold_and_silence(tiny_model):
     mixed = synthetic_clip("low", 1.5, rng) + synthetic_clip("noise", 1.5, rng)
     samples = (mixed / np.max(np.abs(mixed)) * 16000).astype(np.int16)
     label, score = predictor.predict(samples, RATE)
-    assert describe_prediction(predictor, samples, threshold=score - 1e-3) == f"{label} {score:.2f}"
+    assert describe_prediction(predictor, samples, threshold=score - 1e-3) == f"{label} {score:.3f}"
     unsure = describe_prediction(predictor, samples, threshold=score + 1e-3)
-    assert unsure.startswith(f"unsure: {label} {score:.2f}, then ") and "below threshold" in unsure
+    assert unsure.startswith(f"unsure: {label} {score:.3f}, then ") and "below threshold" in unsure
     assert describe_prediction(predictor, np.zeros(RATE, dtype=np.int16), 0.5).startswith("silence")

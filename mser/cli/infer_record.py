@@ -51,9 +51,9 @@ def describe_prediction(predictor, samples: np.ndarray, threshold: float) -> str
     ranked = list(predictor.ranked(probs, 2).items())
     label, score = ranked[0]
     if score < threshold:
-        runner_up = f", then {ranked[1][0]} {ranked[1][1]:.2f}" if len(ranked) > 1 else ""
-        return f"unsure: {label} {score:.2f}{runner_up} (below threshold {threshold:g})"
-    return f"{label} {score:.2f}"
+        runner_up = f", then {ranked[1][0]} {ranked[1][1]:.3f}" if len(ranked) > 1 else ""
+        return f"unsure: {label} {score:.3f}{runner_up} (below threshold {threshold:g})"
+    return f"{label} {score:.3f}"
 
 
 def run_loop(predictor, pa, device: mic.InputDevice, args: argparse.Namespace) -> None:
