@@ -2,7 +2,7 @@
 from typing import List
 
 from mser.features.base import FEATURIZERS, Featurizer, mask_frames, register_featurizer
-from mser.features import fbank, spectrogram, mfcc, custom  # noqa: F401  (registers the featurizers)
+from mser.features import fbank, spectrogram, mfcc, custom, prosody  # noqa: F401  (registers the featurizers)
 
 
 def build_featurizer(name: str, sample_rate: int = 16000, **method_args) -> Featurizer:
