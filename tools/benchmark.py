@@ -1,0 +1,629 @@
+"""Measure mser on this machine: featurizers, training (data pipeline against the model alone),
+inference, memory, the hardware's matmul peak, and bfloat16.
+
+Sections (--sections, all by default):
+  hardware  fp32 and bf16 matmul GFLOP/s (2048 x 2048); per model the fwd+bwd GFLOP of one clip
+            and the share of the fp32 peak its training step reaches on precomputed features
+  features  clips/s and real-time factor of every featurizer, 3 s clips in batches of 32
+  train     per model: end-to-end training clips/s through MSERTrainer.train_epoch on generated 3 s
+            WAV files, from audio (AudioDataset, DataLoader workers, collate, featurizer, model,
+            optimizer: the path waveform augmentation needs) and from the feature cache
+            (extract_features.py); the same training step on features computed beforehand; the
+            ratios (pipeline efficiency), and where the rest goes (featurizer alone, DataLoader alone)
+  infer     per model: ms per 3 s clip at batch 1 under torch.inference_mode (featurizer + model),
+            fp32 and bf16 autocast, and the real-time factor (the best of --runs calls)
+  bf16      EcapaTdnn training with train_conf.enable_amp (bf16 autocast) against fp32, end to end
+            and model only; inference fp32 / bf16 / ONNX Runtime; channels-last for a 2-D model
+  memory    peak RSS of one train.py epoch and of MSERPredictor.predict_long on a 10-minute file,
+            each in a process of its own (RUSAGE_CHILDREN of a wrapper process per task)
+
+The 3 s clips are demo-corpus speech joined end to end. Timings on a shared machine vary with its
+load; the load average is printed with the results. There, torch's OpenMP threads spin-wait for
+each other while another process holds a core, which slows every parallel op down several times:
+run with OMP_WAIT_POLICY=PASSIVE (recorded in the results) to measure what the code can do.
+
+    .venv/bin/python tools/benchmark.py --quick
+    .venv/bin/python tools/benchmark.py --models EcapaTdnn,CAMPPlus --sections train,infer --json
+    .venv/bin/python tools/benchmark.py --models EcapaTdnn --sections train \
+        --overwrites "model_conf.model_args.channels=512,model_conf.model_args.mfa_channels=1536"
+
+Every model is benchmarked with the model and featurizer arguments of its shipped config.
+"""
+import argparse
+import datetime
+import glob
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import soundfile
+import torch
+import yaml
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from mser.audio import load_audio  # noqa: E402
+from mser.config import apply_overwrites, load_config, save_config  # noqa: E402
+from mser.data.lists import write_data_list, write_label_list  # noqa: E402
+from mser.factory import featurizer_from_config  # noqa: E402
+from mser.features import build_featurizer, list_featurizers  # noqa: E402
+from mser.models import list_models  # noqa: E402
+
+SAMPLE_RATE = 16000
+CLIP_SECONDS = 3.0
+LABELS = ["neutral", "happy", "sad", "angry", "fearful", "surprised"]
+SECTIONS = ("hardware", "features", "train", "infer", "bf16", "memory")
+QUICK_MODELS = ("BiLSTM", "EcapaTdnn")
+BF16_MODEL = "EcapaTdnn"
+LONG_FILE_SECONDS = 600.0
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated sections to run")
+    parser.add_argument("--models", default=None,
+                        help="comma-separated models (default: every registered one; --quick: "
+                             + ",".join(QUICK_MODELS) + ")")
+    parser.add_argument("--batch_size", type=int, default=32, help="training and featurizer batch size")
+    parser.add_argument("--batches", type=int, default=4, help="training batches timed per model")
+    parser.add_argument("--runs", type=int, default=10, help="timed repetitions for inference and featurizers")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="training measurements per model, alternating pipeline and model only; the best "
+                             "of each is kept (a busy machine slows some of them down)")
+    parser.add_argument("--overwrites", default=None,
+                        help="config overrides for every benchmarked model, "
+                             "e.g. \"model_conf.model_args.channels=512\"")
+    parser.add_argument("--num_workers", type=int, default=None,
+                        help="DataLoader workers for the training pipeline (default: the model's config)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--use_gpu", type=lambda s: s.lower() in ("1", "true", "yes"), default=False,
+                        help="benchmark on the GPU when there is one")
+    parser.add_argument("--quick", action="store_true",
+                        help="a reduced set in under two minutes: the quick models, 1 batch, 3 runs, "
+                             "memory of BiLSTM training only")
+    parser.add_argument("--json", action="store_true", help="print all results as one JSON object on the last line")
+    parser.add_argument("--work_dir", default=None, help="where clips and checkpoints go (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(args.sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    if args.models:
+        args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    else:
+        args.models = list(QUICK_MODELS) if args.quick else list_models()
+    missing = sorted(set(args.models) - set(list_models()))
+    if missing:
+        parser.error(f"unknown model(s) {', '.join(missing)}; registered: {', '.join(list_models())}")
+    if args.quick:
+        args.batches, args.runs, args.repeats = 1, min(args.runs, 3), 1
+    return args
+
+
+# ---------------------------------------------------------------- timing helpers
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(function: Callable[[], Any], device: torch.device) -> float:
+    """Seconds one call takes, waiting for the device to finish."""
+    synchronize(device)
+    start = time.perf_counter()
+    function()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def best_seconds(function: Callable[[], Any], device: torch.device, runs: int, warmup: int = 2) -> float:
+    """The fastest of `runs` calls: other load on the machine only ever slows a call down."""
+    for _ in range(warmup):
+        function()
+    return min(timed(function, device) for _ in range(max(1, runs)))
+
+
+def load_average() -> List[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# ---------------------------------------------------------------- inputs
+
+def demo_speech() -> np.ndarray:
+    """The shipped demo corpus joined into one long signal (noise if it is missing)."""
+    paths = sorted(glob.glob(os.path.join(REPO, "dataset", "demo", "**", "*.flac"), recursive=True))[:80]
+    if not paths:
+        return np.random.default_rng(0).standard_normal(SAMPLE_RATE * 120).astype(np.float32) * 0.1
+    return np.concatenate([load_audio(path, SAMPLE_RATE) for path in paths])
+
+
+def write_clips(directory: str, count: int, speech: np.ndarray) -> List[str]:
+    """`count` different 3 s 16-bit WAV files cut from `speech`."""
+    os.makedirs(directory, exist_ok=True)
+    size = int(CLIP_SECONDS * SAMPLE_RATE)
+    paths = []
+    for index in range(count):
+        start = (index * size * 7 // 5) % (len(speech) - size)
+        path = os.path.join(directory, f"clip_{index:03d}.wav")
+        soundfile.write(path, speech[start:start + size], SAMPLE_RATE, subtype="PCM_16")
+        paths.append(path)
+    return paths
+
+
+def write_long_file(path: str, speech: np.ndarray, seconds: float) -> str:
+    repeats = int(np.ceil(seconds * SAMPLE_RATE / len(speech)))
+    soundfile.write(path, np.tile(speech, repeats)[:int(seconds * SAMPLE_RATE)], SAMPLE_RATE, subtype="PCM_16")
+    return path
+
+
+class Workspace:
+    """Generated clips and the data lists that point at them."""
+
+    def __init__(self, directory: str, clips: int):
+        self.directory = directory
+        self.speech = demo_speech()
+        self.paths = write_clips(os.path.join(directory, "clips"), clips, self.speech)
+        self.label_list = os.path.join(directory, "label_list.txt")
+        write_label_list(self.label_list, LABELS)
+        self.waveforms = [torch.from_numpy(load_audio(path, SAMPLE_RATE)) for path in self.paths]
+
+    def items(self, count: int):
+        return [(self.paths[i % len(self.paths)], i % len(LABELS)) for i in range(count)]
+
+    def write_list(self, name: str, count: int) -> str:
+        path = os.path.join(self.directory, name)
+        write_data_list(path, self.items(count))
+        return path
+
+    def batch(self, size: int) -> torch.Tensor:
+        """(size, 3 s of samples) real speech."""
+        return torch.stack([self.waveforms[i % len(self.waveforms)] for i in range(size)])
+
+
+# ---------------------------------------------------------------- configs and models
+
+def config_file_for(model: str) -> str:
+    """The shipped config that trains `model`, else one of its family, else ecapa_tdnn.yml."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(REPO, "configs", "*.yml"))):
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        name = (data.get("model_conf") or {}).get("model")
+        feature = (data.get("preprocess_conf") or {}).get("feature_method")
+        if name and feature != "CustomFeatures":
+            found.setdefault(name, path)
+    if model in found:
+        return found[model]
+    family = [path for name, path in found.items() if name.split("_")[0] == model.split("_")[0]]
+    return family[0] if family else os.path.join(REPO, "configs", "ecapa_tdnn.yml")
+
+
+def benchmark_config(model: str, workspace: Workspace, batch_size: int, train_clips: int,
+                     enable_amp: bool = False, num_workers: Optional[int] = None,
+                     overwrites: Optional[str] = None) -> Dict[str, Any]:
+    config = load_config(config_file_for(model))
+    if config["model_conf"]["model"] != model:
+        config["model_conf"] = {"model": model, "model_args": {}}  # the model's own defaults
+    if overwrites:
+        config = apply_overwrites(config, overwrites)
+    dataset_conf = config["dataset_conf"]
+    dataset_conf["train_list"] = workspace.write_list("train_list.txt", train_clips)
+    dataset_conf["test_list"] = dataset_conf["val_list"] = workspace.write_list("test_list.txt", 8)
+    dataset_conf["label_list_path"] = workspace.label_list
+    dataset_conf["feature_cache"]["cache_dir"] = os.path.join(workspace.directory, f"features_{model}")
+    dataset_conf["dataset"]["max_duration"] = CLIP_SECONDS
+    dataset_conf["dataLoader"]["batch_size"] = batch_size
+    if num_workers is not None:
+        dataset_conf["dataLoader"]["num_workers"] = num_workers
+    config["train_conf"]["enable_amp"] = enable_amp
+    return config
+
+
+def describe_model(config: Dict[str, Any]) -> str:
+    args = ", ".join(f"{k}={v}" for k, v in config["model_conf"]["model_args"].items())
+    method = config["preprocess_conf"]
+    feature_args = ", ".join(f"{k}={v}" for k, v in method["method_args"].items())
+    return (f"{config['model_conf']['model']}({args or 'defaults'}) on "
+            f"{method['feature_method']}({feature_args or 'defaults'})")
+
+
+def fwd_bwd_gflop(model: nn.Module, features: torch.Tensor) -> float:
+    """GFLOP of one training step (forward + backward) per clip. features: (batch >= 2, frames, dim).
+
+    FlopCounterMode does not see recurrent layers on the CPU; those are added analytically
+    (backward of a recurrent layer ~ twice its forward)."""
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    from model_table import rnn_macs
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        model(features).float().logsumexp(dim=1).sum().backward()
+    model.zero_grad(set_to_none=True)
+    flops = counter.get_total_flops()
+    per_module = counter.get_flop_counts()
+    for name, module in model.named_modules():
+        key = f"{type(model).__name__}.{name}"
+        if isinstance(module, nn.RNNBase) and not sum(per_module.get(key, {}).values()):
+            flops += 3 * 2 * rnn_macs(module, features.shape[1]) * features.shape[0]
+    return flops / features.shape[0] / 1e9
+
+
+# ---------------------------------------------------------------- sections
+
+def matmul_gflops(dtype: torch.dtype, device: torch.device, size: int = 2048, runs: int = 5) -> float:
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    best = min(timed(lambda: a @ b, device) for _ in range(runs + 1))
+    return 2 * size ** 3 / best / 1e9
+
+
+def hardware_peak(device: torch.device, quick: bool) -> Dict[str, float]:
+    runs = 3 if quick else 8
+    return {"fp32_gflops": round(matmul_gflops(torch.float32, device, runs=runs), 1),
+            "bf16_gflops": round(matmul_gflops(torch.bfloat16, device, runs=runs), 1)}
+
+
+def featurizer_rows(workspace: Workspace, device: torch.device, batch_size: int, runs: int) -> List[Dict]:
+    waveforms = workspace.batch(batch_size).to(device)
+    lengths = torch.full((batch_size,), waveforms.shape[1], dtype=torch.long, device=device)
+    rows = []
+    for name in list_featurizers():
+        featurizer = build_featurizer(name, sample_rate=SAMPLE_RATE).to(device).eval()
+        with torch.inference_mode():
+            seconds = best_seconds(lambda f=featurizer: f(waveforms, lengths), device, runs, warmup=1)
+        rows.append({"featurizer": name, "feature_dim": featurizer.feature_dim,
+                     "clips_per_s": round(batch_size / seconds, 1),
+                     "real_time_factor": round(seconds / (batch_size * CLIP_SECONDS), 5)})
+    return rows
+
+
+class TrainingRig:
+    """A trainer, model, optimizer and AMP for one config, as MSERTrainer.train sets them up."""
+
+    def __init__(self, config: Dict[str, Any], use_gpu: bool):
+        from mser.optim import build_optimizer, trainable_parameters
+        from mser.trainer import Amp, MSERTrainer
+        self.config = config
+        self.trainer = MSERTrainer(configs=config, use_gpu=use_gpu)
+        self.device = self.trainer.device
+        self.model = self.trainer.build_model()
+        self.optimizer = build_optimizer(trainable_parameters(self.model), config["optimizer_conf"])
+        self.amp = Amp(config["train_conf"], self.device)
+        self.trainer.spec_augment = None
+        self.items = self.trainer.read_lists()[0]
+        self.dataset = self.trainer.dataset(self.items, train=True)
+        self.criterion = self.trainer.criterion(self.items)
+        self.warmed_up = False
+
+    def feature_batches(self) -> List[tuple]:
+        """(waveforms, lengths, features, frame_lengths, labels) for each batch of one epoch."""
+        batches = []
+        for batch in self.trainer.loader(self.dataset, train=True, epoch=0):
+            features, frame_lengths = self.trainer.features(batch)
+            batches.append((batch.inputs.to(self.device), batch.lengths.to(self.device), features,
+                            frame_lengths, batch.labels.to(self.device)))
+        return batches
+
+    def step(self, features, frame_lengths, labels) -> None:
+        self.trainer.train_step(self.model, features, frame_lengths, labels, self.criterion,
+                                self.optimizer, self.amp)
+
+    def model_only_clips_per_s(self, batches: Sequence[tuple]) -> float:
+        self.model.train()
+        if not self.warmed_up:
+            self.step(*batches[0][2:])  # allocator, oneDNN primitives
+            self.warmed_up = True
+        seconds = sum(timed(lambda b=b: self.step(*b[2:]), self.device) for b in batches)
+        return sum(len(b[4]) for b in batches) / seconds
+
+    def pipeline_clips_per_s(self) -> Dict[str, float]:
+        """One real training epoch (DataLoader workers started for it, as in train.py)."""
+        stats = self.trainer.train_epoch(1, self.model, self.dataset, self.criterion, self.optimizer,
+                                         None, self.amp, None)
+        return {"clips_per_s": stats.clips / stats.seconds, "seconds": stats.seconds}
+
+    def cached_pipeline_clips_per_s(self) -> float:
+        """One training epoch reading the feature cache, which is computed first (not timed)."""
+        self.trainer.prepare_caches(rebuild=True)
+        dataset = self.trainer.dataset(self.items, train=True)
+        self.trainer.caches = None  # back to audio for the other measurements
+        stats = self.trainer.train_epoch(1, self.model, dataset, self.criterion, self.optimizer, None, self.amp, None)
+        return stats.clips / stats.seconds
+
+    def featurizer_clips_per_s(self, batches: Sequence[tuple]) -> float:
+        featurizer = self.trainer.featurizer
+        with torch.no_grad():
+            seconds = sum(timed(lambda b=b: featurizer(b[0], b[1]), self.device) for b in batches)
+        return sum(len(b[4]) for b in batches) / seconds
+
+    def loader_clips_per_s(self) -> float:
+        """Decoding and collating alone, worker start-up included."""
+        start = time.perf_counter()
+        clips = sum(len(batch) for batch in self.trainer.loader(self.dataset, train=True, epoch=2))
+        return clips / (time.perf_counter() - start)
+
+
+def training_row(model: str, workspace: Workspace, args, peak: Optional[Dict[str, float]],
+                 enable_amp: bool = False) -> Dict[str, Any]:
+    config = benchmark_config(model, workspace, args.batch_size, args.batch_size * args.batches, enable_amp,
+                              args.num_workers, args.overwrites)
+    rig = TrainingRig(config, args.use_gpu)
+    batches = rig.feature_batches()
+    model_only, pipeline, cached = 0.0, {"clips_per_s": 0.0}, 0.0
+    for _ in range(max(1, args.repeats)):
+        model_only = max(model_only, rig.model_only_clips_per_s(batches))
+        pipeline = max(pipeline, rig.pipeline_clips_per_s(), key=lambda p: p["clips_per_s"])
+        if not rig.trainer.featurizer.clip_level:  # clip-level features always come from the cache
+            cached = max(cached, rig.cached_pipeline_clips_per_s())
+    featurizer = rig.featurizer_clips_per_s(batches)
+    loader = rig.loader_clips_per_s()
+    gflop = fwd_bwd_gflop(rig.model, batches[0][2][:2].float())
+    row = {"model": model, "setup": describe_model(config), "amp": "bf16" if enable_amp else "fp32",
+           "num_workers": config["dataset_conf"]["dataLoader"]["num_workers"],
+           "pipeline_clips_per_s": round(pipeline["clips_per_s"], 2),
+           "model_only_clips_per_s": round(model_only, 2),
+           "pipeline_efficiency": round(pipeline["clips_per_s"] / model_only, 3),
+           "cached_clips_per_s": round(cached, 2), "cached_efficiency": round(cached / model_only, 3),
+           "featurizer_clips_per_s": round(featurizer, 1), "loader_clips_per_s": round(loader, 1),
+           "fwd_bwd_gflop_per_clip": round(gflop, 2)}
+    if peak:
+        reference = peak["bf16_gflops"] if enable_amp else peak["fp32_gflops"]
+        row["fraction_of_peak"] = round(model_only * gflop / reference, 3)
+    return row
+
+
+def inference_setup(model: str, workspace: Workspace, device: torch.device, overwrites: Optional[str] = None):
+    from mser.factory import model_from_config
+    config = benchmark_config(model, workspace, 1, 8, overwrites=overwrites)
+    featurizer = featurizer_from_config(config).to(device).eval()
+    network = model_from_config(config, featurizer.feature_dim, len(LABELS)).to(device).eval()
+    waveform = workspace.batch(1).to(device)
+    lengths = torch.tensor([waveform.shape[1]], device=device)
+    return featurizer, network, waveform, lengths
+
+
+def inference_row(model: str, workspace: Workspace, device: torch.device, runs: int,
+                  overwrites: Optional[str] = None) -> Dict[str, Any]:
+    featurizer, network, waveform, lengths = inference_setup(model, workspace, device, overwrites)
+
+    def predict(bf16: bool):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            network(*featurizer(waveform, lengths))
+
+    fp32 = best_seconds(lambda: predict(False), device, runs)
+    bf16 = best_seconds(lambda: predict(True), device, runs)
+    return {"model": model, "ms_per_clip": round(fp32 * 1000, 2), "real_time_factor": round(fp32 / CLIP_SECONDS, 4),
+            "bf16_ms_per_clip": round(bf16 * 1000, 2), "bf16_speedup": round(fp32 / bf16, 2)}
+
+
+def onnx_ms(network: nn.Module, features: torch.Tensor, runs: int) -> Optional[float]:
+    """Model-only ms per clip in ONNX Runtime (CPU), or None without onnxruntime."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    buffer = io.BytesIO()
+    torch.onnx.export(network, (features,), buffer, dynamo=False, opset_version=17,
+                      input_names=["features"], output_names=["logits"])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    inputs = {"features": features.numpy()}
+    return best_seconds(lambda: session.run(None, inputs), torch.device("cpu"), runs) * 1000
+
+
+def model_only_inference_ms(network: nn.Module, features: torch.Tensor, device: torch.device, runs: int,
+                            bf16: bool = False) -> float:
+    def run():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            network(features)
+    return best_seconds(run, device, runs) * 1000
+
+
+def bf16_section(workspace: Workspace, args, peak, device: torch.device) -> Dict[str, Any]:
+    """EcapaTdnn training and inference in bf16 against fp32; ONNX Runtime; channels-last."""
+    result: Dict[str, Any] = {"model": BF16_MODEL}
+    rows = [training_row(BF16_MODEL, workspace, args, peak, enable_amp=amp) for amp in (False, True)]
+    result["train"] = rows
+    result["train_speedup_end_to_end"] = round(rows[1]["pipeline_clips_per_s"] / rows[0]["pipeline_clips_per_s"], 2)
+    result["train_speedup_model_only"] = round(rows[1]["model_only_clips_per_s"] / rows[0]["model_only_clips_per_s"], 2)
+    featurizer, network, waveform, lengths = inference_setup(BF16_MODEL, workspace, device, args.overwrites)
+    with torch.no_grad():  # not inference_mode: the ONNX export traces the model with these
+        features = featurizer(waveform, lengths)[0]
+    fp32 = model_only_inference_ms(network, features, device, args.runs)
+    bf16 = model_only_inference_ms(network, features, device, args.runs, bf16=True)
+    result["infer_model_only_ms"] = {"fp32": round(fp32, 2), "bf16": round(bf16, 2)}
+    if device.type == "cpu":
+        runtime = onnx_ms(network, features, args.runs)
+        if runtime is not None:
+            result["infer_model_only_ms"]["onnxruntime_fp32"] = round(runtime, 2)
+    result["channels_last"] = channels_last_row(workspace, device, args.runs)
+    return result
+
+
+def channels_last_row(workspace: Workspace, device: torch.device, runs: int) -> Optional[Dict[str, Any]]:
+    """Inference of a 2-D convolutional model with channels-last weights against the default layout."""
+    model = "ResNetSE" if "ResNetSE" in list_models() else None
+    if model is None:
+        return None
+    featurizer, network, waveform, lengths = inference_setup(model, workspace, device)
+    with torch.no_grad():  # not inference_mode: the ONNX export traces the model with these
+        features = featurizer(waveform, lengths)[0]
+    default = model_only_inference_ms(network, features, device, runs)
+    network = network.to(memory_format=torch.channels_last)
+    channels_last = model_only_inference_ms(network, features, device, runs)
+    return {"model": model, "default_ms": round(default, 2), "channels_last_ms": round(channels_last, 2)}
+
+
+# ---------------------------------------------------------------- memory
+
+RSS_WRAPPER = ("import resource, subprocess, sys\n"
+               "with open(sys.argv[1], 'w') as log:\n"
+               "    code = subprocess.run(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT).returncode\n"
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)\n")
+
+
+def peak_rss(command: List[str], log_path: str) -> Dict[str, Any]:
+    """Run `command` under a fresh wrapper process; the wrapper's RUSAGE_CHILDREN is this task alone
+    (ru_maxrss: the largest process of the task, e.g. the trainer rather than a DataLoader worker)."""
+    start = time.perf_counter()
+    output = subprocess.run([sys.executable, "-c", RSS_WRAPPER, log_path, *command], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.split()
+    kilobytes, code = int(output[0]), int(output[1])
+    result = {"peak_rss_mb": round(kilobytes / 1024, 1), "seconds": round(time.perf_counter() - start, 1)}
+    if code != 0:
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            result["error"] = f"exit {code}: " + " | ".join(f.read().strip().splitlines()[-3:])
+    return result
+
+
+def memory_section(workspace: Workspace, args) -> Dict[str, Any]:
+    model = "BiLSTM" if args.quick else ("EcapaTdnn" if "EcapaTdnn" in args.models else args.models[0])
+    clips = args.batch_size * (2 if args.quick else 4)
+    config = benchmark_config(model, workspace, args.batch_size, clips, overwrites=args.overwrites)
+    config["train_conf"]["max_epoch"] = 1
+    config["dataset_conf"]["feature_cache"]["cache_dir"] = os.path.join(workspace.directory, "memory_features")
+    config_path = os.path.join(workspace.directory, "memory_config.yml")
+    save_config(config, config_path)
+    save_path = os.path.join(workspace.directory, "memory_models")
+    python = sys.executable
+    result: Dict[str, Any] = {"import_baseline": peak_rss(
+        [python, "-c", "import torch, mser.trainer"], os.path.join(workspace.directory, "import.log"))}
+    train = peak_rss([python, os.path.join(REPO, "train.py"), "--configs", config_path, "--log_dir", "",
+                      "--use_gpu", str(args.use_gpu).lower(), "--save_model_path", save_path],
+                     os.path.join(workspace.directory, "train.log"))
+    result["train_epoch"] = {"model": model, "clips": clips, **train}
+    checkpoint_dir = os.path.join(save_path, f"{model}_{config['preprocess_conf']['feature_method']}", "best_model")
+    try:
+        from mser.predictor import MSERPredictor  # noqa: F401  (present in this version?)
+    except ImportError:
+        result["predict_long"] = {"note": "mser.predictor.MSERPredictor is not available; training only"}
+        return result
+    if "error" in train or args.quick:
+        result["predict_long"] = {"note": "skipped: " + ("training failed" if "error" in train else "--quick")}
+        return result
+    long_file = write_long_file(os.path.join(workspace.directory, "long.wav"), workspace.speech, LONG_FILE_SECONDS)
+    script = ("import sys\nfrom mser.predictor import MSERPredictor\n"
+              "segments = MSERPredictor(sys.argv[1], use_gpu=sys.argv[3] == 'true').predict_long(sys.argv[2])\n"
+              "print(len(segments))\n")
+    predict = peak_rss([python, "-c", script, checkpoint_dir, long_file, str(args.use_gpu).lower()],
+                       os.path.join(workspace.directory, "predict_long.log"))
+    result["predict_long"] = {"model": model, "audio_seconds": LONG_FILE_SECONDS, **predict}
+    return result
+
+
+# ---------------------------------------------------------------- output
+
+def table(title: str, rows: List[Dict[str, Any]], columns: Sequence[str]) -> str:
+    if not rows:
+        return ""
+    cells = [[str(row.get(column, "")) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(cell[i]) for cell in cells)) for i, column in enumerate(columns)]
+    lines = [f"\n## {title}", "| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |" for row in cells]
+    return "\n".join(lines)
+
+
+def print_results(results: Dict[str, Any]) -> None:
+    meta = results["meta"]
+    print(f"mser benchmark {meta['date']} | {meta['cpu']} | {meta['device']} | torch {meta['torch']} "
+          f"{meta['threads']} threads, OMP_WAIT_POLICY {meta['omp_wait_policy']} | "
+          f"load average {meta['load_before']} -> {meta['load_after']}")
+    if "hardware" in results:
+        print(f"\nmatmul 2048x2048: fp32 {results['hardware']['fp32_gflops']} GFLOP/s, "
+              f"bf16 {results['hardware']['bf16_gflops']} GFLOP/s")
+    print(table("featurizers (3 s clips, batch 32)", results.get("features", []),
+                ["featurizer", "feature_dim", "clips_per_s", "real_time_factor"]))
+    print(table("training (3 s clips)", results.get("train", []),
+                ["model", "pipeline_clips_per_s", "model_only_clips_per_s", "pipeline_efficiency",
+                 "cached_clips_per_s", "cached_efficiency", "featurizer_clips_per_s", "loader_clips_per_s",
+                 "fwd_bwd_gflop_per_clip", "fraction_of_peak"]))
+    print(table("inference (3 s clip, batch 1)", results.get("infer", []),
+                ["model", "ms_per_clip", "real_time_factor", "bf16_ms_per_clip", "bf16_speedup"]))
+    if "bf16" in results:
+        bf16 = results["bf16"]
+        print(table(f"bf16 autocast, {bf16['model']} training", bf16["train"],
+                    ["amp", "pipeline_clips_per_s", "model_only_clips_per_s", "pipeline_efficiency",
+                     "fraction_of_peak"]))
+        print(f"speed-up end to end {bf16['train_speedup_end_to_end']}x, model only "
+              f"{bf16['train_speedup_model_only']}x; inference model only (ms/clip): {bf16['infer_model_only_ms']}; "
+              f"channels-last: {bf16['channels_last']}")
+    if "memory" in results:
+        print("\n## peak RSS")
+        for task, values in results["memory"].items():
+            print(f"{task}: {values}")
+    if results.get("train"):
+        print("\nsetups: " + "; ".join(row["setup"] for row in results["train"]))
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} x{os.cpu_count()}"
+
+
+def run(args) -> Dict[str, Any]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.use_gpu and torch.cuda.is_available() else "cpu")
+    results: Dict[str, Any] = {"meta": {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_name(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "load_before": load_average(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "command": " ".join(["tools/benchmark.py", *sys.argv[1:]])}}
+    args.use_gpu = device.type == "cuda"
+    with tempfile.TemporaryDirectory(prefix="mser-benchmark-", dir=args.work_dir) as directory:
+        workspace = Workspace(directory, clips=32)
+        peak = None
+        sections = {
+            "hardware": lambda: hardware_peak(device, args.quick),
+            "features": lambda: featurizer_rows(workspace, device, args.batch_size, args.runs),
+            "train": lambda: [training_row(model, workspace, args, peak) for model in args.models],
+            "infer": lambda: [inference_row(model, workspace, device, args.runs, args.overwrites)
+                              for model in args.models],
+            "bf16": lambda: bf16_section(workspace, args, peak, device),
+            "memory": lambda: memory_section(workspace, args),
+        }
+        results["meta"]["section_seconds"] = {}
+        for name in SECTIONS:
+            if name in args.sections:
+                started = time.perf_counter()
+                results[name] = sections[name]()
+                seconds = results["meta"]["section_seconds"][name] = round(time.perf_counter() - started, 1)
+                print(f"{name}: {seconds} s, load average {load_average()}", file=sys.stderr, flush=True)
+                if name == "hardware":
+                    peak = results[name]
+    results["meta"]["load_after"] = load_average()
+    return results
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    results = run(args)
+    results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
+    print_results(results)
+    print(f"\nfinished in {results['meta']['seconds']} s")
+    if args.json:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
