@@ -90,7 +90,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--use_gpu", type=lambda s: s.lower() in ("1", "true", "yes"), default=False,
                         help="benchmark on the GPU when there is one")
     parser.add_argument("--quick", action="store_true",
-                        help="a reduced set in under two minutes: the quick models, 1 batch, 3 runs, "
+                        help="a reduced set in under two minutes: the quick models, 1 batch, 2 runs, "
                              "memory of BiLSTM training only")
     parser.add_argument("--json", action="store_true", help="print all results as one JSON object on the last line")
     parser.add_argument("--work_dir", default=None, help="where clips and checkpoints go (default: a temporary folder)")
@@ -107,7 +107,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if missing:
         parser.error(f"unknown model(s) {', '.join(missing)}; registered: {', '.join(list_models())}")
     if args.quick:
-        args.batches, args.runs, args.repeats = 1, min(args.runs, 3), 1
+        args.batches, args.runs, args.repeats = 1, min(args.runs, 2), 1
     return args
 
 
@@ -489,7 +489,7 @@ def peak_rss(command: List[str], log_path: str) -> Dict[str, Any]:
 
 def memory_section(workspace: Workspace, args) -> Dict[str, Any]:
     model = "BiLSTM" if args.quick else ("EcapaTdnn" if "EcapaTdnn" in args.models else args.models[0])
-    clips = args.batch_size * (2 if args.quick else 4)
+    clips = args.batch_size * (1 if args.quick else 4)
     config = benchmark_config(model, workspace, args.batch_size, clips, overwrites=args.overwrites)
     config["train_conf"]["max_epoch"] = 1
     config["dataset_conf"]["feature_cache"]["cache_dir"] = os.path.join(workspace.directory, "memory_features")
