@@ -52,6 +52,7 @@ def tiny_overwrites(list_dir, **extra) -> str:
         "model_conf.model_args.hidden_size": 32,
         "preprocess_conf.feature_method": "Fbank",
         "preprocess_conf.method_args.num_mel_bins": 40,
+        "dataset_conf.feature_cache.enable": False,
     }
     values.update(extra)
     return ",".join(f"{key}={value}" for key, value in values.items())

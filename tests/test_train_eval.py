@@ -17,7 +17,8 @@ def trained(demo_lists, tmp_path_factory):
     work = tmp_path_factory.mktemp("train")
     result = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
                         "--save_model_path", work / "models", "--log_dir", work / "log",
-                        "--overwrites", tiny_overwrites(demo_lists, **{"train_conf.max_epoch": 2}))
+                        "--overwrites", tiny_overwrites(demo_lists, **{"train_conf.max_epoch": 2,
+                                                                       "train_conf.keep_last_epochs": 3}))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return work, result
 
@@ -62,7 +63,8 @@ def test_resume_continues_at_next_epoch(trained, demo_lists):
     result = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
                         "--save_model_path", models, "--log_dir", "",
                         "--resume_model", models / MODEL_DIR / "epoch_1",
-                        "--overwrites", tiny_overwrites(demo_lists, **{"train_conf.max_epoch": 2}))
+                        "--overwrites", tiny_overwrites(demo_lists, **{"train_conf.max_epoch": 2,
+                                                                       "train_conf.keep_last_epochs": 3}))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stdout and "1 epochs done" in result.stdout
     assert "epoch 1/2" not in result.stdout and "epoch 2/2" in result.stdout
