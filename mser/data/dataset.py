@@ -13,33 +13,48 @@ from mser.errors import AudioError
 Sample = Tuple[Optional[torch.Tensor], int, str, str]
 
 
-class AudioDataset(Dataset):
-    """Decodes, resamples, crops and (in training) augments the clips of a data list.
+class ListDataset(Dataset):
+    """A dataset over the clips of a data list. Its random choices come from a generator seeded by
+    (seed, epoch, clip index), so a run is reproducible whatever the number of DataLoader workers."""
 
-    Training crops a random `max_duration` window (seeded by seed, epoch and index, so a run is
-    reproducible whatever the number of workers); evaluation keeps the first `max_duration`
-    seconds. An unusable clip is returned as None with the reason, for the trainer to count.
-    """
-
-    def __init__(self, items: Sequence[ListItem], sample_rate: int, max_duration: float,
-                 min_duration: float = 0.0, train: bool = False, use_db_normalization: bool = False,
-                 target_db: float = -20.0, augmenter: Optional[Callable] = None, seed: int = 0):
-        self.items = list(items)
-        self.sample_rate = sample_rate
-        self.max_samples = int(max_duration * sample_rate) if max_duration and max_duration > 0 else None
-        self.min_duration = min_duration
-        self.train = train
-        self.use_db_normalization = use_db_normalization
-        self.target_db = target_db
-        self.augmenter = augmenter
-        self.seed = seed
-        self.epoch = 0
+    def __init__(self, items: Sequence[ListItem], train: bool, seed: int):
+        self.items, self.train, self.seed, self.epoch = list(items), train, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def crop(self, array, max_length: Optional[int], rng: np.random.Generator):
+        """At most `max_length` entries along the first axis: a random window in training, the
+        start in evaluation."""
+        if not max_length or array.shape[0] <= max_length:
+            return array
+        start = int(rng.integers(0, array.shape[0] - max_length + 1)) if self.train else 0
+        return array[start:start + max_length]
+
+
+class AudioDataset(ListDataset):
+    """Decodes, resamples, crops and (in training) augments the clips of a data list.
+
+    Training crops a random `max_duration` window; evaluation keeps the first `max_duration`
+    seconds. An unusable clip is returned as None with the reason, for the trainer to count.
+    """
+
+    def __init__(self, items: Sequence[ListItem], sample_rate: int, max_duration: float,
+                 min_duration: float = 0.0, train: bool = False, use_db_normalization: bool = False,
+                 target_db: float = -20.0, augmenter: Optional[Callable] = None, seed: int = 0):
+        super().__init__(items, train, seed)
+        self.sample_rate = sample_rate
+        self.max_samples = int(max_duration * sample_rate) if max_duration and max_duration > 0 else None
+        self.min_duration = min_duration
+        self.use_db_normalization = use_db_normalization
+        self.target_db = target_db
+        self.augmenter = augmenter
 
     def __getitem__(self, index: int) -> Sample:
         path, label = self.items[index]
@@ -48,19 +63,13 @@ class AudioDataset(Dataset):
                                  use_db_normalization=self.use_db_normalization, target_db=self.target_db)
         except AudioError as e:
             return None, label, path, str(e)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        samples = self.crop(samples, rng)
+        rng = self.rng(index)
+        samples = self.crop(samples, self.max_samples, rng)
         if self.train and self.augmenter is not None:
             samples = self.augmenter(samples, rng)
             if not np.all(np.isfinite(samples)):
                 return None, label, path, "augmentation produced non-finite samples"
         return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), label, path, ""
-
-    def crop(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if self.max_samples is None or samples.shape[0] <= self.max_samples:
-            return samples
-        start = int(rng.integers(0, samples.shape[0] - self.max_samples + 1)) if self.train else 0
-        return samples[start:start + self.max_samples]
 
 
 class Batch:

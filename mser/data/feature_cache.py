@@ -11,13 +11,11 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from mser.audio import load_audio
-from mser.data.dataset import Sample, pad_batch
+from mser.data.dataset import ListDataset, Sample, pad_batch
 from mser.data.lists import ListItem
 from mser.errors import AudioError, DataError
 from mser.features.base import Featurizer
@@ -93,33 +91,26 @@ def load_cache(path: str, stamp: Dict[str, str]) -> Dict[str, Any]:
     return cache
 
 
-class CachedFeatureDataset(Dataset):
-    """Serves cached features; training crops a random window of `max_frames` frames."""
+class CachedFeatureDataset(ListDataset):
+    """Serves cached features (computed from the evaluation-length clip); training crops a random
+    window of `max_frames` frames."""
 
     def __init__(self, items: Sequence[ListItem], caches: List[Dict[str, Any]], max_frames: Optional[int],
                  train: bool, seed: int = 0):
-        self.items = list(items)
+        super().__init__(items, train, seed)
         self.features, self.skipped = {}, {}
         for cache in caches:
             self.features.update(cache["features"])
             self.skipped.update(cache["skipped"])
-        self.max_frames, self.train, self.seed, self.epoch = max_frames, train, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.items)
+        self.max_frames = max_frames
 
     def __getitem__(self, index: int) -> Sample:
         path, label = self.items[index]
         if path not in self.features:
             return None, label, path, self.skipped.get(path, "not in the feature cache")
         features = self.features[path].float()
-        if self.train and self.max_frames and features.shape[0] > self.max_frames:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            start = int(rng.integers(0, features.shape[0] - self.max_frames + 1))
-            features = features[start:start + self.max_frames]
+        if self.train:
+            features = self.crop(features, self.max_frames, self.rng(index))
         return features, label, path, ""
 
 
