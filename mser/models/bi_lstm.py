@@ -11,20 +11,25 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mser.models import register_model
-from mser.models.base import SERModel
+from mser.models.base import SERModel, masked_batch_norm
 from mser.models.pooling import build_pooling
 
 
 @register_model
 class BiLSTM(SERModel):
-    """Linear projection -> BiLSTM -> pooling -> embedding -> head.
+    """Input batch norm -> linear projection -> BiLSTM -> pooling -> embedding -> head.
+
+    The input batch norm standardises each feature channel with statistics of the training data
+    (real frames only): raw log-mel values of -15..15 saturate the LSTM's gates, and a per-clip
+    normalisation would remove the clip's level, which carries emotion.
 
     features (batch, frames, input_size) -> logits (batch, num_class).
     """
 
     def __init__(self, input_size: int, num_class: int, hidden_size: int = 256, num_layers: int = 2,
-                 embd_dim: int = 256, dropout: float = 0.1, pooling_type: str = "SAP"):
+                 embd_dim: int = 256, dropout: float = 0.1, pooling_type: str = "SAP", input_norm: bool = True):
         super().__init__(input_size, num_class)
+        self.input_norm = nn.BatchNorm1d(input_size) if input_norm else None
         self.project = nn.Sequential(nn.Linear(input_size, hidden_size), nn.ReLU(), nn.Dropout(dropout))
         self.lstm = nn.LSTM(hidden_size, hidden_size, num_layers=num_layers, batch_first=True,
                             bidirectional=True, dropout=dropout if num_layers > 1 else 0.0)
@@ -41,5 +46,7 @@ class BiLSTM(SERModel):
 
     def embedding(self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """features: (batch, frames, input_size) -> (batch, embd_dim)."""
+        if self.input_norm is not None:
+            features = masked_batch_norm(self.input_norm, features.transpose(1, 2), lengths).transpose(1, 2)
         states = self.recurrent(self.project(features), lengths)
         return self.embed(self.pooling(states.transpose(1, 2), lengths))
