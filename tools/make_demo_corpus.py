@@ -29,6 +29,7 @@ The output is reproducible: every clip has its own random generator seeded from
 
     python tools/make_demo_corpus.py --out_dir dataset/demo --seed 2024
     python tools/make_demo_corpus.py --report dataset/demo   # per-emotion duration, RMS, pitch
+    python tools/make_demo_corpus.py --ceiling dataset/demo  # accuracy from the generator's own values
 """
 import argparse
 import os
@@ -281,6 +282,43 @@ def report(corpus_dir: str) -> None:
         print(f"{voice:<20} median pitch over all clips {np.nanmedian(pitches):6.1f} Hz")
 
 
+def ceiling(corpus_dir: str, test_list: str) -> None:
+    """How well the emotions can be told apart from the values that generated them, on the voice
+    split of `test_list`: a logistic regression fitted on the training voices' clips, scored on
+    the test voices' clips. A model that hears the audio has to estimate these values (and does
+    not know a voice's own pitch), so this is a ceiling rather than a target."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    with open(os.path.join(corpus_dir, "metadata.tsv"), encoding="utf-8") as f:
+        header, *rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+    rows = [dict(zip(header, row)) for row in rows]
+    with open(test_list, encoding="utf-8") as f:
+        test_voices = {os.path.basename(os.path.dirname(line.split("\t")[0])) for line in f if line.strip()}
+    endings = sorted({p.ending for p in PROFILES.values()})
+
+    def values(row: Dict[str, str], names: Sequence[str]) -> List[float]:
+        level_db = 20 * np.log10(1 + float(row["volume"]) / 100) + float(row["gain_db"])  # what is heard
+        known = {name: float(row[name]) for name in ("pitch", "rate", "range")}
+        known["level_dB"] = level_db
+        out = [known[name] for name in names if name in known]
+        if "ending" in names:
+            out += [float(PROFILES[row["emotion"]].ending == e) for e in endings]
+        return out
+
+    is_test = [row["file"].split("/")[0] in test_voices for row in rows]
+    print(f"test voices: {', '.join(sorted(test_voices))} ({sum(is_test)} clips)")
+    for names in (("pitch", "rate", "range"), ("pitch", "rate", "range", "level_dB"),
+                  ("pitch", "rate", "range", "level_dB", "ending")):
+        x = np.array([values(row, names) for row in rows])
+        y = np.array([row["emotion"] for row in rows])
+        train, test = ~np.array(is_test), np.array(is_test)
+        classifier = make_pipeline(StandardScaler(), LogisticRegression(C=10, max_iter=5000))
+        accuracy = float((classifier.fit(x[train], y[train]).predict(x[test]) == y[test]).mean())
+        print(f"{' + '.join(names):<45} test accuracy {accuracy:.3f}")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -296,6 +334,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="delete --out_dir first if it exists")
     parser.add_argument("--report", metavar="DIR", default=None,
                         help="do not generate; print per-emotion duration, RMS and pitch of the corpus in DIR")
+    parser.add_argument("--ceiling", metavar="DIR", default=None,
+                        help="do not generate; print how well the generator's own prosody values (SSML pitch, "
+                             "rate, range, heard level, sentence ending) separate the emotions of the corpus "
+                             "in DIR on the voice split of --test_list")
+    parser.add_argument("--test_list", default="dataset/test_list.txt", help="test list for --ceiling")
     args = parser.parse_args(argv)
     if not 1 <= args.num_voices <= len(VOICES):
         parser.error(f"--num_voices must be between 1 and {len(VOICES)}")
@@ -310,6 +353,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.report:
         report(args.report)
+    elif args.ceiling:
+        ceiling(args.ceiling, args.test_list)
     else:
         generate(args)
 

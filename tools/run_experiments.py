@@ -145,6 +145,15 @@ experiment("po_bilstm", PROSODY, compose(prosody_only(), {"model_conf!": {
     "model": "BiLSTM", "model_args": {"hidden_size": 64, "num_layers": 1, "embd_dim": 64, "pooling_type": "SAP"}}}),
            kind="cv", groups=("prosody_cv",), note="prosody only, BiLSTM 64 units instead of the TDNN")
 
+experiment("po_small", PROSODY, compose(prosody_only(), {"model_conf": {"model_args": {
+    "channels": 64, "stats_channels": 192, "embd_dim": 64}}}), kind="cv", groups=("prosody_cv",),
+           note="prosody only, TDNN at half width (64 channels)")
+experiment("po_wd", PROSODY, compose(prosody_only(), {"optimizer_conf": {"optimizer_args": {"weight_decay": 0.05}}}),
+           kind="cv", groups=("prosody_cv",), note="prosody only, AdamW weight decay 0.05 instead of 1e-4")
+experiment("po_timemask", PROSODY, prosody_only(), augment={"spec_aug": {
+    "prob": 0.5, "freq_mask_width": 0, "num_freq_masks": 0, "time_mask_width": 20, "num_time_masks": 2}},
+           kind="cv", groups=("prosody_cv",), note="prosody only, SpecAugment time masks only (2 x up to 20 frames)")
+
 # --- augmentation, voice-wise cross-validation. Waveform augmentation needs features computed from
 # the audio in every batch, so those runs switch the feature cache off (SpecAugment runs on
 # features and works either way).
