@@ -170,10 +170,23 @@ experiment("aug_cv_specaug", PROSODY, prosody_args(), augment=SPEC_AUG, kind="cv
 experiment("po_speed", PROSODY, compose(prosody_only(), NO_CACHE), augment=SPEED, kind="cv",
            groups=("prosody_cv",), note="prosody only, speed perturbation (0.9/1.0/1.1, prob 0.5)")
 
+# --- bfloat16 autocast on the CPU against float32, recommended config (full runs)
+experiment("amp_bf16", PROSODY, {"train_conf": {"enable_amp": True, "amp_dtype": "bfloat16"}}, groups=("amp",),
+           note="train_conf.enable_amp: true (bf16 autocast)")
+experiment("amp_fp32", PROSODY, {"train_conf": {"enable_amp": False}}, groups=("amp",), note="float32")
+
 # --- augmentation with and without, recommended config (full runs)
 experiment("aug_none", PROSODY, groups=("augment",), note="no augmentation")
 experiment("aug_default", PROSODY, NO_CACHE, augment="configs/augmentation.yml", groups=("augment",),
            note="configs/augmentation.yml as shipped")
+experiment("aug_speed", PROSODY, NO_CACHE, augment=SPEED, groups=("augment",),
+           note="speed perturbation only (0.9/1.0/1.1, prob 0.5)")
+experiment("aug_specaug", PROSODY, augment=SPEC_AUG, groups=("augment",), note="SpecAugment only")
+
+# --- the recommended config with other seeds: how much one run's score varies
+for _seed in (1001, 1002):
+    experiment(f"seed_{_seed}", PROSODY, {"train_conf": {"seed": _seed}}, groups=("seeds",),
+               note=f"the recommended config, seed {_seed}")
 
 
 def fold_lists(out_dir: str, fold: int) -> Dict[str, str]:
