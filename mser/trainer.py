@@ -171,20 +171,21 @@ class MSERTrainer:
         train_items, val_items, test_items = self.read_lists()
         if self.context.is_main:  # an unwritable save_model_path fails now, not after an epoch
             os.makedirs(os.path.join(save_model_path, self.model_name), exist_ok=True)
-        if self.uses_cache:
-            self.prepare_caches()
-            self.warn_waveform_augmentation_off()
-        self.log(f"{len(train_items)} training, {len(val_items)} validation, {len(test_items)} test clips; "
-                 f"{len(self.labels)} labels: {', '.join(self.labels)}")
-        self.log(format_config(self.config))
+        # a wrong model or optimizer argument fails now, before any features are computed
         model = self.build_model()
-        self.print_summary(model)
         train_conf = self.config["train_conf"]
         steps_per_epoch = self.steps_per_epoch(len(train_items))
         optimizer = build_optimizer(trainable_parameters(model), self.config["optimizer_conf"])
         scheduler, scheduler_unit = build_scheduler(optimizer, self.config["optimizer_conf"],
                                                     steps_per_epoch, train_conf["max_epoch"])
         amp = Amp(train_conf, self.device)
+        if self.uses_cache:
+            self.prepare_caches()
+            self.warn_waveform_augmentation_off()
+        self.log(f"{len(train_items)} training, {len(val_items)} validation, {len(test_items)} test clips; "
+                 f"{len(self.labels)} labels: {', '.join(self.labels)}")
+        self.log(format_config(self.config))
+        self.print_summary(model)
         self.model_dir = os.path.join(save_model_path, self.model_name)
         if resume_model:
             self.resume(resume_model, optimizer, scheduler, amp)

@@ -1,4 +1,7 @@
 """extract_features.py and the feature cache: same features as from audio, stale caches refused."""
+import re
+import shutil
+
 import torch
 
 from conftest import assert_one_line_error, run_script, tiny_overwrites
@@ -34,7 +37,9 @@ def test_extract_then_train_from_cache_and_refuse_stale(demo_lists, tmp_path):
     extracted = run_script("extract_features.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
                            "--overwrites", cache_overwrites(demo_lists, cache))
     assert extracted.returncode == 0, extracted.stderr[-2000:]
-    assert sorted(p.name for p in cache.iterdir()) == ["Fbank_test_list.pt", "Fbank_train_list.pt"]
+    first_files = sorted(p.name for p in cache.iterdir())
+    assert len(first_files) == 2 and all(re.fullmatch(r"Fbank_[0-9a-f]{8}_t(rain|est)_list\.pt", name)
+                                         for name in first_files), first_files
 
     trained = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
                          "--save_model_path", tmp_path / "models", "--log_dir", "",
@@ -43,8 +48,20 @@ def test_extract_then_train_from_cache_and_refuse_stale(demo_lists, tmp_path):
     assert "cached features of" not in trained.stdout  # read, not rebuilt
     assert "epoch 1/1" in trained.stdout
 
-    stale = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
-                       "--save_model_path", tmp_path / "models", "--log_dir", "",
+    # other feature settings (another config) get caches of their own beside the first ones
+    other = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
+                       "--save_model_path", tmp_path / "models_32", "--log_dir", "",
                        "--overwrites", cache_overwrites(demo_lists, cache, **{
                            "preprocess_conf.method_args.num_mel_bins": 32}))
-    assert_one_line_error(stale, "is stale (the featurizer settings changed")
+    assert other.returncode == 0, other.stderr[-2000:]
+    assert "cached features of" in other.stdout
+    assert set(first_files) < {p.name for p in cache.iterdir()} and len(list(cache.iterdir())) == 4
+
+    # the same settings on a list whose contents changed since the cache was made
+    changed = tmp_path / "changed_lists"
+    shutil.copytree(demo_lists, changed)
+    (changed / "train_list.txt").write_text("".join((demo_lists / "train_list.txt").read_text().splitlines(True)[1:]))
+    stale = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
+                       "--save_model_path", tmp_path / "models", "--log_dir", "",
+                       "--overwrites", cache_overwrites(changed, cache))
+    assert_one_line_error(stale, "is stale (the data list changed")

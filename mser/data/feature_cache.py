@@ -1,10 +1,12 @@
 """Features computed once by extract_features.py and read back by training and evaluation.
 
-One file per data list: `<cache_dir>/<Feature>_<list name>.pt`, a torch file of plain tensors and
-strings (loaded with weights_only=True) holding each clip's features `(frames, feature_dim)` by
-path, and a fingerprint of everything that shaped them: featurizer and its arguments, sample
-rate, dB normalisation, the clip length limit and the list's contents. A cache whose fingerprint
-differs from the current config is stale and refused with a clear error.
+One file per data list and feature setup: `<cache_dir>/<Feature>_<setup hash>_<list name>.pt`, a
+torch file of plain tensors and strings (loaded with weights_only=True) holding each clip's
+features `(frames, feature_dim)` by path, and a fingerprint of everything that shaped them:
+featurizer and its arguments, sample rate, dB normalisation, the clip length limit (the setup,
+whose hash is in the file name, so configs with other feature settings keep caches of their own
+side by side) and the list's contents. A cache whose fingerprint differs from the current config
+and lists is stale and refused with a clear error.
 """
 import hashlib
 import json
@@ -24,7 +26,8 @@ from mser.features.base import Featurizer
 def cache_path(config: Dict[str, Any], list_path: str) -> str:
     cache = config["dataset_conf"]["feature_cache"]
     name = os.path.splitext(os.path.basename(list_path))[0]
-    return os.path.join(cache["cache_dir"], f"{config['preprocess_conf']['feature_method']}_{name}.pt")
+    setup_hash = hashlib.sha256(feature_setup(config).encode()).hexdigest()[:8]
+    return os.path.join(cache["cache_dir"], f"{config['preprocess_conf']['feature_method']}_{setup_hash}_{name}.pt")
 
 
 def scaler_path(config: Dict[str, Any]) -> str:
@@ -33,15 +36,20 @@ def scaler_path(config: Dict[str, Any]) -> str:
     return os.path.join(list_dir, f"{config['preprocess_conf']['feature_method']}_scaler.json")
 
 
-def fingerprint(config: Dict[str, Any], items: Sequence[ListItem]) -> Dict[str, str]:
+def feature_setup(config: Dict[str, Any]) -> str:
+    """Everything in the config that shapes the cached features, as canonical JSON."""
     clip = config["dataset_conf"]["dataset"]
     setup = {"feature_method": config["preprocess_conf"]["feature_method"],
              "method_args": config["preprocess_conf"]["method_args"],
              "sample_rate": clip["sample_rate"], "use_dB_normalization": clip["use_dB_normalization"],
              "target_dB": clip["target_dB"], "max_duration": config["dataset_conf"]["eval_conf"]["max_duration"],
              "float16": config["dataset_conf"]["feature_cache"]["float16"]}
+    return json.dumps(setup, sort_keys=True, default=str)
+
+
+def fingerprint(config: Dict[str, Any], items: Sequence[ListItem]) -> Dict[str, str]:
     listing = hashlib.sha256("".join(f"{p}\t{label}\n" for p, label in items).encode()).hexdigest()
-    return {"setup": json.dumps(setup, sort_keys=True, default=str), "items": listing}
+    return {"setup": feature_setup(config), "items": listing}
 
 
 def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: Dict[str, Any],
