@@ -64,7 +64,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
         "grad_clip": 5.0,
     },
     "train_conf": {
-        "enable_amp": False,
+        "enable_amp": "auto",        # true, false, or auto: bf16 autocast where the CPU has native bf16
         "amp_dtype": "bfloat16",
         "use_compile": False,
         "label_smoothing": 0.0,
@@ -140,7 +140,15 @@ def checked_value(default: Any, value: Any, path: tuple, open_sections) -> Any:
     return checked_scalar(default, value, path)
 
 
+# Keys that take true, false or the word auto.
+BOOL_OR_AUTO = {("train_conf", "enable_amp")}
+
+
 def checked_scalar(default: Any, value: Any, path: tuple) -> Any:
+    if path in BOOL_OR_AUTO:
+        if isinstance(value, bool) or value == "auto":
+            return value
+        raise ConfigError(f"'{dotted(path)}' must be true, false or auto, got {value!r}")
     if default is None or value is None and isinstance(default, str):
         return value
     if isinstance(default, bool):

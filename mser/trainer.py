@@ -185,6 +185,8 @@ class MSERTrainer:
         self.log(f"{len(train_items)} training, {len(val_items)} validation, {len(test_items)} test clips; "
                  f"{len(self.labels)} labels: {', '.join(self.labels)}")
         self.log(format_config(self.config))
+        self.log(f"mixed precision: {str(amp.dtype).replace('torch.', '')} autocast on {self.device.type}"
+                 if amp.enabled else "mixed precision: off (float32)")
         self.print_summary(model)
         self.model_dir = os.path.join(save_model_path, self.model_name)
         if resume_model:
@@ -540,16 +542,35 @@ class MSERTrainer:
         return LogWriter(logdir=os.path.join(log_dir, self.model_name))
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bfloat16 natively (avx512_bf16 or AMX on x86, Linux's flags).
+    Elsewhere bf16 autocast is emulated and brings no speed."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class Amp:
-    """Mixed precision: float16 with a GradScaler on CUDA, bfloat16 autocast on CPU or CUDA."""
+    """Mixed precision: float16 with a GradScaler on CUDA, bfloat16 autocast on CPU or CUDA.
+
+    `enable_amp: auto` turns on bfloat16 autocast on a CPU with native bf16, where it was measured
+    to train 1.2-1.9x faster with the same accuracy (README, Benchmark); elsewhere, GPUs included,
+    it stays off unless `enable_amp: true`.
+    """
 
     def __init__(self, train_conf: Dict[str, Any], device: torch.device):
         dtypes = {"bfloat16": torch.bfloat16, "float16": torch.float16}
         if train_conf["amp_dtype"] not in dtypes:
             raise ConfigError(f"train_conf.amp_dtype must be bfloat16 or float16, got {train_conf['amp_dtype']!r}")
-        self.enabled = bool(train_conf["enable_amp"])
         self.device_type = device.type
         self.dtype = dtypes[train_conf["amp_dtype"]]
+        if train_conf["enable_amp"] == "auto":
+            self.enabled = device.type == "cpu" and self.dtype == torch.bfloat16 and cpu_has_native_bf16()
+        else:
+            self.enabled = bool(train_conf["enable_amp"])
         if self.enabled and device.type == "cpu" and self.dtype == torch.float16:
             raise ConfigError("train_conf.amp_dtype float16 needs a GPU; use bfloat16 on the CPU")
         use_scaler = self.enabled and device.type == "cuda" and self.dtype == torch.float16

@@ -35,13 +35,37 @@ def test_unknown_section(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("train_conf:\n  max_epoch: ten\n", "must be a number"),
-    ("train_conf:\n  enable_amp: 1\n", "must be true or false"),
+    ("train_conf:\n  enable_amp: 1\n", "must be true, false or auto"),
+    ("train_conf:\n  use_compile: 1\n", "must be true or false"),
     ("dataset_conf:\n  dataset: 5\n", "must be a section"),
     ("model_conf:\n  model_args: [1, 2]\n", "mapping of arguments"),
 ])
 def test_wrong_types(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("value, expected", [("true", True), ("false", False), ("auto", "auto")])
+def test_enable_amp_takes_true_false_or_auto(tmp_path, value, expected):
+    config = load_config(write(tmp_path, f"train_conf:\n  enable_amp: {value}\n"))
+    assert config["train_conf"]["enable_amp"] == expected
+
+
+@pytest.mark.parametrize("enable_amp, native_bf16, device, expected", [
+    ("auto", True, "cpu", True),
+    ("auto", False, "cpu", False),
+    ("auto", True, "cuda", False),   # on a GPU, mixed precision is opted into with true
+    (True, False, "cpu", True),
+    (False, True, "cpu", False),
+])
+def test_amp_auto_is_bf16_on_a_cpu_with_native_bf16_only(monkeypatch, enable_amp, native_bf16, device, expected):
+    import torch
+
+    from mser import trainer
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: native_bf16)
+    amp = trainer.Amp({"enable_amp": enable_amp, "amp_dtype": "bfloat16"}, torch.device(device))
+    assert amp.enabled is expected and amp.dtype == torch.bfloat16
+    assert not amp.scaler.is_enabled()  # bf16 needs no gradient scaling
 
 
 def test_int_promoted_to_float(tmp_path):
