@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+
+
+def default_sigint() -> None:
+    """preexec_fn for a child that a test stops with SIGINT: a process started in the background by
+    a non-interactive shell (as CI runners may start pytest) inherits SIGINT ignored; a program run
+    from a terminal has the default, which is what the tests mean to check."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_script(script: str, *args: str, cwd=REPO, timeout: int = 600, env=None) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import PYTHON, REPO, assert_one_line_error, run_script
+from conftest import PYTHON, REPO, assert_one_line_error, default_sigint, run_script
 from mser.cli.infer_record import describe_prediction
 
 pytest.register_assert_rewrite("mic_fixtures")  # see test_predictor.py
@@ -105,7 +105,8 @@ def test_infer_record_labels_the_clip_once(pulse_loopback, tiny_model, high_clip
 def test_infer_record_stops_cleanly_on_ctrl_c(pulse_loopback, tiny_model):
     process = subprocess.Popen([PYTHON, str(REPO / "infer_record.py"), "--model_path", tiny_model,
                                 "--record_seconds", "0.5"], cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                               preexec_fn=default_sigint)
     watchdog = threading.Timer(60, process.kill)   # readline() has no timeout of its own
     watchdog.start()
     try:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import PYTHON, REPO, run_script, tiny_overwrites
+from conftest import PYTHON, REPO, default_sigint, run_script, tiny_overwrites
 from mser import checkpoint
 from mser.cli.train import main as train_main
 from mser.errors import CheckpointError
@@ -247,6 +247,7 @@ def start_training(list_dir, save_path, log_path, **overwrites) -> subprocess.Po
                "--overwrites", overwrites_for(list_dir, save_path, **overwrites)]
     with open(log_path, "w") as log:
         return subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=default_sigint,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1", **ENV})
 
 
