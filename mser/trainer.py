@@ -99,11 +99,25 @@ class MSERTrainer:
             rebuild=rebuild, log=self.log)
         return self.caches
 
-    def warn_waveform_augmentation_off(self) -> None:
-        waveform_sections = [name for name, section in (self.augment_config or {}).items()
-                             if name != "spec_aug" and section.get("prob", 0) > 0]
-        if waveform_sections:
-            self.log(f"note: training reads cached features, so {', '.join(waveform_sections)} augmentation "
+    def waveform_augmentation(self) -> List[str]:
+        """The augmentation sections that change the waveform and are switched on."""
+        return [name for name, section in (self.augment_config or {}).items()
+                if name != "spec_aug" and section.get("prob", 0) > 0]
+
+    def training_reads_audio(self) -> bool:
+        """Waveform augmentation needs the audio: with it, training clips are decoded and their
+        features computed in every batch even when a feature cache serves validation and test.
+        Clip-level features are the exception: they always come from the cache."""
+        return bool(self.waveform_augmentation()) and not self.featurizer.clip_level
+
+    def note_cache_and_augmentation(self) -> None:
+        sections = ", ".join(self.waveform_augmentation())
+        if self.training_reads_audio():
+            self.log(f"note: {sections} augmentation needs the audio, so training clips are decoded in every "
+                     f"epoch; validation and test read the feature cache")
+        elif sections:
+            method = self.config["preprocess_conf"]["feature_method"]
+            self.log(f"note: {method} features are clip-level and always cached, so {sections} augmentation "
                      f"is not applied (spec_aug still is)")
 
     def max_frames(self, seconds: float) -> Optional[int]:
@@ -115,7 +129,7 @@ class MSERTrainer:
     def dataset(self, items: Sequence[ListItem], train: bool):
         dataset_conf = self.config["dataset_conf"]
         clip = dataset_conf["dataset"]
-        if self.caches is not None:
+        if self.caches is not None and not (train and self.training_reads_audio()):
             return feature_cache.CachedFeatureDataset(items, self.caches, self.max_frames(clip["max_duration"]),
                                                       train=train, seed=self.config["train_conf"]["seed"])
         augmenter = None
@@ -181,7 +195,7 @@ class MSERTrainer:
         amp = Amp(train_conf, self.device)
         if self.uses_cache:
             self.prepare_caches()
-            self.warn_waveform_augmentation_off()
+            self.note_cache_and_augmentation()
         self.log(f"{len(train_items)} training, {len(val_items)} validation, {len(test_items)} test clips; "
                  f"{len(self.labels)} labels: {', '.join(self.labels)}")
         self.log(format_config(self.config))

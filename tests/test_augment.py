@@ -281,3 +281,36 @@ def test_spec_augment_from_config_section():
     assert (module.prob, module.time_mask_width, module.freq_mask_width) == (0.3, 5, 8)
     with pytest.raises(ConfigError, match="spec_aug.time_mask_widht"):
         SpecAugment.from_config({"time_mask_widht": 5})
+
+
+# ---------------------------------------------------------------- through train.py
+
+def cached_tiny_run(list_dir, cache_dir) -> str:
+    from conftest import tiny_overwrites
+    return tiny_overwrites(list_dir, **{"dataset_conf.feature_cache.enable": True,
+                                        "dataset_conf.feature_cache.cache_dir": cache_dir})
+
+
+def test_waveform_augmentation_reads_training_audio_while_the_cache_serves_evaluation(demo_lists, tmp_path):
+    from mser.data.dataset import AudioDataset
+    from mser.data.feature_cache import CachedFeatureDataset
+    from mser.trainer import MSERTrainer
+    trainer = MSERTrainer(configs="configs/bi_lstm.yml", use_gpu=False, data_augment_configs=str(SHIPPED),
+                          overwrites=cached_tiny_run(demo_lists, tmp_path / "cache"))
+    train_items, _, test_items = trainer.read_lists()
+    trainer.prepare_caches()
+    training = trainer.dataset(train_items, train=True)
+    assert isinstance(training, AudioDataset) and training.augmenter is not None
+    assert isinstance(trainer.dataset(test_items, train=False), CachedFeatureDataset)
+
+
+def test_train_py_with_every_augmentation_on(demo_lists, tmp_path):
+    from conftest import run_script
+    result = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
+                        "--save_model_path", tmp_path / "models", "--log_dir", "",
+                        "--data_augment_configs", SHIPPED,
+                        "--overwrites", cached_tiny_run(demo_lists, tmp_path / "cache"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "note: speed, volume, noise, reverb augmentation needs the audio" in result.stdout
+    assert "test set, best model" in result.stdout
+    assert (tmp_path / "models" / "BiLSTM_Fbank" / "best_model" / "model.pth").is_file()
