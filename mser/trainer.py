@@ -19,7 +19,7 @@ from mser.data import feature_cache
 from mser.data.dataset import AudioDataset, collate, worker_init
 from mser.data.lists import ListItem, read_data_list, read_label_list
 from mser.errors import CheckpointError, ConfigError, DataError
-from mser.factory import featurizer_from_config, load_matching_weights, model_from_config
+from mser.factory import check_same_setup, featurizer_from_config, load_matching_weights, model_from_config
 from mser.metrics import compute_metrics, confusion_matrix_figure, format_report, plot_confusion_matrix
 from mser.optim import build_optimizer, build_scheduler, class_weights, trainable_parameters
 
@@ -101,8 +101,10 @@ class MSERTrainer:
 
     def waveform_augmentation(self) -> List[str]:
         """The augmentation sections that change the waveform and are switched on."""
-        return [name for name, section in (self.augment_config or {}).items()
-                if name != "spec_aug" and section.get("prob", 0) > 0]
+        if self.augment_config is None:
+            return []
+        from mser.data.augment import waveform_sections_on
+        return waveform_sections_on(self.augment_config)
 
     def training_reads_audio(self) -> bool:
         """Waveform augmentation needs the audio: with it, training clips are decoded and their
@@ -432,10 +434,7 @@ class MSERTrainer:
         if stored_labels != self.labels:
             raise CheckpointError(f"checkpoint {directory} was trained on labels {', '.join(stored_labels)}, "
                                   f"but the label list has {', '.join(self.labels)}")
-        for section, key in (("preprocess_conf", "feature_method"), ("model_conf", "model")):
-            if stored_config[section][key] != self.config[section][key]:
-                raise CheckpointError(f"checkpoint {directory} has {section}.{key}="
-                                      f"{stored_config[section][key]}, the config {self.config[section][key]}")
+        check_same_setup(self.config, stored_config, directory)
         self.check_same_features(directory, stored_config)
 
     def check_same_features(self, directory: str, stored_config: Dict[str, Any]) -> None:

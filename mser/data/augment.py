@@ -76,6 +76,15 @@ def load_augmentation_config(path: str) -> Dict[str, Dict[str, Any]]:
     return config
 
 
+WAVEFORM_SECTIONS = ("speed", "reverb", "noise", "volume")  # in the order they are applied
+
+
+def waveform_sections_on(config: Dict[str, Dict[str, Any]]) -> List[str]:
+    """The waveform sections of a checked augmentation config that are switched on, in the
+    config's order."""
+    return [name for name in config if name in WAVEFORM_SECTIONS and config[name]["prob"] > 0]
+
+
 def augmentation_config(user: Optional[Dict[str, Any]] = None) -> Dict[str, Dict[str, Any]]:
     """The same checks for a config given as a dict (sections may be partial or missing)."""
     return validate(merge(AUGMENT_DEFAULTS, user or {}, set()))
@@ -258,8 +267,9 @@ class WaveformAugmenter:
         self.rng_worker: Optional[int] = None
         self.noise_files = self.folder("noise", "noise_dir")
         self.rir_files = self.folder("reverb", "rir_dir", prepare=normalize_rir)
-        steps = [("speed", self.speed), ("reverb", self.reverb), ("noise", self.noise), ("volume", self.volume)]
-        self.steps = [(name, step) for name, step in steps if self.config[name]["prob"] > 0]
+        steps = {"speed": self.speed, "reverb": self.reverb, "noise": self.noise, "volume": self.volume}
+        on = waveform_sections_on(self.config)
+        self.steps = [(name, steps[name]) for name in WAVEFORM_SECTIONS if name in on]
 
     def folder(self, section: str, key: str, prepare: Callable = unchanged) -> Optional[AudioFolder]:
         path = self.config[section][key]
