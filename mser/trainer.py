@@ -250,7 +250,7 @@ class MSERTrainer:
     def criterion(self, train_items: Sequence[ListItem]) -> nn.Module:
         weights = None
         if self.config["train_conf"]["class_weights"]:
-            weights = class_weights([label for _, label in train_items], len(self.labels)).to(self.device)
+            weights = class_weights([item.label for item in train_items], len(self.labels)).to(self.device)
             self.log("class weights: " + ", ".join(f"{n} {w:.2f}" for n, w in zip(self.labels, weights)))
         return nn.CrossEntropyLoss(weight=weights, label_smoothing=self.config["train_conf"]["label_smoothing"])
 

@@ -224,4 +224,4 @@ def test_written_lists_round_trip(tmp_path):
     test = read_data_list(test_path, len(labels))
     assert len(train) == len(split.train) and len(test) == len(split.test)
     angry = labels.index("angry")
-    assert all(label == angry for path, label in train + test if os.path.basename(path)[6:8] == "05")
+    assert all(label == angry for path, label, _ in train + test if os.path.basename(path)[6:8] == "05")

@@ -27,9 +27,9 @@ def test_ravdess_relative_paths_and_summary(tmp_path):
     labels, train, test = read_lists(tmp_path / "lists")
     assert labels == ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
     assert len(train) + len(test) == 160
-    assert all(path.startswith("ravdess" + os.sep) and os.path.isfile(tmp_path / path) for path, _ in train + test)
-    assert not {ravdess_actor(p) for p, _ in train} & {ravdess_actor(p) for p, _ in test}
-    assert len({ravdess_actor(p) for p, _ in test}) == 2
+    assert all(path.startswith("ravdess" + os.sep) and os.path.isfile(tmp_path / path) for path, *_ in train + test)
+    assert not {ravdess_actor(p) for p, *_ in train} & {ravdess_actor(p) for p, *_ in test}
+    assert len({ravdess_actor(p) for p, *_ in test}) == 2
     assert "skipped 4 files" in result.stdout and "train    128 clips,     8 speakers" in result.stdout
 
 
@@ -75,11 +75,11 @@ def test_shipped_demo_corpus(tmp_path):
     assert result.returncode == 0, result.stderr
     labels, train, test = read_lists(tmp_path)
     assert labels == ["neutral", "happy", "sad", "angry", "fearful", "surprised"]
-    assert all(os.path.isfile(REPO / path) for path, _ in train + test)
+    assert all(os.path.isfile(REPO / path) for path, *_ in train + test)
 
     def voice(path):
         return os.path.basename(path).split("_")[0]
-    train_voices, test_voices = {voice(p) for p, _ in train}, {voice(p) for p, _ in test}
+    train_voices, test_voices = {voice(p) for p, *_ in train}, {voice(p) for p, *_ in test}
     assert len(train_voices) >= 8 and len(test_voices) >= 2 and not train_voices & test_voices
-    per_label = Counter(label for _, label in test)
+    per_label = Counter(label for _, label, _ in test)
     assert len(per_label) == 6 and len(set(per_label.values())) == 1

@@ -17,13 +17,15 @@ def test_list_round_trip(tmp_path):
     write_data_list(str(tmp_path / "train.txt"), [(str(audio), 1), (str(audio), 0)])
     write_label_list(str(tmp_path / "labels.txt"), ["neutral", "happy"])
     assert read_label_list(str(tmp_path / "labels.txt")) == ["neutral", "happy"]
-    assert read_data_list(str(tmp_path / "train.txt"), 2) == [(str(audio), 1), (str(audio), 0)]
+    assert read_data_list(str(tmp_path / "train.txt"), 2) == [(str(audio), 1, ""), (str(audio), 0, "")]
 
 
 @pytest.mark.parametrize("line, message", [
     ("{audio}\t7", r"label 7 on line 2 of .*train.txt is out of range: the label list has 2 labels"),
     ("{audio}\tx", r"label 'x' on line 2 of .*train.txt is not an integer"),
     ("{audio} 1", r"line 2 of .*train.txt must be 'path<TAB>label_index'"),
+    ("{audio}\t1\tspk\textra", r"line 2 of .*train.txt must be 'path<TAB>label_index' or"),
+    ("{audio}\t1\t ", r"line 2 of .*train.txt has an empty speaker column"),
     ("{missing}\t1", r"audio file .*missing.wav on line 2 of .*train.txt does not exist"),
 ])
 def test_bad_list_lines_name_file_and_line(tmp_path, line, message):

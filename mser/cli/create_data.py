@@ -1,20 +1,26 @@
-"""create_data.py: turn a corpus folder into train_list.txt, test_list.txt and label_list.txt."""
+"""create_data.py: turn a corpus folder into train_list.txt, test_list.txt and label_list.txt,
+or (--test_only) into a test list for a model trained on another corpus."""
 import argparse
+import os
 import time
 from typing import List, Optional
 
 from mser.cli.common import exits_cleanly, str2bool
-from mser.data.corpora import PARSERS, format_summary, load_corpus, split_corpus, write_lists
-from mser.errors import DataError
+from mser.data.corpora import (PARSERS, format_summary, format_test_only_summary, load_corpus, split_corpus,
+                               write_lists, write_test_only_list)
+from mser.errors import ConfigError, DataError
 
 DEFAULT_DEMO_DIR = "dataset/demo"
+DEFAULT_TEST_LIST = "test_list.txt"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Write speaker-independent train/test lists and a label list for a corpus. "
+        description="Write speaker-independent train/test lists and a label list for a corpus "
+                    "(path<TAB>label_index, plus <TAB>speaker when the corpus names its speakers). "
                     "List paths are --data_dir joined with each file's path below it, so a relative "
-                    "--data_dir gives paths relative to the current directory.",
+                    "--data_dir gives paths relative to the current directory. With --test_only, write "
+                    "only a test list indexed by an existing label list (cross-corpus evaluation).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--dataset", default="demo", choices=list(PARSERS),
                         help="corpus naming scheme (see mser/data/corpora.py); folder: DIR/<label>/*.wav")
@@ -32,6 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "without it the split is by file")
     parser.add_argument("--include_song", type=str2bool, default=False,
                         help="ravdess only: also list the sung clips (vocal channel 02)")
+    parser.add_argument("--test_only", action="store_true",
+                        help="cross-corpus evaluation: list every clip of the corpus as test data, indexed "
+                             "by the label list of the corpus the model is trained on (--label_list); clips "
+                             "whose label is not in it are skipped and counted; train_list.txt and "
+                             "label_list.txt are not written")
+    parser.add_argument("--list_name", default=None,
+                        help=f"with --test_only: file name of the test list in --list_dir "
+                             f"(default: {DEFAULT_TEST_LIST})")
+    parser.add_argument("--label_list", default=None,
+                        help="with --test_only: the training corpus's label list "
+                             "(default: <list_dir>/label_list.txt)")
     return parser
 
 
@@ -43,11 +60,33 @@ def resolve_data_dir(dataset: str, data_dir: Optional[str]) -> str:
     raise DataError(f"--data_dir is required for --dataset {dataset}")
 
 
+def check_args(args: argparse.Namespace) -> None:
+    if not args.test_only:
+        for option in ("list_name", "label_list"):
+            if getattr(args, option) is not None:
+                raise ConfigError(f"--{option} applies with --test_only only")
+    elif args.list_name is not None and (not args.list_name or os.sep in args.list_name):
+        raise ConfigError(f"--list_name must be a file name inside --list_dir, got {args.list_name!r}")
+
+
+def write_test_only(args: argparse.Namespace, data_dir: str) -> None:
+    corpus = load_corpus(args.dataset, data_dir, args.speaker_pattern, args.include_song, min_labels=1)
+    label_list = args.label_list or os.path.join(args.list_dir, "label_list.txt")
+    path = os.path.join(args.list_dir, args.list_name or DEFAULT_TEST_LIST)
+    written = write_test_only_list(corpus, label_list, path)
+    print(format_test_only_summary(corpus, written))
+    print(f"wrote {path}")
+
+
 @exits_cleanly
 def main(argv: Optional[List[str]] = None) -> None:
     args = build_parser().parse_args(argv)
+    check_args(args)
     start = time.time()
     data_dir = resolve_data_dir(args.dataset, args.data_dir)
+    if args.test_only:
+        write_test_only(args, data_dir)
+        return
     corpus = load_corpus(args.dataset, data_dir, args.speaker_pattern, args.include_song)
     split = split_corpus(corpus, args.test_ratio, args.seed)
     paths = write_lists(corpus, split, args.list_dir)

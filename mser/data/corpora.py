@@ -19,6 +19,9 @@ and test. Files whose names do not follow the corpus's scheme are skipped and co
     folder   root/<label>/**/*.wav|flac|ogg|mp3; group = the named group 'speaker' (or the first
              group) of speaker_pattern searched in the file name, or the file itself without one
 
+The lists carry a third column, the speaker, when a corpus's groups are speakers (voices,
+actors): every corpus above but tess, and folder with --speaker_pattern.
+
 Label names are shared across corpora (fear -> fearful, ANG -> angry, pleasant surprise ->
 surprised, ...) and ordered by LABEL_ORDER, keeping the labels present; `folder` labels are its
 folder names, sorted. Paths are data_dir joined with the path below it, so a relative data_dir
@@ -33,7 +36,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from mser.data.lists import write_data_list, write_label_list
+from mser.data.lists import ListItem, read_label_list, write_data_list, write_label_list
 from mser.errors import DataError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -185,8 +188,9 @@ def make_parser(name: str, speaker_pattern: Optional[str], include_song: bool) -
 
 
 def load_corpus(name: str, data_dir: str, speaker_pattern: Optional[str] = None,
-                include_song: bool = False) -> Corpus:
-    """Parse every audio file under data_dir with the parser of corpus `name`."""
+                include_song: bool = False, min_labels: int = 2) -> Corpus:
+    """Parse every audio file under data_dir with the parser of corpus `name`; a corpus to train on
+    needs `min_labels` labels (a test-only corpus may have one)."""
     parse = make_parser(name, speaker_pattern, include_song)
     if not os.path.isdir(data_dir):
         raise DataError(f"data directory not found: {data_dir} (--data_dir must point at the {name} corpus)")
@@ -202,7 +206,7 @@ def load_corpus(name: str, data_dir: str, speaker_pattern: Optional[str] = None,
             corpus.skipped_examples.setdefault(str(skip), relative_path)
             continue
         corpus.records.append(Record(os.path.join(data_dir, relative_path), label, group))
-    check_usable(corpus, len(files))
+    check_usable(corpus, len(files), min_labels)
     corpus.labels = ordered_labels(name, {record.label for record in corpus.records})
     return corpus
 
@@ -213,13 +217,13 @@ def group_kind_of(name: str, speaker_pattern: Optional[str]) -> str:
     return GROUP_KINDS[name]
 
 
-def check_usable(corpus: Corpus, num_files: int) -> None:
+def check_usable(corpus: Corpus, num_files: int, min_labels: int = 2) -> None:
     if not corpus.records:
         reasons = ", ".join(f"{reason} (e.g. {corpus.skipped_examples[reason]})" for reason in corpus.skipped)
         raise DataError(f"none of the {num_files} audio files under {corpus.data_dir} can be used "
                         f"as --dataset {corpus.name}: {reasons}")
     labels = {record.label for record in corpus.records}
-    if len(labels) < 2:
+    if len(labels) < min_labels:
         raise DataError(f"{corpus.data_dir} holds one label only ({labels.pop()}); "
                         "a classifier needs at least two")
 
@@ -277,14 +281,66 @@ def best_test_groups(counts: np.ndarray, test_ratio: float, seed: int, trials: i
     return best_groups
 
 
+def speaker_of(corpus: Corpus, record: Record) -> str:
+    """The speaker column of a record: its group when groups are speakers, else ""."""
+    return record.group if corpus.group_kind == "speaker" else ""
+
+
+def list_items(corpus: Corpus, records: Sequence[Record], labels: Sequence[str]) -> List[ListItem]:
+    index = {label: i for i, label in enumerate(labels)}
+    return [ListItem(record.path, index[record.label], speaker_of(corpus, record)) for record in records]
+
+
 def write_lists(corpus: Corpus, split: Split, list_dir: str) -> List[str]:
-    """Write train_list.txt, test_list.txt (path<TAB>label_index) and label_list.txt; return their paths."""
-    index = {label: i for i, label in enumerate(corpus.labels)}
+    """Write train_list.txt, test_list.txt (path<TAB>label_index[<TAB>speaker]) and label_list.txt;
+    return their paths. The speaker column is written when the corpus's groups are speakers."""
     paths = [os.path.join(list_dir, name) for name in ("train_list.txt", "test_list.txt", "label_list.txt")]
-    write_data_list(paths[0], [(record.path, index[record.label]) for record in split.train])
-    write_data_list(paths[1], [(record.path, index[record.label]) for record in split.test])
+    write_data_list(paths[0], list_items(corpus, split.train, corpus.labels))
+    write_data_list(paths[1], list_items(corpus, split.test, corpus.labels))
     write_label_list(paths[2], corpus.labels)
     return paths
+
+
+@dataclass
+class CrossCorpusList:
+    path: str
+    label_list: str
+    labels: List[str]         # the label list's names, in index order
+    records: List[Record]
+    missing_labels: Counter   # clips per label that the label list does not have
+
+
+def write_test_only_list(corpus: Corpus, label_list: str, path: str) -> CrossCorpusList:
+    """Write every clip of the corpus whose label is in `label_list` (another corpus's labels,
+    for cross-corpus evaluation) to `path`, indexed by that label list; count the others."""
+    if not os.path.isfile(label_list):
+        raise DataError(f"label list not found: {label_list}; --test_only indexes the clips by the label "
+                        f"list of the training corpus (give it with --label_list)")
+    labels = read_label_list(label_list)
+    kept = [record for record in corpus.records if record.label in labels]
+    missing = Counter(record.label for record in corpus.records if record.label not in labels)
+    if not kept:
+        raise DataError(f"none of the labels of {corpus.data_dir} ({', '.join(corpus.labels)}) is in "
+                        f"{label_list} ({', '.join(labels)})")
+    write_data_list(path, list_items(corpus, kept, labels))
+    return CrossCorpusList(path, label_list, labels, kept, missing)
+
+
+def format_test_only_summary(corpus: Corpus, written: CrossCorpusList) -> str:
+    """Clip and speaker counts per label of a test-only list, and what was left out."""
+    kind = corpus.group_kind
+    lines = [f"{corpus.name}: {len(corpus.records)} clips under {corpus.data_dir}, "
+             f"{len({r.group for r in corpus.records})} {plural(kind)}",
+             f"test only, labels indexed by {written.label_list}: {len(written.records)} clips, "
+             f"{len({r.group for r in written.records})} {plural(kind)}"]
+    counts = Counter(r.label for r in written.records)
+    lines += [f"  {label:<12} {counts[label]:>6}" for label in written.labels]
+    if written.missing_labels:
+        lines.append(f"skipped {sum(written.missing_labels.values())} clips whose label is not in "
+                     f"{written.label_list}: " + ", ".join(f"{count} {label}" for label, count
+                                                         in sorted(written.missing_labels.items())))
+    lines.append(format_skipped(corpus))
+    return "\n".join(lines)
 
 
 def format_summary(corpus: Corpus, split: Split) -> str:

@@ -1,5 +1,5 @@
 """The list-file dataset: raw waveforms out, features are computed later, in batches, on the device."""
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -9,8 +9,16 @@ from mser.audio import load_audio
 from mser.data.lists import ListItem
 from mser.errors import AudioError
 
-# One dataset item: (waveform or None when unusable, label, path, reason it was unusable).
-Sample = Tuple[Optional[torch.Tensor], int, str, str]
+
+
+class Sample(NamedTuple):
+    """One dataset item: `inputs` is a waveform (samples,) or features (frames, feature_dim), None
+    when the clip is unusable, with the `reason`; `speaker` is "" when the list does not name one."""
+    inputs: Optional[torch.Tensor]
+    label: int
+    path: str
+    reason: str
+    speaker: str = ""
 
 
 class ListDataset(Dataset):
@@ -57,30 +65,32 @@ class AudioDataset(ListDataset):
         self.augmenter = augmenter
 
     def __getitem__(self, index: int) -> Sample:
-        path, label = self.items[index]
+        path, label, speaker = self.items[index]
         try:
             samples = load_audio(path, self.sample_rate, min_duration=self.min_duration,
                                  use_db_normalization=self.use_db_normalization, target_db=self.target_db)
         except AudioError as e:
-            return None, label, path, str(e)
+            return Sample(None, label, path, str(e), speaker)
         rng = self.rng(index)
         samples = self.crop(samples, self.max_samples, rng)
         if self.train and self.augmenter is not None:
             samples = self.augmenter(samples, rng)
             if not np.all(np.isfinite(samples)):
-                return None, label, path, "augmentation produced non-finite samples"
-        return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), label, path, ""
+                return Sample(None, label, path, "augmentation produced non-finite samples", speaker)
+        return Sample(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), label, path, "", speaker)
 
 
 class Batch:
     """A padded batch: `inputs` are waveforms (batch, samples) or, from a feature cache, features
     (batch, frames, feature_dim); `lengths` (batch,) count samples or frames; `labels` (batch,);
-    `skipped` has the (path, reason) of every clip dropped from this batch."""
+    `speakers` name each clip's speaker ("" when the list does not say); `skipped` has the
+    (path, reason) of every clip dropped from this batch."""
 
     def __init__(self, inputs: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
-                 paths: List[str], skipped: List[Tuple[str, str]]):
+                 paths: List[str], skipped: List[Tuple[str, str]], speakers: Optional[List[str]] = None):
         self.inputs, self.lengths, self.labels = inputs, lengths, labels
         self.paths, self.skipped = paths, skipped
+        self.speakers = speakers if speakers is not None else [""] * len(paths)
 
     @property
     def is_features(self) -> bool:
@@ -104,11 +114,11 @@ def pad_batch(tensors: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tens
 
 
 def collate(samples: Sequence[Sample]) -> Batch:
-    usable = [s for s in samples if s[0] is not None]
-    skipped = [(path, reason) for tensor, _, path, reason in samples if tensor is None]
-    inputs, lengths = pad_batch([s[0] for s in usable])
-    labels = torch.tensor([s[1] for s in usable], dtype=torch.long)
-    return Batch(inputs, lengths, labels, [s[2] for s in usable], skipped)
+    usable = [s for s in samples if s.inputs is not None]
+    skipped = [(s.path, s.reason) for s in samples if s.inputs is None]
+    inputs, lengths = pad_batch([s.inputs for s in usable])
+    labels = torch.tensor([s.label for s in usable], dtype=torch.long)
+    return Batch(inputs, lengths, labels, [s.path for s in usable], skipped, [s.speaker for s in usable])
 
 
 def worker_init(worker_id: int) -> None:

@@ -48,7 +48,8 @@ def feature_setup(config: Dict[str, Any]) -> str:
 
 
 def fingerprint(config: Dict[str, Any], items: Sequence[ListItem]) -> Dict[str, str]:
-    listing = hashlib.sha256("".join(f"{p}\t{label}\n" for p, label in items).encode()).hexdigest()
+    # speakers are left out: they do not shape the features, and caches made before lists had them stay valid
+    listing = hashlib.sha256("".join(f"{item.path}\t{item.label}\n" for item in items).encode()).hexdigest()
     return {"setup": feature_setup(config), "items": listing}
 
 
@@ -60,7 +61,7 @@ def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: 
     features, skipped = {}, {}
     for start in tqdm(range(0, len(items), batch_size), desc=desc, leave=False, dynamic_ncols=True):
         paths, waveforms = [], []
-        for path, _ in items[start:start + batch_size]:
+        for path, *_ in items[start:start + batch_size]:
             try:
                 samples = load_audio(path, clip["sample_rate"], min_duration=clip["min_duration"],
                                      use_db_normalization=clip["use_dB_normalization"], target_db=clip["target_dB"])
@@ -113,13 +114,13 @@ class CachedFeatureDataset(ListDataset):
         self.max_frames = max_frames
 
     def __getitem__(self, index: int) -> Sample:
-        path, label = self.items[index]
+        path, label, speaker = self.items[index]
         if path not in self.features:
-            return None, label, path, self.skipped.get(path, "not in the feature cache")
+            return Sample(None, label, path, self.skipped.get(path, "not in the feature cache"), speaker)
         features = self.features[path].float()
         if self.train:
             features = self.crop(features, self.max_frames, self.rng(index))
-        return features, label, path, ""
+        return Sample(features, label, path, "", speaker)
 
 
 def prepare_caches(config: Dict[str, Any], featurizer: Featurizer, train_list: str,
