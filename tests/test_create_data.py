@@ -80,6 +80,8 @@ def test_shipped_demo_corpus(tmp_path):
     def voice(path):
         return os.path.basename(path).split("_")[0]
     train_voices, test_voices = {voice(p) for p, *_ in train}, {voice(p) for p, *_ in test}
-    assert len(train_voices) >= 8 and len(test_voices) >= 2 and not train_voices & test_voices
+    assert len(train_voices) + len(test_voices) >= 30 and not train_voices & test_voices
+    assert 0.1 <= len(test_voices) / (len(train_voices) + len(test_voices)) <= 0.3  # about 20 % of the voices
     per_label = Counter(label for _, label, _ in test)
     assert len(per_label) == 6 and len(set(per_label.values())) == 1
+    assert all(speaker == voice(path) for path, _, speaker in train + test)
