@@ -176,6 +176,7 @@ class MSERTrainer:
         else:
             train_items, val_items = split_validation(train_items, dataset_conf["val_fraction"],
                                                       self.config["train_conf"]["seed"])
+            self.log(describe_validation(train_items, val_items))
         return train_items, val_items, test_items
 
     # ----------------------------------------------------------------- training
@@ -612,13 +613,24 @@ class Amp:
 
 
 def split_validation(items: List[ListItem], fraction: float, seed: int):
-    """Hold out a seeded, label-stratified `fraction` of the training items for model selection."""
+    """Hold out a seeded, label-stratified `fraction` of the training items for model selection.
+
+    When the list names speakers, the slice takes whole speakers, so that validation scores voices
+    the model never trained on, as the test list does (clips without a speaker count as speakers
+    of their own). Without speakers, or with a single one, it takes clips.
+    """
     if fraction <= 0:
         raise ConfigError("dataset_conf.val_fraction must be > 0 when dataset_conf.val_list is empty")
+    if len({item.speaker for item in items if item.speaker}) >= 2:
+        return split_validation_by_speaker(items, fraction, seed)
+    return split_validation_by_clip(items, fraction, seed)
+
+
+def split_validation_by_clip(items: List[ListItem], fraction: float, seed: int):
     rng = random.Random(seed)
     by_label: Dict[int, List[ListItem]] = {}
     for item in items:
-        by_label.setdefault(item[1], []).append(item)
+        by_label.setdefault(item.label, []).append(item)
     train, val = [], []
     for label in sorted(by_label):
         group = by_label[label][:]
@@ -630,6 +642,35 @@ def split_validation(items: List[ListItem], fraction: float, seed: int):
         raise ConfigError("the training list is too small to hold out a validation slice; "
                           "give dataset_conf.val_list")
     return train, val
+
+
+def split_validation_by_speaker(items: List[ListItem], fraction: float, seed: int):
+    """Whole speakers whose clips come closest to `fraction` of every label (corpora's seeded search)."""
+    from mser.data.corpora import best_test_groups
+    if fraction >= 1:
+        raise ConfigError(f"dataset_conf.val_fraction must be below 1, got {fraction}")
+    group_of = [item.speaker or f"clip:{item.path}" for item in items]
+    groups = sorted(set(group_of))
+    labels = sorted({item.label for item in items})
+    group_index = {group: i for i, group in enumerate(groups)}
+    label_index = {label: i for i, label in enumerate(labels)}
+    counts = np.zeros((len(groups), len(labels)))
+    for group, item in zip(group_of, items):
+        counts[group_index[group], label_index[item.label]] += 1
+    held_out = {groups[i] for i in best_test_groups(counts, fraction, seed, trials=200).tolist()}
+    train = [item for group, item in zip(group_of, items) if group not in held_out]
+    val = [item for group, item in zip(group_of, items) if group in held_out]
+    return train, val
+
+
+def describe_validation(train_items: Sequence[ListItem], val_items: Sequence[ListItem]) -> str:
+    speakers = sorted({item.speaker for item in val_items if item.speaker})
+    if not speakers:
+        return f"validation: {len(val_items)} clips held out of the training list (the list names no speakers)"
+    shown = ", ".join(speakers[:8]) + (", ..." if len(speakers) > 8 else "")
+    shared = {item.speaker for item in train_items} & set(speakers)
+    return (f"validation: {len(val_items)} clips of {len(speakers)} speakers ({shown}) held out of the training "
+            f"list" + (f"; {len(shared)} of them also train" if shared else ", none of them in training"))
 
 
 def load_augment(path: Optional[str]):

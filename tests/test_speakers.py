@@ -125,3 +125,29 @@ def test_test_only_errors_are_one_line(tmp_path):
                           "none of the labels")
     assert_one_line_error(run_script("create_data.py", "--dataset", "demo", "--data_dir", data_dir,
                                      "--list_dir", tmp_path, "--list_name", "x.txt"), "--test_only")
+
+
+# ---------------------------------------------------------------- validation slice
+
+
+def speaker_items(speakers: int = 12, labels: int = 3, clips: int = 4, first_speaker: int = 0):
+    return [ListItem(f"/s{s}_{label}_{n}.wav", label, f"s{s}") for s in range(first_speaker, speakers)
+            for label in range(labels) for n in range(clips)]
+
+
+def test_validation_slice_takes_whole_speakers():
+    from mser.trainer import split_validation
+    items = speaker_items()
+    train, val = split_validation(items, 0.25, seed=3)
+    assert sorted(train + val) == sorted(items)
+    assert val and not {i.speaker for i in train} & {i.speaker for i in val}
+    assert {i.label for i in val} == {0, 1, 2}
+    assert 0.15 <= len(val) / len(items) <= 0.35
+    assert split_validation(items, 0.25, seed=3) == (train, val)
+
+
+def test_validation_slice_without_speakers_takes_clips():
+    from mser.trainer import split_validation
+    items = [ListItem(path, label) for path, label, _ in speaker_items()]
+    train, val = split_validation(items, 0.25, seed=3)
+    assert len(val) == 36 and {i.label for i in val} == {0, 1, 2}
