@@ -1,23 +1,31 @@
-"""Rerun the demo-corpus experiments behind the README's accuracy tables, one training at a time.
+"""The accuracy protocol behind every figure in the README, one training at a time.
 
-    python create_data.py --dataset demo                    # dataset/{train,test,label}_list.txt
-    python tools/run_experiments.py --list                  # the experiments and what they change
-    python tools/run_experiments.py configs recommended     # groups or single experiments
-    python tools/run_experiments.py --table                 # markdown table of what has run
-
-Every experiment is `train.py` (timed: wall clock, CPU seconds of the process and its workers,
-the 1-minute load average sampled during the run) followed by `eval.py --json` on the test list.
-One JSON line per run is appended to `<out_dir>/results.jsonl`; checkpoints, logs, evaluation
-figures and feature caches stay under `<out_dir>/<name>/`.
+    python create_data.py --dataset demo                                   # train/test/label lists
+    python create_data.py --dataset demo --data_dir dataset/festival --test_only \
+        --list_name festival_test_list.txt                                 # the cross-synthesiser set
+    python tools/run_experiments.py --list                                 # experiments and groups
+    python tools/run_experiments.py configs --seeds 1000 1001 1002         # groups or single experiments
+    python tools/run_experiments.py --table                                # markdown tables of what has run
 
 Two kinds of runs:
-  full  train on dataset/train_list.txt (8 voices); the best epoch is picked on the config's
-        seeded 10% validation slice of that list; reported on the test list (2 unseen voices).
-  cv    for choosing settings: voice-wise cross-validation on the training list only. Each of
-        the 4 folds trains on 6 training voices and validates on the other two (one male, one
-        female espeak variant), so the validation score is itself speaker-independent; a fold's
-        best epoch is picked on its held-out voices, and the mean over folds is the score. The
-        test list is not touched.
+  full  train on dataset/train_list.txt; the best epoch is picked on the config's validation slice
+        of that list (whole voices when the list names them); then eval.py scores the best model on
+        the test list (voices no model heard) and on the cross-synthesiser list (another
+        synthesiser, its own sentences). Repeated for every --seeds value; the table gives the
+        mean +- sd over seeds.
+  cv    for choosing settings: voice-wise cross-validation on the training list only. The training
+        voices are dealt into --cv_folds folds (seeded); each fold trains on the others and
+        validates on its own voices, so the score is speaker-independent; the mean validation UA
+        over the folds is the score. The test lists are not touched.
+
+Baselines (kind "baseline") fit a scikit-learn logistic regression on clip-level statistics
+(log-mel mean and sd, or openSMILE eGeMAPS functionals) on the same lists: in full mode scored on
+both test lists, in cv mode on the same folds.
+
+Every training is `train.py` (timed: wall clock, CPU seconds of the process and its workers, the
+1-minute load average sampled during the run). One JSON line per run is appended to
+`<out_dir>/results.jsonl`; checkpoints, logs, evaluation figures and feature caches stay under
+`<out_dir>/<name>/`.
 """
 import argparse
 import json
@@ -27,14 +35,17 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CV_FOLDS = (("en-029-m2", "en-gb-x-gbclan-f1"), ("en-gb-m1", "en-us-nyc-f5"),
-            ("en-gb-x-rp-m5", "en-gb-f3"), ("en-us-m3", "en-gb-scotland-f4"))
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")
+TRAIN_LIST = os.path.join("dataset", "train_list.txt")
+TEST_LIST = os.path.join("dataset", "test_list.txt")
+CROSS_LIST = os.path.join("dataset", "festival_test_list.txt")
+LABEL_LIST = os.path.join("dataset", "label_list.txt")
 
 # name: (config, changes, augmentation config or None, kind, groups, what it tests)
 EXPERIMENTS: Dict[str, tuple] = {}
@@ -43,7 +54,8 @@ EXPERIMENTS: Dict[str, tuple] = {}
 def experiment(name: str, config: str, changes: Optional[dict] = None, augment=None,
                kind: str = "full", groups=(), note: str = "") -> None:
     """`changes` is merged into the YAML config; a key ending in '!' replaces its section whole.
-    `augment`: an augmentation YAML path, or a dict written to the run's own augmentation.yml."""
+    `augment`: an augmentation YAML path, or a dict written to the run's own augmentation.yml.
+    For kind "baseline", `config` names the clip statistics (logmel or egemaps)."""
     EXPERIMENTS[name] = (config, changes or {}, augment, kind, tuple(groups), note)
 
 
@@ -79,132 +91,69 @@ def compose(first: dict, then: dict) -> dict:
 
 
 # --- every shipped config, as shipped (README table per config)
-for _name in ("bi_lstm", "ecapa_tdnn", "campplus", "resnet_se", "panns", "custom_features", "tdnn_prosody"):
+SHIPPED = ("tdnn_prosody", "egemaps", "compare", "custom_features", "ecapa_tdnn", "panns", "campplus",
+           "bi_lstm", "resnet_se")
+for _name in SHIPPED:
     experiment(_name, f"configs/{_name}.yml", groups=("configs",), note="the shipped config")
 
-# --- features and normalisation: voice-wise cross-validation, all with the same model, schedule
-# and seed (pinned here, so later edits of the shipped configs do not change these experiments)
+# --- baselines: logistic regression on clip statistics, same lists (no training script)
+experiment("base_logmel", "logmel", kind="baseline", groups=("baselines",),
+           note="logistic regression on each clip's 80 log-mel means and sds")
+experiment("base_egemaps", "egemaps", kind="baseline", groups=("baselines",),
+           note="logistic regression on openSMILE eGeMAPSv02 functionals (88)")
+experiment("cv_base_logmel", "logmel", kind="cv_baseline", groups=("cv",),
+           note="logistic regression on each clip's 80 log-mel means and sds")
+experiment("cv_base_egemaps", "egemaps", kind="cv_baseline", groups=("cv",),
+           note="logistic regression on openSMILE eGeMAPSv02 functionals (88)")
+
+# --- what carries across voices and channels: voice-wise cross-validation on the training voices
 PROSODY = "configs/tdnn_prosody.yml"
-ABLATION_BASE = {
-    "model_conf!": {"model": "TDNN", "model_args": {"channels": 128, "stats_channels": 384, "embd_dim": 128,
-                                                    "pooling_type": "TSTP"}},
-    "optimizer_conf!": {"optimizer": "AdamW", "optimizer_args": {"lr": 0.001, "weight_decay": 1e-4},
-                        "scheduler": "WarmupCosine", "scheduler_args": {"warmup_steps": 50, "min_lr": 1e-5},
-                        "grad_clip": 5.0},
-    "train_conf": {"max_epoch": 30, "enable_amp": False, "label_smoothing": 0.1, "seed": 1000},
-    "dataset_conf": {"dataset": {"use_dB_normalization": False}, "dataLoader": {"batch_size": 32}},
-}
-
-
-def features(method: str = "FbankProsody", db: bool = False, **method_args) -> dict:
-    changes = compose(ABLATION_BASE, {"preprocess_conf": {"feature_method": method, "method_args!": method_args}})
-    if db:
-        changes = compose(changes, {"dataset_conf": {"dataset": {"use_dB_normalization": True}}})
-    return changes
-
-
-def prosody_args(**args) -> dict:
-    return features(num_mel_bins=80, **args)
-
-
-def prosody_only(**args) -> dict:
-    return features(num_mel_bins=80, use_fbank=False, **args)
-
-
-experiment("feat_fbank", PROSODY, features("Fbank", num_mel_bins=80),
-           kind="cv", groups=("features",), note="80 log-mel only")
-experiment("feat_fbank_meannorm", PROSODY, features("Fbank", num_mel_bins=80, mean_norm=True),
-           kind="cv", groups=("features",), note="80 log-mel, per-clip mean normalisation")
-experiment("feat_fbank_db", PROSODY, features("Fbank", db=True, num_mel_bins=80),
-           kind="cv", groups=("features",), note="80 log-mel, clips dB-normalised to -20 dBFS")
-experiment("feat_prosody", PROSODY, prosody_args(), kind="cv", groups=("features",),
-           note="80 log-mel + log-F0, voicing, energy and their deltas (FbankProsody)")
-experiment("feat_prosody_pitchboth", PROSODY, prosody_args(pitch_norm="both"),
-           kind="cv", groups=("features",), note="FbankProsody + log-F0 relative to the clip's median")
-experiment("feat_prosody_pitchmean", PROSODY, prosody_args(pitch_norm="mean"),
-           kind="cv", groups=("features",), note="FbankProsody, log-F0 relative to the clip's median only")
-experiment("feat_prosody_melnorm", PROSODY, prosody_args(mel_mean_norm=True),
-           kind="cv", groups=("features",), note="FbankProsody, log-mel mean-normalised, prosody absolute")
-experiment("feat_prosody_energymax", PROSODY, prosody_args(mel_mean_norm=True, energy_norm="max"),
-           kind="cv", groups=("features",), note="as melnorm, energy re the clip's loud level")
-experiment("feat_prosody_only", PROSODY, prosody_only(),
-           kind="cv", groups=("features",), note="the 6 prosody channels alone, no log-mel")
-
-# --- around the prosody-only features
-experiment("po_pitchboth", PROSODY, prosody_only(pitch_norm="both"), kind="cv", groups=("prosody_cv",),
-           note="prosody only + log-F0 relative to the clip's median")
-experiment("po_pitchmean", PROSODY, prosody_only(pitch_norm="mean"), kind="cv", groups=("prosody_cv",),
-           note="prosody only, log-F0 relative to the clip's median (no absolute pitch)")
-experiment("po_energymax", PROSODY, prosody_only(energy_norm="max"), kind="cv", groups=("prosody_cv",),
-           note="prosody only, energy relative to the clip's loud level (no loudness)")
-experiment("po_mel20norm", PROSODY, features(num_mel_bins=20, mel_mean_norm=True), kind="cv",
-           groups=("prosody_cv",), note="prosody + 20 mean-normalised log-mel bins (spectral tilt)")
-experiment("po_epochs60", PROSODY, compose(prosody_only(), {"train_conf": {"max_epoch": 60}}), kind="cv",
-           groups=("prosody_cv",), note="prosody only, 60 epochs")
-experiment("po_bilstm", PROSODY, compose(prosody_only(), {"model_conf!": {
-    "model": "BiLSTM", "model_args": {"hidden_size": 64, "num_layers": 1, "embd_dim": 64, "pooling_type": "SAP"}}}),
-           kind="cv", groups=("prosody_cv",), note="prosody only, BiLSTM 64 units instead of the TDNN")
-
-experiment("po_small", PROSODY, compose(prosody_only(), {"model_conf": {"model_args": {
-    "channels": 64, "stats_channels": 192, "embd_dim": 64}}}), kind="cv", groups=("prosody_cv",),
-           note="prosody only, TDNN at half width (64 channels)")
-experiment("po_wd", PROSODY, compose(prosody_only(), {"optimizer_conf": {"optimizer_args": {"weight_decay": 0.05}}}),
-           kind="cv", groups=("prosody_cv",), note="prosody only, AdamW weight decay 0.05 instead of 1e-4")
-experiment("po_timemask", PROSODY, prosody_only(), augment={"spec_aug": {
-    "prob": 0.5, "freq_mask_width": 0, "num_freq_masks": 0, "time_mask_width": 20, "num_time_masks": 2}},
-           kind="cv", groups=("prosody_cv",), note="prosody only, SpecAugment time masks only (2 x up to 20 frames)")
-
-# --- augmentation, voice-wise cross-validation. Waveform augmentation needs features computed from
-# the audio in every batch, so those runs switch the feature cache off (SpecAugment runs on
-# features and works either way).
 NO_CACHE = {"dataset_conf": {"feature_cache": {"enable": False}}}
-SPEED = {"speed": {"prob": 0.5, "speeds": [0.9, 1.0, 1.1]}}
-SPEC_AUG = {"spec_aug": {"prob": 0.5, "freq_mask_width": 8, "num_freq_masks": 2,
-                         "time_mask_width": 10, "num_time_masks": 2}}
-experiment("aug_cv_default", PROSODY, compose(prosody_args(), NO_CACHE), augment="configs/augmentation.yml",
-           kind="cv", groups=("augment_cv",), note="FbankProsody, configs/augmentation.yml as first shipped")
-experiment("aug_cv_speed", PROSODY, compose(prosody_args(), NO_CACHE), augment=SPEED, kind="cv",
-           groups=("augment_cv",), note="FbankProsody, speed perturbation only (0.9/1.0/1.1, prob 0.5)")
-experiment("aug_cv_specaug", PROSODY, prosody_args(), augment=SPEC_AUG, kind="cv", groups=("augment_cv",),
-           note="FbankProsody, SpecAugment only")
-experiment("po_speed", PROSODY, compose(prosody_only(), NO_CACHE), augment=SPEED, kind="cv",
-           groups=("prosody_cv",), note="prosody only, speed perturbation (0.9/1.0/1.1, prob 0.5)")
-
-# --- bfloat16 autocast on the CPU against float32, recommended config (full runs)
-experiment("amp_bf16", PROSODY, {"train_conf": {"enable_amp": True, "amp_dtype": "bfloat16"}}, groups=("amp",),
-           note="train_conf.enable_amp: true (bf16 autocast)")
-experiment("amp_fp32", PROSODY, {"train_conf": {"enable_amp": False}}, groups=("amp",), note="float32")
-
-# --- augmentation with and without, recommended config (full runs)
-experiment("aug_none", PROSODY, groups=("augment",), note="no augmentation")
-experiment("aug_default", PROSODY, NO_CACHE, augment="configs/augmentation.yml", groups=("augment",),
-           note="configs/augmentation.yml as shipped")
-experiment("aug_speed", PROSODY, NO_CACHE, augment=SPEED, groups=("augment",),
-           note="speed perturbation only (0.9/1.0/1.1, prob 0.5)")
-experiment("aug_specaug", PROSODY, augment=SPEC_AUG, groups=("augment",), note="SpecAugment only")
-
-# --- the recommended config with other seeds: how much one run's score varies
-for _seed in (1001, 1002):
-    experiment(f"seed_{_seed}", PROSODY, {"train_conf": {"seed": _seed}}, groups=("seeds",),
-               note=f"the recommended config, seed {_seed}")
+SPEAKER_NORM = {"preprocess_conf": {"speaker_norm": {"enable": True}}}
+experiment("cv_prosody", PROSODY, kind="cv", groups=("cv",), note="tdnn_prosody.yml as shipped")
+experiment("cv_prosody_nofloor", PROSODY, {"preprocess_conf": {"method_args": {"noise_floor_db": None}}},
+           kind="cv", groups=("cv",), note="without the -75 dBFS noise floor (Kaldi's epsilon floor)")
+experiment("cv_prosody_spknorm", PROSODY, SPEAKER_NORM, kind="cv", groups=("cv",),
+           note="features standardised per speaker (shrunk to the global statistics)")
+experiment("cv_prosody_chanaug", PROSODY, NO_CACHE, augment="configs/augmentation_channel.yml", kind="cv",
+           groups=("cv",), note="channel augmentation (configs/augmentation_channel.yml)")
+experiment("cv_prosody_only", PROSODY, {"preprocess_conf": {"method_args": {"use_fbank": False}}},
+           kind="cv", groups=("cv",), note="the prosody contours alone, no log-mel")
+experiment("cv_egemaps", "configs/egemaps.yml", kind="cv", groups=("cv",), note="egemaps.yml as shipped")
+experiment("cv_egemaps_spknorm", "configs/egemaps.yml", SPEAKER_NORM, kind="cv", groups=("cv",),
+           note="egemaps.yml, features standardised per speaker")
 
 
-def fold_lists(out_dir: str, fold: int) -> Dict[str, str]:
-    """Split dataset/train_list.txt by voice: CV_FOLDS[fold] for validation, the rest for training."""
-    with open(os.path.join(REPO, "dataset", "train_list.txt"), encoding="utf-8") as f:
-        lines = [line for line in f.read().splitlines() if line.strip()]
-    voice = lambda line: os.path.basename(os.path.dirname(line.split("\t")[0]))  # noqa: E731
-    held_out = CV_FOLDS[fold]
-    missing = [v for v in held_out if not any(voice(line) == v for line in lines)]
-    if missing:
-        raise SystemExit(f"voices {', '.join(missing)} are not in dataset/train_list.txt: "
-                         "run create_data.py --dataset demo first")
-    paths = {"train": os.path.join(out_dir, f"cv{fold}_train_list.txt"),
-             "val": os.path.join(out_dir, f"cv{fold}_val_list.txt")}
+def list_lines(path: str) -> List[str]:
+    with open(os.path.join(REPO, path), encoding="utf-8-sig") as f:
+        return [line for line in f.read().splitlines() if line.strip()]
+
+
+def speaker_of(line: str) -> str:
+    """The third column when the list names speakers, else the clip's folder (the demo layout)."""
+    parts = line.split("\t")
+    return parts[2] if len(parts) > 2 and parts[2] else os.path.basename(os.path.dirname(parts[0]))
+
+
+def cv_folds(num_folds: int, seed: int = 0) -> List[List[str]]:
+    """The training voices dealt into `num_folds` folds after a seeded shuffle."""
+    voices = sorted({speaker_of(line) for line in list_lines(TRAIN_LIST)})
+    if len(voices) < num_folds:
+        raise SystemExit(f"{TRAIN_LIST} has {len(voices)} voices, fewer than --cv_folds {num_folds}")
+    order = np.random.default_rng(seed).permutation(len(voices))
+    return [sorted(voices[i] for i in order[fold::num_folds]) for fold in range(num_folds)]
+
+
+def fold_lists(out_dir: str, fold: int, num_folds: int) -> Dict[str, str]:
+    """Split the training list by voice: fold `fold`'s voices for validation, the rest for training."""
+    held_out = set(cv_folds(num_folds)[fold])
+    lines = list_lines(TRAIN_LIST)
+    paths = {"train": os.path.join(out_dir, f"cv{num_folds}_{fold}_train_list.txt"),
+             "val": os.path.join(out_dir, f"cv{num_folds}_{fold}_val_list.txt")}
     os.makedirs(out_dir, exist_ok=True)
     for split, keep in (("train", lambda v: v not in held_out), ("val", lambda v: v in held_out)):
         with open(paths[split], "w", encoding="utf-8") as f:
-            f.writelines(f"{line}\n" for line in lines if keep(voice(line)))
+            f.writelines(f"{line}\n" for line in lines if keep(speaker_of(line)))
     return paths
 
 
@@ -226,30 +175,28 @@ class LoadSampler(threading.Thread):
         return self.samples
 
 
-def run_one(name: str, out_dir: str, python: str, environment: Dict[str, str], fold: Optional[int] = None) -> dict:
-    """Train (and for full runs evaluate) one experiment, or one fold of a cv experiment."""
-    config, changes, augment, kind, _, note = EXPERIMENTS[name]
-    label = name if fold is None else f"{name}/fold{fold}"
-    run_dir = os.path.join(out_dir, label)
-    os.makedirs(run_dir, exist_ok=True)
-    dataset_changes = {"feature_cache": {"cache_dir": os.path.join(run_dir, "features")}}
-    if fold is not None:
-        lists = fold_lists(out_dir, fold)
-        dataset_changes.update(train_list=lists["train"], val_list=lists["val"])
+def write_run_config(name: str, run_dir: str, dataset_changes: dict, seed: Optional[int]) -> str:
+    config, changes, _, _, _, _ = EXPERIMENTS[name]
     with open(os.path.join(REPO, config), encoding="utf-8") as f:
         run_config = merged(merged(yaml.safe_load(f), changes), {"dataset_conf": dataset_changes})
-    config_path = os.path.join(run_dir, "config.yml")
-    with open(config_path, "w", encoding="utf-8") as f:
+    if seed is not None:
+        run_config = merged(run_config, {"train_conf": {"seed": seed}})
+    path = os.path.join(run_dir, "config.yml")
+    with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(run_config, f, sort_keys=False)
-    command = [python, "train.py", "--configs", config_path, "--use_gpu", "false", "--save_model_path", run_dir,
-               "--log_dir", ""]
+    return path
+
+
+def augment_arguments(augment, run_dir: str) -> List[str]:
     if isinstance(augment, dict):
-        augment_path = os.path.join(run_dir, "augmentation.yml")
-        with open(augment_path, "w", encoding="utf-8") as f:
+        path = os.path.join(run_dir, "augmentation.yml")
+        with open(path, "w", encoding="utf-8") as f:
             yaml.safe_dump(augment, f, sort_keys=False)
-        command += ["--data_augment_configs", augment_path]
-    elif augment:
-        command += ["--data_augment_configs", augment]
+        return ["--data_augment_configs", path]
+    return ["--data_augment_configs", augment] if augment else []
+
+
+def timed_training(command: List[str], run_dir: str, label: str, environment: Dict[str, str]) -> dict:
     print(f"[{label}] {' '.join(command)}", flush=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     sampler = LoadSampler()
@@ -262,36 +209,137 @@ def run_one(name: str, out_dir: str, python: str, environment: Dict[str, str], f
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"[{label}] train.py failed ({result.returncode}); see {run_dir}/train.log")
+    return {"train_wall_s": round(wall, 1),
+            "train_cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1),
+            "env": {k: environment[k] for k in THREAD_VARIABLES if k in environment},
+            "load_mean": round(sum(loads) / len(loads), 2), "load_max": round(max(loads), 2),
+            "epoch_seconds": epoch_seconds(os.path.join(run_dir, "train.log"))}
+
+
+def evaluate_on(python: str, checkpoint: str, list_path: str, output_dir: str, label: str) -> dict:
+    """eval.py --json of a checkpoint on one list (its own config otherwise)."""
+    command = [python, "eval.py", "--resume_model", checkpoint, "--use_gpu", "false", "--json",
+               "--output_dir", output_dir, "--overwrites", f"dataset_conf.test_list={list_path}"]
+    evaluation = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if evaluation.returncode != 0:
+        raise SystemExit(f"[{label}] eval.py on {list_path} failed: {evaluation.stderr}")
+    return json.loads(evaluation.stdout.strip().splitlines()[-1])
+
+
+def run_one(name: str, out_dir: str, python: str, environment: Dict[str, str], fold: Optional[int] = None,
+            num_folds: int = 4, seed: Optional[int] = None) -> dict:
+    """Train (and for full runs evaluate on both test lists) one experiment, or one fold of a cv one."""
+    config, changes, augment, kind, _, note = EXPERIMENTS[name]
+    label = name + (f"/fold{fold}" if fold is not None else "") + (f"/seed{seed}" if seed is not None else "")
+    run_dir = os.path.join(out_dir, label)
+    os.makedirs(run_dir, exist_ok=True)
+    dataset_changes = {"feature_cache": {"cache_dir": os.path.join(out_dir, "features")}}
+    if fold is not None:
+        lists = fold_lists(out_dir, fold, num_folds)
+        dataset_changes.update(train_list=lists["train"], val_list=lists["val"])
+    config_path = write_run_config(name, run_dir, dataset_changes, seed)
+    command = [python, "train.py", "--configs", config_path, "--use_gpu", "false", "--save_model_path", run_dir,
+               "--log_dir", ""] + augment_arguments(augment, run_dir)
+    row = {"name": name, "fold": fold, "num_folds": num_folds if fold is not None else None, "seed": seed,
+           "config": config, "changes": changes, "augment": augment, "kind": kind, "note": note,
+           **timed_training(command, run_dir, label, environment)}
     model_dirs = [d for d in os.listdir(run_dir) if os.path.isdir(os.path.join(run_dir, d, "best_model"))]
     best = os.path.join(run_dir, model_dirs[0], "best_model")
     with open(os.path.join(best, "model.state"), encoding="utf-8") as f:
         state = json.load(f)
-    row = {"name": name, "fold": fold, "config": config, "changes": changes, "augment": augment, "kind": kind,
-           "note": note, "best_epoch": state["epoch"], "val": state.get("val", {}),
-           "train_wall_s": round(wall, 1),
-           "train_cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1),
-           "env": {k: environment[k] for k in THREAD_VARIABLES if k in environment},
-           "load_mean": round(sum(loads) / len(loads), 2), "load_max": round(max(loads), 2),
-           "epoch_seconds": epoch_seconds(os.path.join(run_dir, "train.log")),
-           "checkpoint": best, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    row.update(best_epoch=state["epoch"], val=state.get("val", {}), checkpoint=best)
     summary = f"val UA {row['val'].get('unweighted_accuracy', float('nan')):.3f}"
     if kind == "full":
-        evaluation = subprocess.run([python, "eval.py", "--resume_model", best, "--use_gpu", "false", "--json",
-                                     "--output_dir", os.path.join(run_dir, "eval")],
-                                    cwd=REPO, capture_output=True, text=True)
-        if evaluation.returncode != 0:
-            raise SystemExit(f"[{label}] eval.py failed: {evaluation.stderr}")
-        metrics = json.loads(evaluation.stdout.strip().splitlines()[-1])
-        row.update(test_accuracy=metrics["accuracy"], test_ua=metrics["unweighted_accuracy"],
-                   test_macro_f1=metrics["macro_f1"], confusion_matrix=os.path.join(run_dir, "eval",
-                                                                                     "confusion_matrix.png"))
-        summary += (f" | test acc {row['test_accuracy']:.3f} UA {row['test_ua']:.3f} "
-                    f"F1 {row['test_macro_f1']:.3f}")
+        for key, list_path in (("test", TEST_LIST), ("cross", CROSS_LIST)):
+            if not os.path.isfile(os.path.join(REPO, list_path)):
+                continue
+            metrics = evaluate_on(python, best, list_path, os.path.join(run_dir, f"eval_{key}"), label)
+            row.update({f"{key}_accuracy": metrics["accuracy"], f"{key}_ua": metrics["unweighted_accuracy"],
+                        f"{key}_macro_f1": metrics["macro_f1"]})
+            summary += f" | {key} UA {metrics['unweighted_accuracy']:.3f}"
+    finish(row, out_dir, label, summary)
+    return row
+
+
+def finish(row: dict, out_dir: str, label: str, summary: str) -> None:
+    row["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     with open(os.path.join(out_dir, "results.jsonl"), "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
-    print(f"[{label}] {summary} | best epoch {row['best_epoch']} | {wall:.0f} s wall, "
-          f"{row['train_cpu_s']:.0f} CPU s, load {row['load_mean']}", flush=True)
+    wall = f" | {row['train_wall_s']:.0f} s wall, load {row['load_mean']}" if "train_wall_s" in row else ""
+    print(f"[{label}] {summary}{wall}", flush=True)
+
+
+# ---------------------------------------------------------------------------- baselines
+
+def clip_statistics(kind: str, paths: Sequence[str]) -> np.ndarray:
+    """(clips, dims): log-mel means and sds over each clip's frames, or eGeMAPS functionals."""
+    sys.path.insert(0, REPO)
+    from mser.audio import load_audio
+    if kind == "egemaps":
+        import opensmile
+        smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                                feature_level=opensmile.FeatureLevel.Functionals)
+        return np.stack([smile.process_signal(load_audio(p, 16000), 16000).to_numpy()[0] for p in paths])
+    import torch
+    from mser.features import build_featurizer
+    fbank = build_featurizer("Fbank", num_mel_bins=80).eval()
+    rows = []
+    with torch.inference_mode():
+        for path in paths:
+            frames, _ = fbank(torch.from_numpy(load_audio(path, 16000))[None])
+            rows.append(torch.cat([frames[0].mean(0), frames[0].std(0)]).numpy())
+    return np.stack(rows)
+
+
+def labelled(path: str, kind: str, cache: Dict[str, np.ndarray]):
+    lines = list_lines(path)
+    paths = [line.split("\t")[0] for line in lines]
+    missing = [p for p in paths if p not in cache]
+    if missing:
+        cache.update(zip(missing, clip_statistics(kind, missing)))
+    return np.stack([cache[p] for p in paths]), np.array([int(line.split("\t")[1]) for line in lines])
+
+
+def fit_score(kind: str, train_path: str, score_paths: Dict[str, str], cache: Dict[str, np.ndarray]) -> dict:
+    """Unweighted accuracy of a logistic regression (C=1, not tuned) fitted on `train_path`."""
+    sys.path.insert(0, REPO)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from mser.metrics import compute_metrics
+    x, y = labelled(train_path, kind, cache)
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x, y)
+    labels = list_lines(LABEL_LIST)
+    scores = {}
+    for key, path in score_paths.items():
+        x_eval, y_eval = labelled(path, kind, cache)
+        scores[key] = compute_metrics(y_eval, classifier.predict(x_eval), labels)["unweighted_accuracy"]
+    return scores
+
+
+def run_baseline(name: str, out_dir: str, fold: Optional[int] = None, num_folds: int = 4) -> dict:
+    kind, _, _, run_kind, _, note = EXPERIMENTS[name]
+    cache: Dict[str, np.ndarray] = BASELINE_CACHE.setdefault(kind, {})
+    started = time.time()
+    row = {"name": name, "fold": fold, "num_folds": num_folds if fold is not None else None, "seed": None,
+           "config": kind, "kind": "cv" if fold is not None else "full", "note": note}
+    if fold is None:
+        lists = {key: path for key, path in (("test", TEST_LIST), ("cross", CROSS_LIST))
+                 if os.path.isfile(os.path.join(REPO, path))}
+        scores = fit_score(kind, TRAIN_LIST, lists, cache)
+        row.update({f"{key}_ua": value for key, value in scores.items()})
+        summary = " | ".join(f"{key} UA {value:.3f}" for key, value in scores.items())
+    else:
+        lists = fold_lists(out_dir, fold, num_folds)
+        scores = fit_score(kind, lists["train"], {"val": lists["val"]}, cache)
+        row["val"] = {"unweighted_accuracy": scores["val"]}
+        summary = f"val UA {scores['val']:.3f}"
+    row["train_wall_s"], row["load_mean"] = round(time.time() - started, 1), round(os.getloadavg()[0], 2)
+    finish(row, out_dir, name + (f"/fold{fold}" if fold is not None else ""), summary)
     return row
+
+
+BASELINE_CACHE: Dict[str, Dict[str, np.ndarray]] = {}
 
 
 def epoch_seconds(log_path: str) -> List[float]:
@@ -336,30 +384,43 @@ def cache_benchmark(config: str, out_dir: str, epochs: int = 2) -> dict:
     return result
 
 
+def mean_sd(values: Sequence[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
 def table(out_dir: str) -> str:
-    """Markdown tables of results.jsonl: full runs one row each (the latest run of a name), cv
-    experiments one row each with the mean and the per-fold validation UA."""
+    """Markdown tables of results.jsonl: full runs one row per experiment (mean +- sd over its
+    seeds, the latest run of each seed), cv experiments one row each with the mean and sd over folds."""
     path = os.path.join(out_dir, "results.jsonl")
     rows = [json.loads(line) for line in open(path, encoding="utf-8")] if os.path.isfile(path) else []
-    full = {r["name"]: r for r in rows if r["kind"] == "full"}
+    full: Dict[str, Dict[object, dict]] = {}
     folds: Dict[str, Dict[int, dict]] = {}
     for r in rows:
-        if r["kind"] == "cv":
-            folds.setdefault(r["name"], {})[r["fold"]] = r
-    lines = ["| run | test acc | test UA | test macro-F1 | best epoch | val UA (slice) | train wall | CPU s | load |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in full.values():
-        lines.append(f"| {r['name']} | {r['test_accuracy']:.3f} | {r['test_ua']:.3f} | {r['test_macro_f1']:.3f} | "
-                     f"{r['best_epoch']} | {r['val'].get('unweighted_accuracy', float('nan')):.3f} | "
-                     f"{r['train_wall_s'] / 60:.1f} min | {r['train_cpu_s']:.0f} | {r['load_mean']:.1f} |")
-    lines += ["", "| cv experiment | mean val UA | per fold | best epochs | wall per fold | what |",
-              "|---|---|---|---|---|---|"]
+        if r["kind"] == "full":
+            full.setdefault(r["name"], {})[r.get("seed")] = r
+        elif r["kind"] == "cv":
+            folds.setdefault(r["name"], {})[(r.get("num_folds"), r["fold"])] = r
+    lines = ["| run | seeds | unseen voices UA | cross-synthesiser UA | best epochs | train wall | load |",
+             "|---|---:|---:|---:|---|---:|---:|"]
+    for name, by_seed in full.items():
+        runs = list(by_seed.values())
+        lines.append(f"| {name} | {len(runs)} | {mean_sd([r.get('test_ua') for r in runs])} | "
+                     f"{mean_sd([r.get('cross_ua') for r in runs])} | "
+                     f"{' '.join(str(r.get('best_epoch', '–')) for r in runs)} | "
+                     f"{np.mean([r['train_wall_s'] for r in runs]) / 60:.1f} min | "
+                     f"{np.mean([r['load_mean'] for r in runs]):.1f} |")
+    lines += ["", "| cv experiment | folds | mean val UA | per fold | wall per fold | what |",
+              "|---|---:|---:|---|---:|---|"]
     for name, by_fold in folds.items():
         ordered = [by_fold[k] for k in sorted(by_fold)]
         uas = [r["val"].get("unweighted_accuracy", float("nan")) for r in ordered]
-        lines.append(f"| {name} | {sum(uas) / len(uas):.3f} | {' '.join(f'{u:.3f}' for u in uas)} | "
-                     f"{' '.join(str(r['best_epoch']) for r in ordered)} | "
-                     f"{sum(r['train_wall_s'] for r in ordered) / len(ordered) / 60:.1f} min | {ordered[0]['note']} |")
+        lines.append(f"| {name} | {len(ordered)} | {mean_sd(uas)} | {' '.join(f'{u:.3f}' for u in uas)} | "
+                     f"{np.mean([r['train_wall_s'] for r in ordered]) / 60:.1f} min | {ordered[0]['note']} |")
     return "\n".join(lines)
 
 
@@ -368,15 +429,17 @@ def main(argv=None):
     parser.add_argument("names", nargs="*", help="experiments or groups to run, in order")
     parser.add_argument("--out_dir", default="output/experiments", help="where runs and results.jsonl go")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs train.py and eval.py")
-    parser.add_argument("--folds", type=int, nargs="*", default=list(range(len(CV_FOLDS))),
-                        help="which cv folds to run (0-3)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002],
+                        help="train_conf.seed of each full run (the table gives mean +- sd over them)")
+    parser.add_argument("--cv_folds", type=int, default=4, help="voice-wise folds of the training list")
+    parser.add_argument("--folds", type=int, nargs="*", default=None, help="run only these cv folds")
     parser.add_argument("--threads", type=int, default=0,
                         help="OMP_NUM_THREADS for train.py (0: leave the environment's setting)")
     parser.add_argument("--omp_wait_policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", ""],
                         help="OMP_WAIT_POLICY for train.py; PASSIVE stops idle OpenMP threads from "
                              "spinning, several times faster on a CPU shared with other jobs ('' leaves it)")
-    parser.add_argument("--list", action="store_true", help="list the experiments and exit")
-    parser.add_argument("--table", action="store_true", help="print the results table and exit")
+    parser.add_argument("--list", action="store_true", help="list the experiments and the cv folds, and exit")
+    parser.add_argument("--table", action="store_true", help="print the results tables and exit")
     parser.add_argument("--cache_benchmark", metavar="CONFIG", default=None,
                         help="time training epochs from the feature cache against features from audio "
                              "(e.g. configs/custom_features.yml) and exit")
@@ -384,8 +447,11 @@ def main(argv=None):
     if args.list:
         for name, (config, changes, augment, kind, groups, note) in EXPERIMENTS.items():
             augment_text = json.dumps(augment) if isinstance(augment, dict) else augment
-            print(f"{name:24s} {kind:8s} {','.join(groups):9s} {config} {json.dumps(changes)} "
+            print(f"{name:24s} {kind:11s} {','.join(groups):9s} {config} {json.dumps(changes)} "
                   f"{'--data_augment_configs ' + augment_text if augment else ''}  # {note}")
+        if os.path.isfile(os.path.join(REPO, TRAIN_LIST)):
+            for fold, voices in enumerate(cv_folds(args.cv_folds)):
+                print(f"cv fold {fold}: {', '.join(voices)}")
         return
     if args.table:
         print(table(args.out_dir))
@@ -408,12 +474,23 @@ def main(argv=None):
         environment["OMP_NUM_THREADS"] = str(args.threads)
     if args.omp_wait_policy:
         environment["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    out_dir = os.path.abspath(args.out_dir)
+    folds = args.folds if args.folds is not None else list(range(args.cv_folds))
     for name in selected:
-        if EXPERIMENTS[name][3] == "cv":
-            for fold in args.folds:
-                run_one(name, os.path.abspath(args.out_dir), args.python, environment, fold)
+        config, kind = EXPERIMENTS[name][0], EXPERIMENTS[name][3]
+        if kind in ("full", "cv") and not os.path.isfile(os.path.join(REPO, config)):
+            print(f"[{name}] skipped: {config} does not exist", flush=True)
+        elif kind == "baseline":
+            run_baseline(name, out_dir)
+        elif kind == "cv_baseline":
+            for fold in folds:
+                run_baseline(name, out_dir, fold, args.cv_folds)
+        elif kind == "cv":
+            for fold in folds:
+                run_one(name, out_dir, args.python, environment, fold, args.cv_folds)
         else:
-            run_one(name, os.path.abspath(args.out_dir), args.python, environment)
+            for seed in args.seeds:
+                run_one(name, out_dir, args.python, environment, seed=seed)
 
 
 if __name__ == "__main__":

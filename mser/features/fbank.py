@@ -43,6 +43,12 @@ class Fbank(FrameFeaturizer):
     so that the epsilon floor on the log sits far below any real signal. Dither (Gaussian noise of
     that standard deviation in int16 units) is added to the signal rather than to each frame, and
     in training mode only, so that evaluation and inference are deterministic.
+
+    `noise_floor_db` (off by default, for Kaldi compatibility): the mel energies of white noise at
+    that level in dBFS are added to every frame's, a soft floor. Kaldi's own floor (log of the
+    float epsilon, -15.9) lies far below anything a microphone delivers, so exact digital silence
+    (padding, gaps, a muted stream) and empty bands (8 kHz telephone audio) give values no training
+    clip had; with a floor near the quietest noise of real recordings they stay in range.
     """
 
     def __init__(self, sample_rate: int = 16000, num_mel_bins: int = 80, frame_length: float = 25.0,
@@ -50,7 +56,7 @@ class Fbank(FrameFeaturizer):
                  remove_dc_offset: bool = True, window_type: str = "povey", round_to_power_of_two: bool = True,
                  snip_edges: bool = True, low_freq: float = 20.0, high_freq: float = 0.0,
                  use_energy: bool = False, energy_floor: float = 1.0, scale_to_int16: bool = True,
-                 mean_norm: bool = False):
+                 mean_norm: bool = False, noise_floor_db: float = None):
         window = int(sample_rate * frame_length * 0.001)
         hop = int(sample_rate * frame_shift * 0.001)
         check_options(window, hop, num_mel_bins, window_type, preemphasis_coefficient)
@@ -69,6 +75,9 @@ class Fbank(FrameFeaturizer):
         self.register_buffer("window_function", padded_window, persistent=False)
         self.register_buffer("mel_banks", self.kaldi_mel_banks(num_mel_bins, low_freq, high_freq),
                              persistent=False)
+        self.noise_floor_db = noise_floor_db
+        floor = self.white_noise_mel_energies(noise_floor_db) if noise_floor_db is not None else torch.zeros(0)
+        self.register_buffer("mel_floor", floor, persistent=False)
 
     def kaldi_mel_banks(self, num_mel_bins: int, low_freq: float, high_freq: float) -> torch.Tensor:
         """(fft_size // 2 + 1, num_mel_bins): Kaldi's triangular filters, Nyquist bin unused."""
@@ -79,6 +88,17 @@ class Fbank(FrameFeaturizer):
             raise ConfigError(f"Fbank: low_freq={low_freq}, high_freq={high_freq} do not fit "
                               f"sample_rate={self.sample_rate}: {e}") from None
         return nn.functional.pad(banks, (0, 1)).T.contiguous().float()
+
+    def white_noise_mel_energies(self, level_db: float) -> torch.Tensor:
+        """(num_mel_bins,): the expected mel energies of a frame of white noise at `level_db` dBFS
+        (RMS re full scale 1.0) after this featurizer's preemphasis, window and int16 scaling."""
+        if not -150.0 <= level_db <= 0.0:
+            raise ConfigError(f"Fbank: noise_floor_db must be in [-150, 0] dBFS, got {level_db}")
+        variance = 10 ** (level_db / 10) * self.input_scale ** 2
+        omega = torch.linspace(0, math.pi, self.fft_size // 2 + 1, dtype=torch.float64)
+        preemphasis_gain = 1 + self.preemphasis ** 2 - 2 * self.preemphasis * torch.cos(omega)
+        per_bin = variance * preemphasis_gain * self.window_function.double().square().sum()
+        return (per_bin @ self.mel_banks.double()).float()
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         if self.snip_edges:
@@ -103,7 +123,10 @@ class Fbank(FrameFeaturizer):
         means = nn.functional.avg_pool1d(signal[:, None], self.window, self.hop)[:, 0]
         spectrum = torch.fft.rfft(self.windowed_frames(signal, means))
         power = spectrum.real.square() + spectrum.imag.square()
-        features = torch.matmul(power, self.mel_banks).clamp_min(FLOAT_EPSILON).log()
+        mel = torch.matmul(power, self.mel_banks)
+        if self.mel_floor.numel():
+            mel = mel + self.mel_floor
+        features = mel.clamp_min(FLOAT_EPSILON).log()
         if self.use_energy:
             features = torch.cat([self.log_energy(signal, means)[:, :, None], features], dim=2)
         return features

@@ -32,6 +32,7 @@ Normalisation, each per clip over its valid frames only (the padding never count
                    comparable); 'max': level relative to the clip's loud level (p95)
 `use_fbank: false` gives the prosody channels alone (for ablations and tiny models).
 """
+import math
 from typing import List
 
 import torch
@@ -117,6 +118,8 @@ class FbankProsody(FrameFeaturizer):
         right = max(0, start + needed - left - waveforms.shape[1])
         padded = nn.functional.pad(waveforms, (left, right))[:, start:start + needed]
         log_f0, strength, level_db = self.tracker(padded)
+        if self.fbank.noise_floor_db is not None:  # the same soft floor as the log-mel bins
+            level_db = add_levels_db(level_db, self.fbank.noise_floor_db)
 
         loud = masked_quantiles(level_db, mask, (LOUD_QUANTILE,))  # (batch, 1)
         audible = mask & (level_db > loud - VOICED_RANGE_DB)
@@ -137,6 +140,13 @@ class FbankProsody(FrameFeaturizer):
             scale = DELTA_SPAN * self.sample_rate / self.hop
             channels += [central_difference(filled, voiced) * scale, central_difference(energy, mask) * scale]
         return mask_frames(torch.stack(channels, dim=2), mask.sum(dim=1))
+
+
+def add_levels_db(level_db: torch.Tensor, floor_db: float) -> torch.Tensor:
+    """The level in dB of the sum of two uncorrelated signals at `level_db` and `floor_db`."""
+    to_nepers = math.log(10) / 10
+    floor = torch.full_like(level_db, floor_db * to_nepers)
+    return torch.logaddexp(level_db * to_nepers, floor) / to_nepers
 
 
 def central_difference(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

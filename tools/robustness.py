@@ -1,0 +1,170 @@
+"""How a trained model holds up under the recording conditions users meet on day one.
+
+Every clip of a test list is classified clean and then under each condition below; for each
+condition the script reports unweighted accuracy (UA) and how often the answer differs from the
+same clip's clean answer (the flip rate). Nothing is trained; the checkpoint is used as it is.
+
+    python tools/robustness.py --model_path models/TDNN_FbankProsody/best_model \
+        --test_list dataset/test_list.txt [--conditions clean,silence_pad,...] [--json out.json]
+
+Conditions (each applied to the 16 kHz clip as decoded from the list):
+  clean          the clip as it is
+  silence_pad    0.5 s of exact digital silence before and after (padding, a muted stream)
+  silence_gaps   two 0.3 s gaps of exact digital silence inside the clip
+  telephone_8k   300-3400 Hz band-pass, resampled to 8 kHz and given to the model at 8 kHz
+                 (it resamples back), G.711 mu-law companding
+  rate_44k       resampled to 44.1 kHz and given at that rate (should change nothing)
+  mp3            MP3 round trip (libsndfile's LAME encoder, default quality)
+  ogg            Ogg Vorbis round trip (libsndfile, default quality)
+  clipping       12 dB of overdrive: scaled so the peak is 4x full scale, then clipped at +-1
+  dc_offset      a constant +0.05 added (a cheap sound card)
+  level_-10dB    10 dB quieter
+  level_+10dB    10 dB louder (clipped at +-1 where it exceeds full scale)
+"""
+import argparse
+import io
+import json
+import os
+import sys
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+import soundfile
+import torch
+import torchaudio.functional as AF
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mser.audio import load_audio  # noqa: E402
+from mser.data.lists import read_data_list, read_label_list  # noqa: E402
+from mser.metrics import compute_metrics  # noqa: E402
+
+SAMPLE_RATE = 16000
+# A condition maps (samples at 16 kHz) to what the predictor is given: an array with its rate,
+# or encoded bytes (rate None: the file carries it).
+Condition = Callable[[np.ndarray], Tuple[object, int]]
+
+
+def silence_pad(samples: np.ndarray) -> Tuple[np.ndarray, int]:
+    pad = np.zeros(int(0.5 * SAMPLE_RATE), np.float32)
+    return np.concatenate([pad, samples, pad]), SAMPLE_RATE
+
+
+def silence_gaps(samples: np.ndarray) -> Tuple[np.ndarray, int]:
+    gap = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
+    third = samples.size // 3
+    return np.concatenate([samples[:third], gap, samples[third:2 * third], gap, samples[2 * third:]]), SAMPLE_RATE
+
+
+def telephone_8k(samples: np.ndarray) -> Tuple[np.ndarray, int]:
+    tensor = torch.from_numpy(samples)
+    narrow = AF.resample(tensor, SAMPLE_RATE, 8000)
+    for _ in range(2):  # two biquads each side: a 24 dB/octave band edge
+        narrow = AF.highpass_biquad(narrow, 8000, 300.0)
+        narrow = AF.lowpass_biquad(narrow, 8000, 3400.0)
+    companded = AF.mu_law_decoding(AF.mu_law_encoding(narrow.clamp(-1, 1), 256), 256)
+    return companded.numpy().astype(np.float32), 8000
+
+
+def resampled_to(rate: int) -> Condition:
+    def condition(samples: np.ndarray) -> Tuple[np.ndarray, int]:
+        return AF.resample(torch.from_numpy(samples), SAMPLE_RATE, rate).numpy(), rate
+    return condition
+
+
+def codec(file_format: str) -> Condition:
+    def condition(samples: np.ndarray) -> Tuple[bytes, None]:
+        buffer = io.BytesIO()
+        soundfile.write(buffer, np.clip(samples, -1, 1), SAMPLE_RATE, format=file_format)
+        return buffer.getvalue(), None
+    return condition
+
+
+def clipping(samples: np.ndarray) -> Tuple[np.ndarray, int]:
+    peak = float(np.abs(samples).max()) or 1.0
+    return np.clip(samples * (4.0 / peak), -1.0, 1.0).astype(np.float32), SAMPLE_RATE
+
+
+def dc_offset(samples: np.ndarray) -> Tuple[np.ndarray, int]:
+    return (samples + 0.05).astype(np.float32), SAMPLE_RATE
+
+
+def level(gain_db: float) -> Condition:
+    def condition(samples: np.ndarray) -> Tuple[np.ndarray, int]:
+        return np.clip(samples * 10 ** (gain_db / 20), -1.0, 1.0).astype(np.float32), SAMPLE_RATE
+    return condition
+
+
+CONDITIONS: Dict[str, Condition] = {
+    "clean": lambda samples: (samples, SAMPLE_RATE),
+    "silence_pad": silence_pad,
+    "silence_gaps": silence_gaps,
+    "telephone_8k": telephone_8k,
+    "rate_44k": resampled_to(44100),
+    "mp3": codec("MP3"),
+    "ogg": codec("OGG"),
+    "clipping": clipping,
+    "dc_offset": dc_offset,
+    "level_-10dB": level(-10.0),
+    "level_+10dB": level(10.0),
+}
+
+
+def predict_condition(predictor, clips: Sequence[np.ndarray], condition: Condition) -> List[int]:
+    """Predicted label index of every clip under one condition, in batches."""
+    changed = [condition(samples) for samples in clips]
+    rates = {rate for _, rate in changed}
+    if len(rates) != 1:
+        raise ValueError("a condition must give every clip the same sample rate")
+    labels = predictor.predict_batch([audio for audio, _ in changed], sample_rate=rates.pop())
+    return [predictor.labels.index(label) for label, _ in labels]
+
+
+def evaluate(model_path: str, test_list: str, names: Sequence[str], use_gpu: bool = False) -> Dict[str, dict]:
+    """{condition: {unweighted_accuracy, accuracy, flip_rate, num_samples}} on `test_list`."""
+    from mser import MSERPredictor
+    predictor = MSERPredictor(model_path=model_path, use_gpu=use_gpu)
+    label_list = os.path.join(model_path, "label_list.txt")
+    items = read_data_list(test_list, len(read_label_list(label_list)))
+    clips = [load_audio(item[0], SAMPLE_RATE) for item in items]
+    truth = [item[1] for item in items]
+    results, clean = {}, None
+    for name in ["clean"] + [n for n in names if n != "clean"]:
+        predicted = predict_condition(predictor, clips, CONDITIONS[name])
+        clean = predicted if name == "clean" else clean
+        metrics = compute_metrics(truth, predicted, predictor.labels)
+        results[name] = {"unweighted_accuracy": metrics["unweighted_accuracy"], "accuracy": metrics["accuracy"],
+                         "flip_rate": float(np.mean(np.array(predicted) != np.array(clean))),
+                         "num_samples": len(items)}
+        print(f"{name:<14} UA {results[name]['unweighted_accuracy']:.3f}  "
+              f"acc {results[name]['accuracy']:.3f}  answer changed on {results[name]['flip_rate']:.1%}",
+              flush=True)
+    return results
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model_path", required=True, help="checkpoint directory")
+    parser.add_argument("--test_list", default="dataset/test_list.txt", help="clips to classify")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS),
+                        help="comma-separated conditions (clean is always included)")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--use_gpu", action="store_true", help="run the model on the GPU")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.conditions.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONDITIONS]
+    if unknown:
+        parser.error(f"unknown condition(s) {', '.join(unknown)}; choose from {', '.join(CONDITIONS)}")
+    from mser.errors import MSERError
+    try:
+        results = evaluate(args.model_path, args.test_list, names, args.use_gpu)
+    except MSERError as e:
+        sys.exit(f"error: {e}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
