@@ -27,6 +27,7 @@ setup(
     extras_require={
         "mic": ["pyaudio>=0.2.13"],          # needs the system portaudio library (portaudio19-dev)
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.2"],   # onnxscript: torch.export to ONNX
+        "opensmile": ["opensmile>=2.5"],     # eGeMAPS / ComParE featurizers; the wheel ships the binaries
         "dev": ["pytest>=7", "ruff>=0.4"],
     },
     entry_points={

@@ -21,18 +21,16 @@ is voiced when its peak exceeds `voicing_threshold` and it is within 30 dB of th
 (its 95th-percentile frame energy).
 A standardisation scaler fitted on the training list (`fit_scaler`) is applied in forward.
 """
-import json
 import math
-import os
 from typing import List, Tuple
 
-import numpy as np
 import torch
 import torchaudio.functional as AF
 from torch import nn
 
-from mser.errors import ConfigError, DataError
-from mser.features.base import Featurizer, in_cpu_chunks, mask_samples, register_featurizer
+from mser.errors import ConfigError
+from mser.features.base import in_cpu_chunks, mask_samples, register_featurizer
+from mser.features.clip import ClipFeaturizer
 
 POWER_FLOOR = 1e-10
 OCTAVE_COST = 0.01              # per octave of lag, as in Praat's pitch tracker
@@ -102,13 +100,11 @@ def differences(x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torc
 
 
 @register_featurizer
-class CustomFeatures(Featurizer):
+class CustomFeatures(ClipFeaturizer):
     """Hand-crafted clip-level features: forward -> ((batch, 1, feature_dim), ones (batch,)).
 
     scaler_path: a JSON scaler written by `save_scaler`, loaded at construction when given.
     """
-
-    clip_level = True
 
     def __init__(self, sample_rate: int = 16000, f0_min: float = 75.0, f0_max: float = 600.0,
                  voicing_threshold: float = 0.45, n_mfcc: int = 20, n_mels: int = 40, scaler_path: str = ""):
@@ -126,11 +122,7 @@ class CustomFeatures(Featurizer):
         self.register_filters(n_mfcc, n_mels)
         self.feature_names = feature_names(n_mfcc, n_mels, len(self.contrast_bands))
         self.feature_dim = len(self.feature_names)
-        self.register_buffer("scaler_mean", torch.zeros(self.feature_dim))
-        self.register_buffer("scaler_scale", torch.ones(self.feature_dim))
-        self.register_buffer("scaler_fitted", torch.tensor(False))
-        if scaler_path:
-            self.load_scaler(scaler_path)
+        self.init_scaler(scaler_path)
 
     def lag_range(self, f0_min: float, f0_max: float) -> Tuple[int, int]:
         if not 0 < f0_min < f0_max < self.sample_rate / 4:
@@ -161,15 +153,6 @@ class CustomFeatures(Featurizer):
         self.register_buffer("mel_filters", mel, persistent=False)
         self.register_buffer("dct", AF.create_dct(n_mfcc, n_mels, "ortho"), persistent=False)
         self.register_buffer("chroma_filters", chroma_filters(self.frequencies), persistent=False)
-
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """waveforms: (batch, samples) -> standardised features (batch, 1, feature_dim), ones (batch,)."""
-        features = self.standardize(self.extract(waveforms, lengths))
-        return features[:, None, :], torch.ones(features.shape[0], dtype=torch.long, device=features.device)
-
-    def standardize(self, features: torch.Tensor) -> torch.Tensor:
-        """Apply the scaler to raw features (..., feature_dim); the identity until one is fitted."""
-        return (features - self.scaler_mean) / self.scaler_scale
 
     def extract(self, waveforms: torch.Tensor, lengths: torch.Tensor = None) -> torch.Tensor:
         """Raw (unscaled) features. waveforms: (batch, samples), lengths: (batch,) -> (batch, feature_dim)."""
@@ -307,59 +290,6 @@ class CustomFeatures(Featurizer):
         chroma = torch.matmul(power, self.chroma_filters)
         chroma = chroma / chroma.amax(dim=2, keepdim=True).clamp_min(POWER_FLOOR)
         return mean_std(chroma, mask)
-
-    def fit_scaler(self, features) -> None:
-        """Fit the standardisation on raw training features, (clips, feature_dim) array."""
-        from sklearn.preprocessing import StandardScaler
-        features = np.asarray(features, dtype=np.float64)
-        if features.ndim != 2 or features.shape[1] != self.feature_dim or features.shape[0] == 0:
-            raise DataError(f"CustomFeatures scaler needs an array of shape (clips, {self.feature_dim}), "
-                            f"got {features.shape}")
-        if not np.all(np.isfinite(features)):
-            raise DataError("CustomFeatures scaler: the training features hold NaN or infinite values")
-        scaler = StandardScaler().fit(features)
-        self.set_scaler(scaler.mean_, scaler.scale_)
-
-    def reset_scaler(self) -> None:
-        """Back to the identity, so that forward gives raw features again (to refit the scaler)."""
-        self.scaler_mean.zero_()
-        self.scaler_scale.fill_(1.0)
-        self.scaler_fitted.fill_(False)
-
-    def set_scaler(self, mean, scale) -> None:
-        self.scaler_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
-        self.scaler_scale.copy_(torch.as_tensor(np.asarray(scale), dtype=torch.float32))
-        self.scaler_fitted.fill_(True)
-
-    def save_scaler(self, path: str) -> None:
-        """Write the fitted scaler as JSON (written to a temporary name, then renamed)."""
-        if not bool(self.scaler_fitted):
-            raise DataError("CustomFeatures scaler is not fitted; call fit_scaler on the training features first")
-        state = {"feature_dim": self.feature_dim, "feature_names": self.feature_names,
-                 "mean": self.scaler_mean.tolist(), "scale": self.scaler_scale.tolist()}
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        temporary = f"{path}.tmp{os.getpid()}"
-        with open(temporary, "w", encoding="utf-8") as f:
-            json.dump(state, f)
-        os.replace(temporary, path)
-
-    def load_scaler(self, path: str) -> None:
-        """Read a scaler written by `save_scaler`; ConfigError when missing, unreadable or for other features."""
-        if not os.path.isfile(path):
-            raise ConfigError(f"CustomFeatures scaler_path {path} does not exist; fit the scaler on the "
-                              "training list first (extract_features.py) or leave scaler_path empty")
-        try:
-            with open(path, encoding="utf-8") as f:
-                state = json.load(f)
-            mean, scale = state["mean"], state["scale"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigError(f"CustomFeatures scaler {path} is not a scaler file: {e}") from None
-        if state.get("feature_names") != self.feature_names or len(mean) != self.feature_dim \
-                or len(scale) != self.feature_dim:
-            raise ConfigError(f"CustomFeatures scaler {path} was fitted on other features "
-                              f"({len(mean)} values); these options give {self.feature_dim}: refit it")
-        self.set_scaler(mean, scale)
 
 
 def chroma_filters(frequencies: torch.Tensor) -> torch.Tensor:

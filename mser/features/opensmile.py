@@ -1,0 +1,91 @@
+"""openSMILE functionals, the field-standard paralinguistic feature sets, as clip-level featurizers.
+
+  eGeMAPS   eGeMAPSv02 functionals, 88 values: the extended Geneva Minimalistic Acoustic Parameter
+            Set (Eyben et al. 2016, IEEE Trans. Affective Computing 7(2)), the common baseline of
+            emotion and paralinguistics papers: pitch, jitter, shimmer, loudness, HNR, formants,
+            spectral slope, MFCC 1-4, rate of loudness peaks and voiced segment lengths.
+  ComParE   ComParE_2016 functionals, 6373 values: the brute-force set of the Interspeech
+            Computational Paralinguistics Challenges (Schuller et al. 2016).
+
+Computed by audEERING's `opensmile` package (pip install "mser[opensmile]"; it ships the
+binaries) on each clip's valid samples only, so the padding of a batch never changes a clip's
+features. Like CustomFeatures they are cached by extract_features.py and standardised by a scaler
+fitted on the training list (mser.features.clip.ClipFeaturizer).
+
+Two cases where openSMILE gives no number are handled here:
+  - a clip shorter than 60 ms (openSMILE's longest analysis window) makes openSMILE return NaN for
+    every value, so such a clip is padded with silence to 60 ms first;
+  - any other non-finite value is replaced by the scaler's mean (the training average, 0 after
+    standardisation; 0 before a scaler is fitted), so that one odd value cannot poison a batch.
+"""
+import math
+from typing import List
+
+import numpy as np
+import torch
+
+from mser.errors import ConfigError
+from mser.features.base import register_featurizer
+from mser.features.clip import ClipFeaturizer
+
+INSTALL_HINT = 'pip install "mser[opensmile]"'
+MIN_SECONDS = 0.060  # shorter segments come back from openSMILE as NaN in every value
+
+
+def import_opensmile(featurizer: str):
+    try:
+        import opensmile
+    except ImportError:
+        raise ConfigError(f"featurizer {featurizer} needs the opensmile package: {INSTALL_HINT}") from None
+    return opensmile
+
+
+class OpenSmileFunctionals(ClipFeaturizer):
+    """openSMILE functionals of `feature_set`: forward -> ((batch, 1, feature_dim), ones (batch,)).
+
+    scaler_path: a JSON scaler written by `save_scaler`, loaded at construction when given.
+    """
+
+    feature_set: str       # an opensmile.FeatureSet member name
+    extra = "opensmile"    # the pip extra (and module) this featurizer needs
+
+    def __init__(self, sample_rate: int = 16000, scaler_path: str = ""):
+        super().__init__(sample_rate)
+        opensmile = import_opensmile(type(self).__name__)
+        self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
+                                     feature_level=opensmile.FeatureLevel.Functionals)
+        self.feature_names: List[str] = list(self.smile.feature_names)
+        self.feature_dim = len(self.feature_names)
+        self.min_samples = math.ceil(MIN_SECONDS * sample_rate)
+        self.init_scaler(scaler_path)
+
+    def extract(self, waveforms: torch.Tensor, lengths: torch.Tensor = None) -> torch.Tensor:
+        """Raw functionals. waveforms: (batch, samples), lengths: (batch,) -> (batch, feature_dim)."""
+        if waveforms.device.type == "meta":  # shape inference: there are no samples to analyse
+            return torch.zeros(waveforms.shape[0], self.feature_dim, device=waveforms.device)
+        lengths = self.full_lengths(waveforms, lengths).tolist()
+        clips = waveforms.detach().float().cpu().numpy()
+        rows = [self.functionals(clip[:length]) for clip, length in zip(clips, lengths)]
+        raw = torch.from_numpy(np.stack(rows)).to(waveforms.device)
+        return torch.where(torch.isfinite(raw), raw, self.scaler_mean.expand_as(raw))
+
+    def functionals(self, clip: np.ndarray) -> np.ndarray:
+        """One clip's valid samples (samples,) -> (feature_dim,) float32, possibly non-finite."""
+        if clip.shape[0] < self.min_samples:
+            clip = np.pad(clip, (0, self.min_samples - clip.shape[0]))
+        values = self.smile(np.ascontiguousarray(clip, dtype=np.float32), self.sample_rate)
+        return np.asarray(values, dtype=np.float32).reshape(self.feature_dim)
+
+
+@register_featurizer
+class eGeMAPS(OpenSmileFunctionals):  # the name every paper uses
+    """eGeMAPSv02 functionals (88 values), the standard paralinguistic baseline."""
+
+    feature_set = "eGeMAPSv02"
+
+
+@register_featurizer
+class ComParE(OpenSmileFunctionals):
+    """ComParE_2016 functionals (6373 values)."""
+
+    feature_set = "ComParE_2016"

@@ -1,0 +1,131 @@
+"""openSMILE featurizers (eGeMAPS, ComParE): sizes, padding, non-finite values, the scaler, train.py."""
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_script
+from mser.errors import ConfigError
+from mser.features import build_featurizer
+
+pytest.importorskip("opensmile", reason='needs the opensmile package: pip install "mser[opensmile]"')
+
+SAMPLE_RATE = 16000
+
+
+def voice(seconds: float, f0: float = 140.0, seed: int = 0) -> torch.Tensor:
+    """A vowel-like tone with a little noise and a loudness contour."""
+    time = torch.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    phase = 2 * math.pi * f0 * (time + 0.02 * torch.sin(2 * math.pi * 3 * time))
+    tone = sum(0.6 ** k * torch.sin((k + 1) * phase) for k in range(6))
+    noise = 0.01 * torch.randn(len(time), generator=torch.Generator().manual_seed(seed))
+    return 0.1 * tone * (0.6 + 0.4 * torch.sin(2 * math.pi * 2 * time)) + noise
+
+
+@pytest.fixture(scope="module")
+def egemaps():
+    return build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE).eval()
+
+
+def padded(clips, fill: float = 0.3):
+    lengths = torch.tensor([len(clip) for clip in clips])
+    batch = torch.full((len(clips), int(lengths.max()) + 800), fill)  # padding that is not silence
+    for row, clip in enumerate(clips):
+        batch[row, :len(clip)] = clip
+    return batch, lengths
+
+
+@pytest.mark.parametrize("name, size", [("eGeMAPS", 88), ("ComParE", 6373)])
+def test_feature_sets_have_their_standard_sizes(name, size):
+    module = build_featurizer(name, sample_rate=SAMPLE_RATE)
+    assert module.clip_level and module.feature_dim == len(module.feature_names) == size
+    features, frame_lengths = module(voice(0.5)[None])
+    assert features.shape == (1, 1, size) and frame_lengths.tolist() == [1]
+    assert features.dtype == torch.float32 and torch.isfinite(features).all()
+
+
+def test_egemaps_names_its_pitch_and_loudness(egemaps):
+    assert "F0semitoneFrom27.5Hz_sma3nz_amean" in egemaps.feature_names
+    assert "loudness_sma3_amean" in egemaps.feature_names
+    features = egemaps.extract(torch.stack([voice(1.0, 120.0), voice(1.0, 240.0)]))
+    f0 = features[:, egemaps.feature_names.index("F0semitoneFrom27.5Hz_sma3nz_amean")]
+    assert abs((f0[1] - f0[0]).item() - 12.0) < 1.0  # one octave higher: 12 semitones
+
+
+def test_padding_never_changes_a_clip(egemaps):
+    clips = [voice(1.0), voice(0.4, 200.0, seed=1), voice(0.03, seed=2)]  # the last is shorter than 60 ms
+    batch, lengths = padded(clips)
+    features, _ = egemaps(batch, lengths)
+    for row, clip in enumerate(clips):
+        alone, _ = egemaps(clip[None])
+        torch.testing.assert_close(features[row], alone[0], rtol=0, atol=0)
+    assert torch.isfinite(features).all()
+
+
+def test_non_finite_values_become_the_training_mean(egemaps, monkeypatch):
+    module = build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE)
+    clips = torch.stack([voice(0.5, seed=seed) for seed in range(4)])
+    module.fit_scaler(module.extract(clips).numpy())
+    original = type(module).functionals
+
+    def with_a_nan(self, clip):
+        values = original(self, clip)
+        values[3] = np.nan
+        return values
+
+    monkeypatch.setattr(type(module), "functionals", with_a_nan)
+    features, _ = module(clips)
+    assert torch.isfinite(features).all() and torch.equal(features[:, 0, 3], torch.zeros(4))
+
+
+def test_scaler_fit_save_load_round_trip(egemaps, tmp_path):
+    module = build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE)
+    batch, lengths = padded([voice(0.6, f0, seed) for seed, f0 in enumerate((110.0, 150.0, 190.0, 230.0))])
+    raw = module.extract(batch, lengths)
+    assert torch.equal(module(batch, lengths)[0][:, 0], raw)  # the identity until fitted
+    module.fit_scaler(raw.numpy())
+    scaled = module(batch, lengths)[0][:, 0]
+    assert scaled.mean(dim=0).abs().max() < 1e-3
+    path = tmp_path / "lists" / "eGeMAPS_scaler.json"
+    module.save_scaler(str(path))
+    assert json.loads(path.read_text())["feature_names"] == module.feature_names
+    loaded = build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE, scaler_path=str(path))
+    torch.testing.assert_close(loaded(batch, lengths)[0][:, 0], scaled)
+    restored = build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE)
+    restored.load_state_dict(module.state_dict())  # the checkpoint path: buffers, not the JSON
+    torch.testing.assert_close(restored(batch, lengths)[0][:, 0], scaled)
+    with pytest.raises(ConfigError, match="other features"):
+        build_featurizer("ComParE", sample_rate=SAMPLE_RATE, scaler_path=str(path))
+
+
+def test_missing_package_is_one_line_with_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "opensmile", None)  # import opensmile now raises ImportError
+    with pytest.raises(ConfigError, match=r'eGeMAPS needs the opensmile package: pip install "mser\[opensmile\]"'):
+        build_featurizer("eGeMAPS")
+
+
+def test_train_and_infer_with_the_egemaps_config(demo_lists, tmp_path):
+    overwrites = {
+        "dataset_conf.train_list": demo_lists / "train_list.txt",
+        "dataset_conf.test_list": demo_lists / "test_list.txt",
+        "dataset_conf.label_list_path": demo_lists / "label_list.txt",
+        "dataset_conf.eval_conf.max_duration": 2.0,
+        "dataset_conf.feature_cache.cache_dir": tmp_path / "cache",
+        "model_conf.model_args.hidden_size": 32,
+        "train_conf.max_epoch": 2,
+    }
+    result = run_script("train.py", "--configs", "configs/egemaps.yml", "--use_gpu", "false",
+                        "--save_model_path", tmp_path / "models", "--log_dir", "",
+                        "--overwrites", ",".join(f"{key}={value}" for key, value in overwrites.items()))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "fitted the eGeMAPS scaler" in result.stdout and "test set, best model" in result.stdout
+    assert list((tmp_path / "cache").glob("eGeMAPS_*_train_list.pt"))
+    model = tmp_path / "models" / "BiLSTM_eGeMAPS" / "best_model"
+    clip = (demo_lists / "test_list.txt").read_text().splitlines()[0].split("\t")[0]
+    inferred = run_script("infer.py", "--model_path", model, "--audio_path", clip, "--json")
+    assert inferred.returncode == 0, inferred.stderr[-3000:]
+    labels = (demo_lists / "label_list.txt").read_text().split()
+    assert json.loads(inferred.stdout.strip().splitlines()[-1])["label"] in labels
