@@ -9,7 +9,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # espeak-ng: demo corpus generator; portaudio19-dev: builds pyaudio; pulseaudio: microphone tests.
 $SUDO apt-get update -q
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
-    libsndfile1 espeak-ng portaudio19-dev pulseaudio pulseaudio-utils gcc python3-dev python3-venv
+    libsndfile1 espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+    portaudio19-dev pulseaudio pulseaudio-utils gcc python3-dev python3-venv
 
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
