@@ -63,7 +63,7 @@ class MSERTrainer:
         seed_everything(train_conf["seed"] + self.context.rank)
         self.labels = read_label_list(self.config["dataset_conf"]["label_list_path"])
         self.featurizer = featurizer_from_config(self.config).to(self.device)
-        self.augment_config = load_augment(data_augment_configs)
+        self.augment_config = load_augment(data_augment_configs, self.config["dataset_conf"]["dataset"]["sample_rate"])
         self.model: Optional[nn.Module] = None
         self.caches: Optional[List[Dict[str, Any]]] = None
         self.state = TrainState()
@@ -673,11 +673,11 @@ def describe_validation(train_items: Sequence[ListItem], val_items: Sequence[Lis
             f"list" + (f"; {len(shared)} of them also train" if shared else ", none of them in training"))
 
 
-def load_augment(path: Optional[str]):
+def load_augment(path: Optional[str], sample_rate: int):
     if not path:
         return None
     from mser.data.augment import load_augmentation_config
-    return load_augmentation_config(path)
+    return load_augmentation_config(path, sample_rate)
 
 
 def write_evaluation(metrics: Dict[str, Any], labels: Sequence[str], output_dir: str) -> None:
