@@ -3,6 +3,8 @@
 A checkpoint is a directory:
     model.pth        the model's state_dict (weights only)
     featurizer.pth   the featurizer's state (e.g. the CustomFeatures scaler), when it has one
+    speaker_norm.pth the training features' global mean and variance, when the model was trained
+                     with speaker normalisation
     optimizer.pth    optimizer, scheduler and AMP-scaler state (absent in an export)
     model.state      JSON: epoch (epochs completed, from 1), metrics, step, model, featurizer
     config.yml       the full config the model was trained with
@@ -29,6 +31,7 @@ from mser.errors import CheckpointError, ConfigError, DataError
 
 MODEL_FILE = "model.pth"
 FEATURIZER_FILE = "featurizer.pth"
+SPEAKER_NORM_FILE = "speaker_norm.pth"
 OPTIMIZER_FILE = "optimizer.pth"
 STATE_FILE = "model.state"
 CONFIG_FILE = "config.yml"
@@ -41,7 +44,8 @@ def save_checkpoint(directory: str, model_state: Dict[str, torch.Tensor], state:
                     config: Dict[str, Any], labels: List[str],
                     training_state: Optional[Dict[str, Any]] = None,
                     featurizer_state: Optional[Dict[str, torch.Tensor]] = None,
-                    extra_files: Optional[Dict[str, str]] = None) -> str:
+                    extra_files: Optional[Dict[str, str]] = None,
+                    speaker_norm_state: Optional[Dict[str, torch.Tensor]] = None) -> str:
     """Write a checkpoint directory atomically; returns its path."""
     directory = os.path.abspath(directory)
     parent = os.path.dirname(directory)
@@ -52,6 +56,8 @@ def save_checkpoint(directory: str, model_state: Dict[str, torch.Tensor], state:
         torch.save(model_state, os.path.join(staging, MODEL_FILE))
         if featurizer_state:
             torch.save(featurizer_state, os.path.join(staging, FEATURIZER_FILE))
+        if speaker_norm_state:
+            torch.save(speaker_norm_state, os.path.join(staging, SPEAKER_NORM_FILE))
         if training_state is not None:
             torch.save(training_state, os.path.join(staging, OPTIMIZER_FILE))
         with open(os.path.join(staging, STATE_FILE), "w", encoding="utf-8") as f:
@@ -127,6 +133,12 @@ def load_weights(directory: str, map_location="cpu") -> Dict[str, torch.Tensor]:
 
 def load_featurizer_state(directory: str, map_location="cpu") -> Optional[Dict[str, torch.Tensor]]:
     path = os.path.join(resolve(directory), FEATURIZER_FILE)
+    return load_tensor_file(path, map_location) if os.path.isfile(path) else None
+
+
+def load_speaker_norm_state(directory: str, map_location="cpu") -> Optional[Dict[str, torch.Tensor]]:
+    """The global feature statistics of a model trained with speaker normalisation, else None."""
+    path = os.path.join(resolve(directory), SPEAKER_NORM_FILE)
     return load_tensor_file(path, map_location) if os.path.isfile(path) else None
 
 

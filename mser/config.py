@@ -54,7 +54,13 @@ DEFAULT_CONFIG: Dict[str, Any] = {
         "label_list_path": "dataset/label_list.txt",
         "feature_cache": {"enable": False, "cache_dir": "dataset/features", "float16": False},
     },
-    "preprocess_conf": {"feature_method": "Fbank", "method_args": {}},
+    "preprocess_conf": {
+        "feature_method": "Fbank",
+        "method_args": {},
+        # standardise features per speaker (mser/features/speaker_norm.py); prior_clips: how many
+        # clips' worth of weight the training set's global statistics carry for each speaker
+        "speaker_norm": {"enable": False, "prior_clips": 2.0},
+    },
     "model_conf": {"model": "EcapaTdnn", "model_args": {}},
     "optimizer_conf": {
         "optimizer": "Adam",

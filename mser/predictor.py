@@ -4,6 +4,12 @@ A checkpoint directory alone is enough: it holds the weights, the config and the
 Every method takes audio as a path, bytes, a binary file object, or a numpy array / torch tensor
 with its `sample_rate`.
 
+A model trained with speaker normalisation (preprocess_conf.speaker_norm) gets its features
+standardised the same way: a clip alone with the training set's global statistics; clips of a
+named speaker (`predict(..., speaker="id")`) with that speaker's running statistics over the calls
+so far, shrunk towards the global ones (`reset_speakers()` forgets them); the windows of a long
+recording (`predict_long`) with the running statistics of that recording.
+
 Scores are softmax probabilities. With `threshold` > 0, a result whose top probability is below it
 is labelled UNKNOWN ("unknown") with that probability as its score, so a caller can tell "no
 confident answer" from a low-scoring label.
@@ -19,7 +25,8 @@ import torch
 from mser import checkpoint
 from mser.audio import AudioSource, describe, load_audio, normalize_db, resample
 from mser.config import apply_overwrites, load_config
-from mser.errors import AudioError, ConfigError
+from mser.errors import AudioError, CheckpointError, ConfigError
+from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats
 
 UNKNOWN = "unknown"
 Prediction = Tuple[str, float]
@@ -47,6 +54,7 @@ class MSERPredictor:
         config = self.read_config(model_path, configs, overwrites)
         self.config, self.labels, self.featurizer, self.model = load_for_inference(
             model_path, config, self.device)
+        self.speaker_norm = self.load_speaker_norm(model_path)
         dataset_conf = self.config["dataset_conf"]
         self.sample_rate = int(dataset_conf["dataset"]["sample_rate"])
         self.min_duration = float(dataset_conf["dataset"]["min_duration"])
@@ -64,6 +72,30 @@ class MSERPredictor:
             return apply_overwrites(stored, overwrites)
         return None  # the checkpoint's own config
 
+    def load_speaker_norm(self, model_path: str) -> Optional[SpeakerNormalizer]:
+        """The normaliser of a checkpoint trained with speaker normalisation, else None."""
+        state = checkpoint.load_speaker_norm_state(model_path)
+        conf = self.config["preprocess_conf"]["speaker_norm"]
+        if state is None:
+            if conf["enable"]:
+                raise CheckpointError(f"checkpoint {model_path} was trained without speaker normalisation "
+                                      f"(no {checkpoint.SPEAKER_NORM_FILE}), but the config enables it")
+            return None
+        normalizer = SpeakerNormalizer(self.featurizer.feature_dim, conf["prior_clips"])
+        normalizer.load_state_dict(state)
+        return normalizer.to(self.device)
+
+    def reset_speakers(self) -> None:
+        """Forget the running statistics of every speaker named in `predict(..., speaker=...)`."""
+        if self.speaker_norm is not None:
+            self.speaker_norm.reset_speakers()
+
+    def speaker_stats(self, speaker: Optional[str]) -> Optional[SpeakerStats]:
+        """The running statistics of `speaker` (created on first use); None for no speaker."""
+        if speaker is None or self.speaker_norm is None:
+            return None
+        return self.speaker_norm.speakers.setdefault(str(speaker), SpeakerStats(self.speaker_norm.feature_dim))
+
     # ---- loading ---------------------------------------------------------------------------
 
     def load(self, audio: AudioSource, sample_rate: Optional[int] = None) -> np.ndarray:
@@ -78,29 +110,43 @@ class MSERPredictor:
 
     # ---- the model -------------------------------------------------------------------------
 
-    @torch.inference_mode()
-    def probabilities(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+    def probabilities(self, waveforms: Sequence[np.ndarray], speaker: Optional[str] = None) -> np.ndarray:
         """Class probabilities of loaded clips, one padded batch.
 
         waveforms: clips of (samples,) float32 at `sample_rate`, any lengths
+        speaker:   with speaker normalisation, the clips' speaker: they join its running
+                   statistics in order (each normalised with the statistics so far, itself
+                   included); None: the global statistics
         returns:   (len(waveforms), num_class) float32
         """
+        return self.session_probabilities(waveforms, self.speaker_stats(speaker))
+
+    @torch.inference_mode()
+    def session_probabilities(self, waveforms: Sequence[np.ndarray], stats: Optional[SpeakerStats]) -> np.ndarray:
+        """`probabilities` with the running statistics `stats` of one speaker or recording (None: global)."""
         lengths = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
         batch = torch.zeros(len(waveforms), int(lengths.max()))
         for row, waveform in enumerate(waveforms):
             batch[row, :waveform.shape[0]] = torch.from_numpy(waveform)
         features, frame_lengths = self.featurizer(batch.to(self.device), lengths.to(self.device))
+        if self.speaker_norm is not None and stats is not None:
+            features = self.speaker_norm.normalize_running(features, frame_lengths, stats)
+        elif self.speaker_norm is not None:
+            features = self.speaker_norm.normalize(features, frame_lengths, [""] * len(waveforms))
         logits = self.model(features, frame_lengths)
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
-    def batched_probabilities(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+    def batched_probabilities(self, waveforms: Sequence[np.ndarray], speaker: Optional[str] = None) -> np.ndarray:
         """`probabilities` in batches of eval_conf.batch_size, clips of similar length together
-        so that little of each batch is padding. Returns (len(waveforms), num_class)."""
-        order = sorted(range(len(waveforms)), key=lambda i: waveforms[i].shape[0])
+        so that little of each batch is padding (in the given order when a `speaker`'s running
+        statistics are kept). Returns (len(waveforms), num_class)."""
+        order = list(range(len(waveforms)))
+        if speaker is None:
+            order.sort(key=lambda i: waveforms[i].shape[0])
         result = np.zeros((len(waveforms), len(self.labels)), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            result[rows] = self.probabilities([waveforms[i] for i in rows])
+            result[rows] = self.probabilities([waveforms[i] for i in rows], speaker)
         return result
 
     def decide(self, probs: np.ndarray) -> Prediction:
@@ -111,22 +157,26 @@ class MSERPredictor:
 
     # ---- public API ------------------------------------------------------------------------
 
-    def predict(self, audio: AudioSource, sample_rate: Optional[int] = None) -> Prediction:
+    def predict(self, audio: AudioSource, sample_rate: Optional[int] = None,
+                speaker: Optional[str] = None) -> Prediction:
         """(label, probability) for one clip, classified as a whole (for recordings longer than
-        `window` seconds, `predict_long` gives one result per segment)."""
-        return self.decide(self.probabilities([self.load(audio, sample_rate)])[0])
+        `window` seconds, `predict_long` gives one result per segment). `speaker`: see the module
+        docstring (used only by models trained with speaker normalisation)."""
+        return self.decide(self.probabilities([self.load(audio, sample_rate)], speaker)[0])
 
-    def predict_batch(self, audios: Sequence[AudioSource], sample_rate: Optional[int] = None) -> List[Prediction]:
-        """(label, probability) for each clip; clips are padded into batches and masked by length."""
+    def predict_batch(self, audios: Sequence[AudioSource], sample_rate: Optional[int] = None,
+                      speaker: Optional[str] = None) -> List[Prediction]:
+        """(label, probability) for each clip; clips are padded into batches and masked by length.
+        With `speaker`, the clips are that speaker's, heard in the given order."""
         waveforms = [self.load(audio, sample_rate) for audio in audios]
         if not waveforms:
             return []
-        return [self.decide(probs) for probs in self.batched_probabilities(waveforms)]
+        return [self.decide(probs) for probs in self.batched_probabilities(waveforms, speaker)]
 
     def predict_scores(self, audio: AudioSource, sample_rate: Optional[int] = None,
-                       top_k: Optional[int] = None) -> Dict[str, float]:
+                       top_k: Optional[int] = None, speaker: Optional[str] = None) -> Dict[str, float]:
         """{label: probability}, most likely first; only the `top_k` best when given."""
-        probs = self.probabilities([self.load(audio, sample_rate)])[0]
+        probs = self.probabilities([self.load(audio, sample_rate)], speaker)[0]
         return self.ranked(probs, top_k)
 
     def ranked(self, probs: np.ndarray, top_k: Optional[int] = None) -> Dict[str, float]:
@@ -142,7 +192,9 @@ class MSERPredictor:
         The last segment is shorter when the recording does not end on a hop; a tail shorter than
         min_duration is dropped. smoothing: average each segment's probabilities with this many
         neighbours on each side before choosing its label (0: none).
-        Files are decoded 10 s at a time, so memory does not grow with the length.
+        Files are decoded 10 s at a time, so memory does not grow with the length. With speaker
+        normalisation, the recording is one speaker: each window is normalised with the running
+        statistics of the recording so far, itself included.
         """
         return [(start, end, *self.decide(probs))
                 for start, end, probs in self.segment_probabilities(audio, window, hop, smoothing, sample_rate)]
@@ -158,9 +210,10 @@ class MSERPredictor:
         if smoothing < 0:
             raise ConfigError(f"smoothing must be 0 or more segments, got {smoothing}")
         times, probs = [], []
+        recording = SpeakerStats(self.speaker_norm.feature_dim) if self.speaker_norm is not None else None
         for batch in batched(self.segments(audio, window, hop, sample_rate), self.batch_size):
             times.extend((start, end) for start, end, _ in batch)
-            probs.append(self.probabilities([waveform for _, _, waveform in batch]))
+            probs.append(self.session_probabilities([waveform for _, _, waveform in batch], recording))
         if not times:
             raise AudioError(f"audio {describe(audio)} is shorter than min_duration {self.min_duration} s")
         smoothed = moving_average(np.concatenate(probs), smoothing)

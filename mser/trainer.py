@@ -17,9 +17,10 @@ from mser import checkpoint, distributed
 from mser.config import format_config, load_config
 from mser.data import feature_cache
 from mser.data.dataset import AudioDataset, collate, worker_init
-from mser.data.lists import ListItem, read_data_list, read_label_list
+from mser.data.lists import ListItem, has_speakers, read_data_list, read_label_list
 from mser.errors import CheckpointError, ConfigError, DataError
 from mser.factory import check_same_setup, featurizer_from_config, load_matching_weights, model_from_config
+from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats, valid_frames
 from mser.metrics import compute_metrics, confusion_matrix_figure, format_report, plot_confusion_matrix
 from mser.optim import build_optimizer, build_scheduler, class_weights, trainable_parameters
 
@@ -68,6 +69,8 @@ class MSERTrainer:
         self.caches: Optional[List[Dict[str, Any]]] = None
         self.state = TrainState()
         self.seen_bad_clips = set()
+        self.speaker_norm = self.build_speaker_norm()
+        self.speaker_tables: Dict[int, Dict[str, SpeakerStats]] = {}   # per list, by hash of its clips
 
     # ----------------------------------------------------------------- set-up
 
@@ -199,6 +202,7 @@ class MSERTrainer:
         if self.uses_cache:
             self.prepare_caches()
             self.note_cache_and_augmentation()
+        self.fit_speaker_norm(train_items)
         self.log(f"{len(train_items)} training, {len(val_items)} validation, {len(test_items)} test clips; "
                  f"{len(self.labels)} labels: {', '.join(self.labels)}")
         self.log(format_config(self.config))
@@ -262,8 +266,17 @@ class MSERTrainer:
         module = build_spec_augment(self.augment_config)
         return module.to(self.device) if module is not None else None
 
-    def features(self, batch) -> tuple:
-        """(features (batch, frames, dim), frame_lengths) on the device, from audio or the cache."""
+    def features(self, batch, speaker_table: Optional[Dict[str, SpeakerStats]] = None) -> tuple:
+        """(features (batch, frames, dim), frame_lengths) on the device, from audio or the cache;
+        with speaker normalisation on, standardised by the statistics of each clip's speaker in
+        `speaker_table` (the table of the batch's list; None: the training list's)."""
+        features, frame_lengths = self.raw_features(batch)
+        if self.speaker_norm is None:
+            return features, frame_lengths
+        return self.speaker_norm.normalize(features, frame_lengths, batch.speakers, speaker_table), frame_lengths
+
+    def raw_features(self, batch) -> tuple:
+        """Features before speaker normalisation, as `features` returns them."""
         inputs = batch.inputs.to(self.device, non_blocking=True)
         lengths = batch.lengths.to(self.device, non_blocking=True)
         if batch.is_features:
@@ -271,9 +284,51 @@ class MSERTrainer:
         with torch.no_grad():
             return self.featurizer(inputs, lengths)
 
+    # ----------------------------------------------------------------- speaker normalisation
+
+    def build_speaker_norm(self) -> Optional[SpeakerNormalizer]:
+        conf = self.config["preprocess_conf"]["speaker_norm"]
+        if not conf["enable"]:
+            return None
+        return SpeakerNormalizer(self.featurizer.feature_dim, conf["prior_clips"]).to(self.device)
+
+    def clip_features(self, items: Sequence[ListItem], desc: str):
+        """(speaker, valid frames (frames, dim)) of every usable clip of a list: one pass without
+        augmentation, from the feature cache when there is one, else from the audio in batches."""
+        loader = self.loader(self.dataset(items, train=False), train=False)
+        for batch in tqdm(loader, desc=desc, leave=False, disable=not self.context.is_main, dynamic_ncols=True):
+            self.note_skipped(batch.skipped)
+            if len(batch) == 0:
+                continue
+            features, frame_lengths = self.raw_features(batch)
+            yield from zip(batch.speakers, valid_frames(features, frame_lengths))
+
+    def fit_speaker_norm(self, train_items: Sequence[ListItem]) -> None:
+        """Global statistics and the training speakers' statistics, from the training list's
+        features (unsupervised: labels are not used)."""
+        if self.speaker_norm is None:
+            return
+        started = time.time()
+        table = self.speaker_norm.fit(self.clip_features(train_items, "speaker statistics"))
+        self.speaker_tables[list_key(train_items)] = table
+        prior = self.speaker_norm.prior_clips
+        self.log(f"speaker normalisation: statistics of {len(table)} training speakers and the global ones "
+                 f"(clips without a speaker) in {time.time() - started:.1f} s; prior_clips {prior:g}")
+
+    def speaker_table(self, items: Sequence[ListItem]) -> Optional[Dict[str, SpeakerStats]]:
+        """The statistics of the speakers of a list, computed once per list (unsupervised)."""
+        if self.speaker_norm is None:
+            return None
+        key = list_key(items)
+        if key not in self.speaker_tables:
+            self.speaker_tables[key] = (self.speaker_norm.speaker_table(self.clip_features(items, "speaker statistics"))
+                                        if has_speakers(items) else {})
+        return self.speaker_tables[key]
+
     def train_epoch(self, epoch: int, model: nn.Module, dataset, criterion: nn.Module,
                     optimizer, step_scheduler, amp: "Amp", writer) -> EpochStats:
         model.train()
+        speaker_table = self.speaker_table(dataset.items)
         loader = self.loader(dataset, train=True, epoch=epoch)
         log_interval = max(1, self.config["train_conf"]["log_interval"])
         loss_sum, correct, clips, skipped = 0.0, 0, 0, 0
@@ -288,7 +343,7 @@ class MSERTrainer:
                 skipped += self.note_skipped([(path, "the only usable clip of its batch; batch norm needs two")
                                               for path in batch.paths])
                 continue
-            features, frame_lengths = self.features(batch)
+            features, frame_lengths = self.features(batch, speaker_table)
             if self.spec_augment is not None:
                 features = self.spec_augment(features, frame_lengths)
             labels = batch.labels.to(self.device, non_blocking=True)
@@ -391,7 +446,8 @@ class MSERTrainer:
         return checkpoint.save_checkpoint(
             os.path.join(self.model_dir, name), self.model.state_dict(), self.checkpoint_state(metrics),
             self.config, self.labels, training_state=training_state,
-            featurizer_state=self.featurizer.state_dict() if self.featurizer.clip_level else None)
+            featurizer_state=self.featurizer.state_dict() if self.featurizer.clip_level else None,
+            speaker_norm_state=self.speaker_norm.state_dict() if self.speaker_norm is not None else None)
 
     def save_epoch(self, epoch: int, score: float, val_metrics, optimizer, scheduler, amp) -> None:
         improved = score > self.state.best_score
@@ -437,6 +493,21 @@ class MSERTrainer:
                                   f"but the label list has {', '.join(self.labels)}")
         check_same_setup(self.config, stored_config, directory)
         self.check_same_features(directory, stored_config)
+        trained_with = stored_config["preprocess_conf"]["speaker_norm"]["enable"]
+        if trained_with != (self.speaker_norm is not None):
+            raise CheckpointError(f"checkpoint {directory} was trained with preprocess_conf.speaker_norm.enable="
+                                  f"{str(trained_with).lower()}, but the config asks for "
+                                  f"{str(not trained_with).lower()}")
+
+    def load_speaker_norm(self, directory: str) -> None:
+        """The global statistics a checkpoint was trained with (speaker statistics come from the list)."""
+        if self.speaker_norm is None:
+            return
+        state = checkpoint.load_speaker_norm_state(directory, self.device)
+        if state is None:
+            raise CheckpointError(f"checkpoint {directory} has no {checkpoint.SPEAKER_NORM_FILE}, although its "
+                                  f"config enables preprocess_conf.speaker_norm")
+        self.speaker_norm.load_state_dict(state)
 
     def check_same_features(self, directory: str, stored_config: Dict[str, Any]) -> None:
         """Refuse featurizer arguments that change the feature size; say when others differ."""
@@ -474,6 +545,7 @@ class MSERTrainer:
         model = model or self.model
         was_training = model.training
         model.eval()
+        speaker_table = self.speaker_table(items)
         dataset = self.dataset(items, train=False)
         y_true, logits_all = [], []
         for batch in tqdm(self.loader(dataset, train=False), desc="evaluating", leave=False,
@@ -481,7 +553,7 @@ class MSERTrainer:
             self.note_skipped(batch.skipped)
             if len(batch) == 0:
                 continue
-            features, frame_lengths = self.features(batch)
+            features, frame_lengths = self.features(batch, speaker_table)
             logits_all.append(model(features, frame_lengths).float().cpu())
             y_true.append(batch.labels)
         model.train(was_training)
@@ -524,9 +596,14 @@ class MSERTrainer:
             featurizer_state = checkpoint.load_featurizer_state(resume_model, self.device)
             if featurizer_state:
                 self.featurizer.load_state_dict(featurizer_state)
+            self.load_speaker_norm(resume_model)
         list_path = list_path or self.config["dataset_conf"]["test_list"]
         items = read_data_list(list_path, len(self.labels))
         self.caches = self.eval_cache(list_path, items)
+        if self.speaker_norm is not None:
+            table = self.speaker_table(items)
+            self.log(f"speaker normalisation: statistics of {len(table)} speakers of {list_path}"
+                     + ("" if table else " (the list names none: the training set's global statistics)"))
         metrics = self.evaluate_items(items)
         if output_dir:
             write_evaluation(metrics, self.labels, output_dir)
@@ -661,6 +738,10 @@ def split_validation_by_speaker(items: List[ListItem], fraction: float, seed: in
     train = [item for group, item in zip(group_of, items) if group not in held_out]
     val = [item for group, item in zip(group_of, items) if group in held_out]
     return train, val
+
+
+def list_key(items: Sequence[ListItem]) -> int:
+    return hash(tuple((item.path, item.speaker) for item in items))
 
 
 def describe_validation(train_items: Sequence[ListItem], val_items: Sequence[ListItem]) -> str:

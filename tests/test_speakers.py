@@ -151,3 +151,171 @@ def test_validation_slice_without_speakers_takes_clips():
     items = [ListItem(path, label) for path, label, _ in speaker_items()]
     train, val = split_validation(items, 0.25, seed=3)
     assert len(val) == 36 and {i.label for i in val} == {0, 1, 2}
+
+
+# ---------------------------------------------------------------- speaker normalisation
+
+
+def speaker_clips(rng, speakers=("a", "b"), clips=3, frames=50, dim=4):
+    """(speaker, (frames, dim)) clips; each speaker has its own offset and scale."""
+    import torch
+    out = []
+    for index, speaker in enumerate(speakers):
+        for _ in range(clips):
+            values = rng.normal(3.0 * index, 1.0 + index, size=(frames, dim))
+            out.append((speaker, torch.tensor(values, dtype=torch.float32)))
+    return out
+
+
+def normalize_one(normalizer, frames, speaker, table=None):
+    import torch
+    return normalizer.normalize(frames[None], torch.tensor([frames.shape[0]]), [speaker], table)[0]
+
+
+def test_speaker_frames_standardised_without_prior():
+    import torch
+    from mser.features.speaker_norm import SpeakerNormalizer
+    clips = speaker_clips(np.random.default_rng(0))
+    normalizer = SpeakerNormalizer(feature_dim=4, prior_clips=0)
+    normalizer.fit(clips)
+    for speaker in ("a", "b"):
+        frames = torch.cat([normalize_one(normalizer, f, speaker) for s, f in clips if s == speaker])
+        torch.testing.assert_close(frames.mean(dim=0), torch.zeros(4), atol=1e-4, rtol=0)
+        torch.testing.assert_close(frames.std(dim=0, unbiased=False), torch.ones(4), atol=1e-4, rtol=0)
+    everything = torch.cat([f for _, f in clips])
+    torch.testing.assert_close(normalizer.mean, everything.mean(dim=0), atol=1e-4, rtol=0)
+
+
+def test_one_clip_is_shrunk_towards_global_and_no_speaker_uses_global():
+    import torch
+    from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats
+    normalizer = SpeakerNormalizer(feature_dim=4, prior_clips=2)
+    normalizer.fit(speaker_clips(np.random.default_rng(1)))
+    clip = torch.tensor(np.random.default_rng(2).normal(10.0, 2.0, size=(40, 4)), dtype=torch.float32)
+    table = normalizer.speaker_table([("new", clip)])
+    stats = table["new"]
+    assert stats.clips == 1
+    mean, std = normalizer.statistics(stats)
+    own_mean, own_var = stats.mean_var()
+    torch.testing.assert_close(mean.double(), (own_mean + 2 * normalizer.mean.double()) / 3, atol=1e-5, rtol=0)
+    torch.testing.assert_close(std.double() ** 2, (own_var + 2 * normalizer.var.double()) / 3, atol=1e-4, rtol=1e-5)
+    expected = (clip - mean) / std
+    torch.testing.assert_close(normalize_one(normalizer, clip, "new", table), expected)
+    global_mean, global_std = normalizer.statistics(None)
+    for speaker in ("", "never-heard"):
+        torch.testing.assert_close(normalize_one(normalizer, clip, speaker, table), (clip - global_mean) / global_std)
+    assert SpeakerStats(4).clips == 0
+
+
+def test_padding_stays_zero_and_running_statistics_include_the_clip():
+    import torch
+    from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats
+    normalizer = SpeakerNormalizer(feature_dim=3, prior_clips=0)
+    normalizer.fit([("", torch.randn(30, 3))])
+    features = torch.randn(2, 10, 3) + 5
+    lengths = torch.tensor([10, 6])
+    session = SpeakerStats(3)
+    out = normalizer.normalize_running(features, lengths, session)
+    assert session.clips == 2 and session.frames == 16
+    assert torch.all(out[1, 6:] == 0)
+    torch.testing.assert_close(out[0].mean(dim=0), torch.zeros(3), atol=1e-5, rtol=0)  # first clip: itself only
+
+
+def test_speaker_norm_config_keys():
+    from mser.config import load_config
+    from mser.errors import ConfigError
+    config = load_config(None, "preprocess_conf.speaker_norm.enable=true,preprocess_conf.speaker_norm.prior_clips=3")
+    assert config["preprocess_conf"]["speaker_norm"] == {"enable": True, "prior_clips": 3.0}
+    with pytest.raises(ConfigError, match="did you mean 'preprocess_conf.speaker_norm.prior_clips'"):
+        load_config(None, "preprocess_conf.speaker_norm.prior_clip=3")
+
+
+# ---------------------------------------------------------------- through the real scripts
+
+
+def two_column_lists(demo_lists, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("train_list.txt", "test_list.txt"):
+        lines = (demo_lists / name).read_text().splitlines()
+        assert all(len(line.split("\t")) == 3 for line in lines)   # create_data wrote the speakers
+        (folder / name).write_text("".join("\t".join(line.split("\t")[:2]) + "\n" for line in lines))
+    (folder / "label_list.txt").write_text((demo_lists / "label_list.txt").read_text())
+    return folder
+
+
+def test_two_column_lists_still_train(demo_lists, tmp_path):
+    from conftest import tiny_overwrites
+    lists = two_column_lists(demo_lists, tmp_path / "lists")
+    result = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false", "--log_dir", "",
+                        "--save_model_path", tmp_path / "models", "--overwrites", tiny_overwrites(lists))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "the list names no speakers" in result.stdout and "test set, best model" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def normalised_model(demo_lists, tmp_path_factory):
+    """One epoch of a tiny BiLSTM trained with speaker normalisation."""
+    from conftest import tiny_overwrites
+    work = tmp_path_factory.mktemp("speaker_norm")
+    result = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false", "--log_dir", "",
+                        "--save_model_path", work / "models",
+                        "--overwrites", tiny_overwrites(demo_lists, **{"preprocess_conf.speaker_norm.enable": "true"}))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work / "models" / "BiLSTM_Fbank" / "best_model", result
+
+
+def test_training_with_speaker_norm_saves_global_statistics(normalised_model):
+    import torch
+    from mser import checkpoint
+    model_dir, result = normalised_model
+    assert "speaker normalisation: statistics of" in result.stdout
+    assert "none of them in training" in result.stdout       # the validation slice is speaker-disjoint
+    state = checkpoint.load_speaker_norm_state(str(model_dir))
+    assert set(state) == {"mean", "var"} and state["mean"].shape == (40,)
+    assert torch.all(state["var"] > 0)
+
+
+def test_eval_normalises_by_the_speakers_of_its_list(normalised_model, demo_lists, tmp_path):
+    import json
+    model_dir, _ = normalised_model
+    by_speaker = run_script("eval.py", "--resume_model", model_dir, "--use_gpu", "false", "--json",
+                            "--output_dir", tmp_path / "eval", "--test_list", demo_lists / "test_list.txt")
+    assert by_speaker.returncode == 0, by_speaker.stderr[-3000:]
+    test_speakers = {line.split("\t")[2] for line in (demo_lists / "test_list.txt").read_text().splitlines()}
+    assert f"statistics of {len(test_speakers)} speakers" in by_speaker.stdout
+    metrics = json.loads(by_speaker.stdout.strip().splitlines()[-1])
+    assert metrics["num_samples"] == len((demo_lists / "test_list.txt").read_text().splitlines())
+
+    lists = two_column_lists(demo_lists, tmp_path / "lists")
+    globally = run_script("eval.py", "--resume_model", model_dir, "--use_gpu", "false",
+                          "--output_dir", tmp_path / "eval2", "--test_list", lists / "test_list.txt")
+    assert globally.returncode == 0, globally.stderr[-3000:]
+    assert "the list names none" in globally.stdout
+
+    refused = run_script("eval.py", "--resume_model", model_dir, "--use_gpu", "false", "--output_dir", tmp_path / "e3",
+                         "--overwrites", "preprocess_conf.speaker_norm.enable=false")
+    assert_one_line_error(refused, "speaker_norm.enable=true")
+
+
+def test_infer_and_predictor_use_running_statistics(normalised_model, demo_lists, tmp_path):
+    import json
+    from mser.predictor import MSERPredictor
+    model_dir, _ = normalised_model
+    clips = [line.split("\t")[0] for line in (demo_lists / "test_list.txt").read_text().splitlines()[:3]]
+    recording = np.concatenate([soundfile.read(path, dtype="float32")[0] for path in clips])
+    soundfile.write(str(tmp_path / "long.wav"), recording, 16000)
+    result = run_script("infer.py", "--model_path", model_dir, "--audio_path", tmp_path / "long.wav", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(json.loads(result.stdout.strip().splitlines()[-1])["segments"]) >= 2
+
+    predictor = MSERPredictor(str(model_dir))
+    assert predictor.speaker_norm is not None
+    alone = predictor.predict_scores(clips[0])
+    assert predictor.predict_scores(clips[0]) == alone and not predictor.speaker_norm.speakers
+    for path in clips:
+        predictor.predict(path, speaker="visitor")
+    assert predictor.speaker_norm.speakers["visitor"].clips == len(clips)
+    predictor.reset_speakers()
+    assert not predictor.speaker_norm.speakers
+    segments = predictor.predict_long(str(tmp_path / "long.wav"), window=1.0, hop=0.5)
+    assert len(segments) >= 4 and not predictor.speaker_norm.speakers   # a recording keeps its own statistics

@@ -9,7 +9,9 @@ from mser.cli.common import exits_cleanly, str2bool
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Evaluate a checkpoint on the test list. The config and labels stored in the "
-                    "checkpoint are used unless --configs is given.",
+                    "checkpoint are used unless --configs is given. A model trained with speaker "
+                    "normalisation gets each clip standardised with the statistics of its speaker "
+                    "in the list (third column), clips without one with the training set's.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--resume_model", required=True,
                         help="checkpoint directory, e.g. models/EcapaTdnn_Fbank/best_model")

@@ -11,6 +11,7 @@ from mser.cli.record_audio import add_device_arguments, print_devices, record_cl
 from mser.errors import ConfigError
 
 SILENCE_DBFS = -60.0   # below this level a recording is reported as silence, not classified
+SESSION = "microphone session"   # the speaker whose running statistics a session keeps
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,12 +43,14 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--max_loops must be 0 (no limit) or more, got {args.max_loops}")
 
 
-def describe_prediction(predictor, samples: np.ndarray, threshold: float) -> str:
-    """One line for one recording: the label and probability, 'unsure' or 'silence'."""
+def describe_prediction(predictor, samples: np.ndarray, threshold: float, speaker: Optional[str] = None) -> str:
+    """One line for one recording: the label and probability, 'unsure' or 'silence'. With a model
+    trained with speaker normalisation, recordings of one `speaker` share running statistics
+    (silence is left out of them)."""
     level = mic.rms_dbfs(samples)
     if level < SILENCE_DBFS:
         return f"silence ({level:.0f} dBFS)"
-    probs = predictor.probabilities([predictor.load(samples, predictor.sample_rate)])[0]
+    probs = predictor.probabilities([predictor.load(samples, predictor.sample_rate)], speaker)[0]
     ranked = list(predictor.ranked(probs, 2).items())
     label, score = ranked[0]
     if score < threshold:
@@ -60,7 +63,7 @@ def run_loop(predictor, pa, device: mic.InputDevice, args: argparse.Namespace) -
     loops = itertools.count(1) if args.max_loops == 0 else range(1, args.max_loops + 1)
     for loop in loops:
         samples = record_clip(pa, device, args.record_seconds, predictor.sample_rate)
-        print(f"[{loop}] {describe_prediction(predictor, samples, args.threshold)}", flush=True)
+        print(f"[{loop}] {describe_prediction(predictor, samples, args.threshold, SESSION)}", flush=True)
 
 
 @exits_cleanly
@@ -78,6 +81,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         device = mic.choose_input_device(pa, args.device)
         print(f"listening on {device.describe()}: {args.record_seconds:g} s per prediction, "
               f"Ctrl-C to stop", flush=True)
+        if predictor.speaker_norm is not None:
+            print("speaker normalisation: the session is one speaker; each recording is normalised with "
+                  "the statistics of the session so far", flush=True)
         try:
             run_loop(predictor, pa, device, args)
         except KeyboardInterrupt:
