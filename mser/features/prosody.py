@@ -19,6 +19,9 @@ Pitch comes from CustomFeatures' batched normalised-autocorrelation tracker (40 
 Boersma 1993), on windows centred on the Fbank frames, so the two streams stay aligned frame by
 frame. A frame is voiced when its autocorrelation peak exceeds `voicing_threshold` and its level is
 within 30 dB of the clip's loud level (the 95th percentile of its frame levels).
+`pitch_tracker: crepe` takes F0 and voicing strength from the CREPE network instead
+(mser/features/crepe.py, pip install "mser[crepe]"): 2-4 times fewer gross errors in noise, about
+300 times slower on a CPU (tools/pitch_benchmark.py); for a GPU or with the feature cache.
 
 Normalisation, each per clip over its valid frames only (the padding never counts):
   mean_norm        every output channel centred (as for every frame featurizer)
@@ -47,6 +50,7 @@ PITCH_NORMS = ("none", "mean", "both")
 ENERGY_NORMS = ("none", "max")
 LOUD_QUANTILE = 0.95
 DELTA_SPAN = 0.1  # seconds: deltas are expressed per 100 ms
+PITCH_TRACKERS = ("autocorr", "crepe")
 
 
 @register_featurizer
@@ -61,7 +65,7 @@ class FbankProsody(FrameFeaturizer):
     def __init__(self, sample_rate: int = 16000, num_mel_bins: int = 80, use_fbank: bool = True,
                  mean_norm: bool = False, mel_mean_norm: bool = False, pitch_norm: str = "none",
                  energy_norm: str = "none", deltas: bool = True, f0_min: float = 60.0, f0_max: float = 600.0,
-                 voicing_threshold: float = 0.45, **fbank_args):
+                 voicing_threshold: float = 0.45, pitch_tracker: str = "autocorr", **fbank_args):
         if pitch_norm not in PITCH_NORMS:
             raise ConfigError(f"FbankProsody: pitch_norm must be one of {', '.join(PITCH_NORMS)}, got {pitch_norm!r}")
         if energy_norm not in ENERGY_NORMS:
@@ -74,7 +78,7 @@ class FbankProsody(FrameFeaturizer):
         self.fbank = fbank
         self.use_fbank, self.mel_mean_norm = bool(use_fbank), bool(mel_mean_norm)
         self.pitch_norm, self.energy_norm, self.deltas = pitch_norm, energy_norm, bool(deltas)
-        self.tracker = PitchTracker(sample_rate, f0_min, f0_max, voicing_threshold, fbank.hop)
+        self.tracker = build_tracker(pitch_tracker, sample_rate, f0_min, f0_max, voicing_threshold, fbank.hop)
         # Pitch windows centred on the Fbank frames: Fbank frame i starts at i * hop (snip_edges)
         # or i * hop - (window // 2 - hop // 2) (Kaldi's snip_edges=False).
         first_start = 0 if fbank.snip_edges else -(fbank.window // 2 - fbank.hop // 2)
@@ -192,3 +196,14 @@ class PitchTracker(nn.Module):
         level_db = 10 * torch.log10(self.frame_mean(waveforms.square()).clamp_min(POWER_FLOOR))
         return semitones / 12.0, strength, level_db
 
+
+def build_tracker(name: str, sample_rate: int, f0_min: float, f0_max: float, voicing_threshold: float,
+                  hop: int) -> nn.Module:
+    """The pitch tracker `pitch_tracker` names; every one has PitchTracker's forward and frames."""
+    if name not in PITCH_TRACKERS:
+        raise ConfigError(f"FbankProsody: pitch_tracker must be one of {', '.join(PITCH_TRACKERS)}, got {name!r}")
+    autocorr = PitchTracker(sample_rate, f0_min, f0_max, voicing_threshold, hop)
+    if name == "crepe":
+        from mser.features.crepe import CrepeTracker
+        return CrepeTracker(autocorr, f0_min, f0_max)
+    return autocorr
