@@ -9,6 +9,11 @@ go through it (the BiLSTM's LSTM, clip-level CustomFeatures), the model alone is
     features (batch, frames, feature_dim) from mser's featurizer
 and the metadata says so (`input` = "features").
 
+A model trained with speaker normalisation (preprocess_conf.speaker_norm) has the training set's
+global statistics in the graph, between featurizer and model, in both kinds of graph: it then gives
+what MSERPredictor.predict(clip) gives without a speaker, and the metadata says `speaker_norm` =
+"global" ("none" for other models). Per-speaker statistics stay with mser's predictor.
+
 The graph has no lengths input: every row of a batch is one whole clip, so batch clips of the
 same length (e.g. fixed windows of a long recording) or run them one at a time.
 """
@@ -33,28 +38,58 @@ class ExportError(MSERError):
     """No exporter could produce a graph, or the graph disagrees with PyTorch."""
 
 
+class GlobalStandardizer(nn.Module):
+    """(features - mean) / std with constant (feature_dim,) statistics: the speaker normalisation
+    of a clip without a speaker. features: (batch, frames, feature_dim) -> the same shape."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean.detach().float().clone())
+        self.register_buffer("std", std.detach().float().clone())
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return (features.float() - self.mean) / self.std
+
+
+def standardizer_for(predictor) -> nn.Module:
+    """The predictor's global speaker normalisation as a graph module; identity without one."""
+    if predictor.speaker_norm is None:
+        return nn.Identity()
+    mean, std = predictor.speaker_norm.statistics(None)
+    return GlobalStandardizer(mean.cpu(), std.cpu())
+
+
+def speaker_norm_kind(predictor) -> str:
+    """"global": the graph standardises features with the training set's global statistics (a model
+    trained with speaker normalisation); "none": the model was trained without it."""
+    return "global" if predictor.speaker_norm is not None else "none"
+
+
 class WaveformClassifier(nn.Module):
     """waveforms (batch, samples) -> logits, probabilities (batch, num_class)."""
 
-    def __init__(self, featurizer: nn.Module, model: nn.Module):
+    def __init__(self, featurizer: nn.Module, model: nn.Module, normalizer: Optional[nn.Module] = None):
         super().__init__()
         self.featurizer, self.model = featurizer, model
+        self.normalizer = normalizer if normalizer is not None else nn.Identity()
 
     def forward(self, waveforms: torch.Tensor):
         features, _ = self.featurizer(waveforms)
-        logits = self.model(features)
+        logits = self.model(self.normalizer(features))
         return logits, torch.softmax(logits, dim=-1)
 
 
 class FeatureClassifier(nn.Module):
-    """features (batch, frames, feature_dim) -> logits, probabilities (batch, num_class)."""
+    """features (batch, frames, feature_dim), as mser's featurizer gives them -> logits,
+    probabilities (batch, num_class)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, normalizer: Optional[nn.Module] = None):
         super().__init__()
         self.model = model
+        self.normalizer = normalizer if normalizer is not None else nn.Identity()
 
     def forward(self, features: torch.Tensor):
-        logits = self.model(features)
+        logits = self.model(self.normalizer(features))
         return logits, torch.softmax(logits, dim=-1)
 
 
@@ -119,8 +154,8 @@ def quiet_torch_logs():
 
 
 def candidates_for(predictor, waveform: torch.Tensor, features: torch.Tensor) -> list:
-    whole = WaveformClassifier(predictor.featurizer, predictor.model).eval()
-    model_only = FeatureClassifier(predictor.model).eval()
+    whole = WaveformClassifier(predictor.featurizer, predictor.model, standardizer_for(predictor)).eval()
+    model_only = FeatureClassifier(predictor.model, standardizer_for(predictor)).eval()
     found = []
     if has_onnxscript() and not predictor.featurizer.clip_level:
         found.append(("waveforms -> probabilities (torch.export)", "waveforms", whole, waveform, export_with_dynamo))
@@ -175,6 +210,7 @@ def add_metadata(graph: bytes, predictor, input_name: str) -> bytes:
         "feature_method": predictor.config["preprocess_conf"]["feature_method"],
         "use_dB_normalization": str(dataset["use_dB_normalization"]).lower(),
         "target_dB": str(dataset["target_dB"]),
+        "speaker_norm": speaker_norm_kind(predictor),
     })
     return proto.SerializeToString()
 
@@ -183,8 +219,9 @@ def export_onnx(model_path: str, audio_path: str, output: Optional[str] = None, 
                 log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Write `output` (default: <model_path>/model.onnx) after checking it on `audio_path`.
 
-    Returns {'path', 'input', 'exporter', 'max_abs_diff'}; raises ExportError when the graph's
-    probabilities differ from PyTorch's by MAX_DIFFERENCE or more (nothing is written then).
+    Returns {'path', 'input', 'exporter', 'max_abs_diff', 'speaker_norm'} (see speaker_norm_kind);
+    raises ExportError when the graph's probabilities differ from PyTorch's by MAX_DIFFERENCE or more
+    (nothing is written then).
     """
     from mser.predictor import MSERPredictor
     predictor = MSERPredictor(model_path, configs=configs)
@@ -200,4 +237,5 @@ def export_onnx(model_path: str, audio_path: str, output: Optional[str] = None, 
     output = output or os.path.join(model_path, "model.onnx")
     with open(output, "wb") as f:
         f.write(add_metadata(graph, predictor, input_name))
-    return {"path": output, "input": input_name, "exporter": name, "max_abs_diff": difference}
+    return {"path": output, "input": input_name, "exporter": name, "max_abs_diff": difference,
+            "speaker_norm": speaker_norm_kind(predictor)}

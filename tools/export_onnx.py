@@ -1,6 +1,9 @@
 """Export a checkpoint to ONNX (model.onnx beside it), checked against PyTorch on a real clip.
 
     python tools/export_onnx.py --model_path models/EcapaTdnn_Fbank/best_model
+
+A model trained with speaker normalisation is exported with the training set's global statistics
+in the graph (what MSERPredictor.predict does for a clip without a speaker); metadata speaker_norm.
 """
 import argparse
 import os
@@ -49,6 +52,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                          log=lambda line: print(line, file=sys.stderr))
     print(f"wrote {result['path']}: {result['exporter']}, input '{result['input']}' with dynamic batch and "
           f"time axes")
+    if result["speaker_norm"] == "global":
+        print("speaker normalisation: the training set's global statistics are in the graph "
+              "(as MSERPredictor.predict without a speaker); metadata speaker_norm=global")
     print(f"checked on {audio_path}: max |onnxruntime - PyTorch| on probabilities = "
           f"{result['max_abs_diff']:.2e} (limit {MAX_DIFFERENCE:g})")
     return 0
