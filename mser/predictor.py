@@ -23,7 +23,8 @@ import soundfile
 import torch
 
 from mser import checkpoint
-from mser.audio import AudioSource, describe, load_audio, normalize_db, resample
+from mser.audio import (AudioSource, describe, input_name, load_audio, load_audio_and_rate, normalize_db, resample,
+                        warn_if_band_limited)
 from mser.config import apply_overwrites, load_config
 from mser.errors import AudioError, CheckpointError, ConfigError
 from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats
@@ -102,11 +103,15 @@ class MSERPredictor:
         """Decode to the model's rate, mono, as in training. Returns (samples,) float32.
 
         Raises AudioError for undecodable audio, an array without `sample_rate`, or a clip
-        shorter than dataset_conf.dataset.min_duration.
+        shorter than dataset_conf.dataset.min_duration. Warns (mser.errors.BandwidthWarning) when
+        the clip is much narrower-band than the model's audio, e.g. 8 kHz telephone audio.
         """
         dataset = self.config["dataset_conf"]["dataset"]
-        return load_audio(audio, self.sample_rate, sample_rate=sample_rate, min_duration=self.min_duration,
-                          use_db_normalization=dataset["use_dB_normalization"], target_db=dataset["target_dB"])
+        samples, native_rate = load_audio_and_rate(
+            audio, self.sample_rate, sample_rate=sample_rate, min_duration=self.min_duration,
+            use_db_normalization=dataset["use_dB_normalization"], target_db=dataset["target_dB"])
+        warn_if_band_limited(samples, self.sample_rate, native_rate, input_name(audio))   # BandwidthWarning
+        return samples
 
     # ---- the model -------------------------------------------------------------------------
 
@@ -226,7 +231,9 @@ class MSERPredictor:
         window_n, hop_n, min_n = round(window * rate), max(1, round(hop * rate)), round(self.min_duration * rate)
         dataset = self.config["dataset_conf"]["dataset"]
         buffer, offset, covered = np.zeros(0, dtype=np.float32), 0, 0   # offset: sample index of buffer[0]
-        for block in read_blocks(audio, rate, sample_rate):
+        for index, block in enumerate(read_blocks(audio, rate, sample_rate)):
+            if index == 0:   # the first 10 s tell the recording's bandwidth (BandwidthWarning)
+                warn_if_band_limited(block, rate, sample_rate, input_name(audio))
             buffer = np.concatenate([buffer, block])
             while buffer.shape[0] >= window_n:
                 yield self.segment(buffer[:window_n], offset, rate, dataset)

@@ -9,7 +9,7 @@ import numpy as np
 
 from mser.audio import audio_info
 from mser.cli.common import exits_cleanly, str2bool
-from mser.errors import AudioError, MSERError
+from mser.errors import AudioError, MSERError, warnings_as_lines
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au")
 
@@ -136,6 +136,11 @@ def report(results: List[dict], as_json: bool, write: Callable[[str, TextIO], No
 
 @exits_cleanly
 def main(argv: Optional[List[str]] = None) -> int:
+    with warnings_as_lines():   # e.g. a BandwidthWarning: one `warning: ...` line on stderr per input
+        return classify_inputs(argv)
+
+
+def classify_inputs(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
     check_args(args)
     paths = audio_files(args.audio_path)
