@@ -110,14 +110,23 @@ experiment("cv_base_egemaps", "egemaps", kind="cv_baseline", groups=("cv",),
 PROSODY = "configs/tdnn_prosody.yml"
 NO_CACHE = {"dataset_conf": {"feature_cache": {"enable": False}}}
 SPEAKER_NORM = {"preprocess_conf": {"speaker_norm": {"enable": True}}}
-experiment("cv_prosody", PROSODY, kind="cv", groups=("cv",), note="tdnn_prosody.yml as shipped")
-experiment("cv_prosody_nofloor", PROSODY, {"preprocess_conf": {"method_args": {"noise_floor_db": None}}},
+NO_SPEAKER_NORM = {"preprocess_conf": {"speaker_norm": {"enable": False}}}
+experiment("cv_prosody", PROSODY, NO_SPEAKER_NORM, kind="cv", groups=("cv",),
+           note="tdnn_prosody.yml without speaker normalisation")
+experiment("cv_prosody_nofloor", PROSODY, compose(NO_SPEAKER_NORM, {"preprocess_conf": {"method_args": {
+    "noise_floor_db": None}}}),
            kind="cv", groups=("cv",), note="without the -75 dBFS noise floor (Kaldi's epsilon floor)")
 experiment("cv_prosody_spknorm", PROSODY, SPEAKER_NORM, kind="cv", groups=("cv",),
            note="features standardised per speaker (shrunk to the global statistics)")
 experiment("cv_prosody_chanaug", PROSODY, NO_CACHE, augment="configs/augmentation_channel.yml", kind="cv",
            groups=("cv",), note="channel augmentation (configs/augmentation_channel.yml)")
-experiment("cv_prosody_only", PROSODY, {"preprocess_conf": {"method_args": {"use_fbank": False}}},
+experiment("cv_prosody_spknorm_chanaug", PROSODY, compose(SPEAKER_NORM, NO_CACHE),
+           augment="configs/augmentation_channel.yml", kind="cv", groups=("cv",),
+           note="speaker normalisation and channel augmentation")
+experiment("cv_prosody_spknorm_only", PROSODY, compose(SPEAKER_NORM, {"preprocess_conf": {"method_args": {
+    "use_fbank": False}}}), kind="cv", groups=("cv",), note="speaker normalisation, prosody contours alone")
+experiment("cv_prosody_only", PROSODY, compose(NO_SPEAKER_NORM, {"preprocess_conf": {"method_args": {
+    "use_fbank": False}}}),
            kind="cv", groups=("cv",), note="the prosody contours alone, no log-mel")
 experiment("cv_egemaps", "configs/egemaps.yml", kind="cv", groups=("cv",), note="egemaps.yml as shipped")
 experiment("cv_egemaps_spknorm", "configs/egemaps.yml", SPEAKER_NORM, kind="cv", groups=("cv",),
