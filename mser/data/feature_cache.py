@@ -11,7 +11,7 @@ and lists is stale and refused with a clear error.
 import hashlib
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from tqdm import tqdm
@@ -53,9 +53,17 @@ def fingerprint(config: Dict[str, Any], items: Sequence[ListItem]) -> Dict[str, 
     return {"setup": feature_setup(config), "items": listing}
 
 
+FeatureFunction = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
+
+
 def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: Dict[str, Any],
-                     batch_size: int = 16, device="cpu", desc: str = "extracting") -> Dict[str, Any]:
-    """Features of every usable clip (the first eval_conf.max_duration seconds) and the skipped ones."""
+                     batch_size: int = 16, device="cpu", desc: str = "extracting",
+                     features_of: Optional[FeatureFunction] = None) -> Dict[str, Any]:
+    """Features of every usable clip (the first eval_conf.max_duration seconds) and the skipped ones.
+
+    features_of(waveforms (batch, samples), lengths (batch,)) -> ((batch, frames, dim), (batch,))
+    replaces the featurizer's forward when given."""
+    features_of = features_of or featurizer
     clip = config["dataset_conf"]["dataset"]
     max_samples = int(config["dataset_conf"]["eval_conf"]["max_duration"] * clip["sample_rate"])
     features, skipped = {}, {}
@@ -74,7 +82,7 @@ def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: 
             continue
         padded, lengths = pad_batch(waveforms)
         with torch.inference_mode():
-            batch, frame_lengths = featurizer(padded.to(device), lengths.to(device))
+            batch, frame_lengths = features_of(padded.to(device), lengths.to(device))
         for path, row, frames in zip(paths, batch.cpu(), frame_lengths.cpu().tolist()):
             features[path] = row[:frames].clone()
     return {"features": features, "skipped": skipped}
@@ -128,16 +136,20 @@ def prepare_caches(config: Dict[str, Any], featurizer: Featurizer, train_list: s
                    rebuild: bool = False, log=print) -> List[Dict[str, Any]]:
     """Load the caches of the training list and of `other_lists` [(path, items)], building the
     missing ones (all of them with `rebuild`). A clip-level featurizer's scaler is fitted on the
-    training list only, saved beside the lists, and loaded into `featurizer`."""
+    training list only, saved beside the lists, and loaded into `featurizer`; the training clips'
+    features are then extracted once, for the scaler and the cache together."""
     float16 = config["dataset_conf"]["feature_cache"]["float16"]
+    computed_train = None
     if featurizer.clip_level:
-        rebuild = prepare_scaler(config, featurizer, train_list, train_items, device, rebuild, log)
+        computed_train = prepare_scaler(config, featurizer, train_list, train_items, device, rebuild, log)
+        rebuild = rebuild or computed_train is not None
     caches = []
     for list_path, items in [(train_list, train_items), *other_lists]:
         path, stamp = cache_path(config, list_path), fingerprint(config, items)
         if rebuild or not os.path.isfile(path):
-            computed = compute_features(featurizer, items, config, device=device,
-                                        desc=f"features of {os.path.basename(list_path)}")
+            computed = computed_train if list_path == train_list and computed_train is not None else \
+                compute_features(featurizer, items, config, device=device,
+                                 desc=f"features of {os.path.basename(list_path)}")
             save_cache(path, computed, stamp, float16)
             log(f"cached features of {len(computed['features'])} clips from {list_path} in {path}"
                 + (f" ({len(computed['skipped'])} unusable clips skipped)" if computed["skipped"] else ""))
@@ -145,17 +157,48 @@ def prepare_caches(config: Dict[str, Any], featurizer: Featurizer, train_list: s
     return caches
 
 
-def prepare_scaler(config, featurizer, train_list, train_items, device, rebuild: bool, log) -> bool:
-    """Load the scaler, or fit it on the training list; returns whether the caches must be rebuilt."""
+def prepare_scaler(config, featurizer, train_list, train_items, device, rebuild: bool,
+                   log) -> Optional[Dict[str, Any]]:
+    """Load the scaler, or fit it on the training list. Returns None when it was loaded, else the
+    training list's standardised features (as compute_features gives them): the caches must be
+    rebuilt, and the training cache needs no second extraction."""
     path = scaler_path(config)
     if os.path.isfile(path) and not rebuild:
         featurizer.load_scaler(path)
-        return False
+        return None
     featurizer.reset_scaler()
-    raw = compute_features(featurizer, train_items, config, device=device, desc="fitting the scaler")
+    raw = compute_features(featurizer, train_items, config, device=device, desc="fitting the scaler",
+                           features_of=marked_raw_features(featurizer))
+    featurizer.reset_scaler()
     if not raw["features"]:
         raise DataError(f"no usable clip in {train_list} to fit the {type(featurizer).__name__} scaler on")
-    featurizer.fit_scaler(torch.cat(list(raw["features"].values())).numpy())
+    marked = torch.cat(list(raw["features"].values()))
+    # what forward gives with the identity scaler: the values extract could not compute are 0
+    featurizer.fit_scaler(torch.where(torch.isnan(marked), 0.0, marked).numpy())
     featurizer.save_scaler(path)
     log(f"fitted the {type(featurizer).__name__} scaler on {len(raw['features'])} training clips: {path}")
-    return True
+    standardised = {clip: standardize_marked(featurizer, row) for clip, row in raw["features"].items()}
+    return {"features": standardised, "skipped": raw["skipped"]}
+
+
+def marked_raw_features(featurizer) -> FeatureFunction:
+    """A clip-level featurizer's raw features as one-frame sequences, ((batch, 1, dim), (batch,)).
+
+    extract fills the values it cannot compute with the scaler's mean; a NaN mean marks them, so
+    that the fit (which sees 0 there, as forward with the identity scaler gives) and the cache
+    (the fitted mean there, as forward with the fitted scaler gives) can each fill them."""
+    def features_of(waveforms: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        featurizer.scaler_mean.fill_(float("nan"))
+        try:
+            raw = featurizer.extract(waveforms, lengths)
+        finally:
+            featurizer.scaler_mean.zero_()
+        return raw[:, None, :], torch.ones(raw.shape[0], dtype=torch.long, device=raw.device)
+    return features_of
+
+
+def standardize_marked(featurizer, marked: torch.Tensor) -> torch.Tensor:
+    """Raw features with NaN marks (frames, dim) -> what forward gives with the fitted scaler."""
+    mean = featurizer.scaler_mean
+    marked = marked.to(mean.device)
+    return featurizer.standardize(torch.where(torch.isnan(marked), mean.expand_as(marked), marked)).cpu()
