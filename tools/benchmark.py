@@ -4,7 +4,8 @@ inference, memory, the hardware's matmul peak, and bfloat16.
 Sections (--sections, all by default):
   hardware  fp32 and bf16 matmul GFLOP/s (2048 x 2048); per model the fwd+bwd GFLOP of one clip
             and the share of the fp32 peak its training step reaches on precomputed features
-  features  clips/s and real-time factor of every featurizer, 3 s clips in batches of 32
+  features  clips/s and real-time factor of every featurizer whose optional extra is installed
+            (--featurizers), 3 s clips in batches of 32; --quick leaves out the openSMILE sets
   train     per model: end-to-end training clips/s through MSERTrainer.train_epoch on generated 3 s
             WAV files, from audio (AudioDataset, DataLoader workers, collate, featurizer, model,
             optimizer: the path waveform augmentation needs) and from the feature cache
@@ -56,7 +57,7 @@ from mser.audio import load_audio  # noqa: E402
 from mser.config import apply_overwrites, load_config, save_config  # noqa: E402
 from mser.data.lists import write_data_list, write_label_list  # noqa: E402
 from mser.factory import featurizer_from_config  # noqa: E402
-from mser.features import build_featurizer, list_featurizers  # noqa: E402
+from mser.features import build_featurizer, list_featurizers, missing_extra  # noqa: E402
 from mser.models import list_models  # noqa: E402
 
 SAMPLE_RATE = 16000
@@ -64,6 +65,9 @@ CLIP_SECONDS = 3.0
 LABELS = ["neutral", "happy", "sad", "angry", "fearful", "surprised"]
 SECTIONS = ("hardware", "features", "train", "infer", "bf16", "memory")
 QUICK_MODELS = ("BiLSTM", "EcapaTdnn")
+# openSMILE analyses one clip at a time on the CPU, 8-23 clips/s against ~1300 for Fbank: the two sets
+# took 10 s of a --quick run (3 batches of 32 clips each) on 2 busy cores
+SLOW_FEATURIZERS = ("eGeMAPS", "ComParE")
 BF16_MODEL = "EcapaTdnn"
 LONG_FILE_SECONDS = 600.0
 
@@ -75,6 +79,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--models", default=None,
                         help="comma-separated models (default: every registered one; --quick: "
                              + ",".join(QUICK_MODELS) + ")")
+    parser.add_argument("--featurizers", default=None,
+                        help="comma-separated featurizers for the features section (default: every registered "
+                             "one whose optional extra is installed; --quick leaves out "
+                             + ",".join(SLOW_FEATURIZERS) + ")")
     parser.add_argument("--batch_size", type=int, default=32, help="training and featurizer batch size")
     parser.add_argument("--batches", type=int, default=4, help="training batches timed per model")
     parser.add_argument("--runs", type=int, default=10, help="timed repetitions for inference and featurizers")
@@ -106,9 +114,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     missing = sorted(set(args.models) - set(list_models()))
     if missing:
         parser.error(f"unknown model(s) {', '.join(missing)}; registered: {', '.join(list_models())}")
+    args.featurizers, args.featurizers_skipped = choose_featurizers(parser, args.featurizers, args.quick)
     if args.quick:
         args.batches, args.runs, args.repeats = 1, min(args.runs, 2), 1
     return args
+
+
+def choose_featurizers(parser: argparse.ArgumentParser, requested: Optional[str], quick: bool):
+    """The featurizers to time and {name: why not} for those left out: a missing optional extra
+    (e.g. opensmile) or, by default under --quick, slowness."""
+    if requested:
+        names = [name.strip() for name in requested.split(",") if name.strip()]
+        unknown = sorted(set(names) - set(list_featurizers()))
+        if unknown:
+            parser.error(f"unknown featurizer(s) {', '.join(unknown)}; registered: {', '.join(list_featurizers())}")
+    else:
+        names = list_featurizers()
+    skipped = {name: f'needs pip install "mser[{missing_extra(name)}]"' for name in names if missing_extra(name)}
+    if quick and not requested:
+        skipped.update({name: "slow, left out of --quick (name it in --featurizers)"
+                        for name in names if name in SLOW_FEATURIZERS and name not in skipped})
+    return [name for name in names if name not in skipped], skipped
 
 
 # ---------------------------------------------------------------- timing helpers
@@ -273,11 +299,12 @@ def hardware_peak(device: torch.device, quick: bool) -> Dict[str, float]:
             "bf16_gflops": round(matmul_gflops(torch.bfloat16, device, runs=runs), 1)}
 
 
-def featurizer_rows(workspace: Workspace, device: torch.device, batch_size: int, runs: int) -> List[Dict]:
+def featurizer_rows(workspace: Workspace, device: torch.device, batch_size: int, runs: int,
+                    names: Sequence[str]) -> List[Dict]:
     waveforms = workspace.batch(batch_size).to(device)
     lengths = torch.full((batch_size,), waveforms.shape[1], dtype=torch.long, device=device)
     rows = []
-    for name in list_featurizers():
+    for name in names:
         featurizer = build_featurizer(name, sample_rate=SAMPLE_RATE).to(device).eval()
         with torch.inference_mode():
             seconds = best_seconds(lambda f=featurizer: f(waveforms, lengths), device, runs, warmup=1)
@@ -545,6 +572,8 @@ def print_results(results: Dict[str, Any]) -> None:
               f"bf16 {results['hardware']['bf16_gflops']} GFLOP/s")
     print(table("featurizers (3 s clips, batch 32)", results.get("features", []),
                 ["featurizer", "feature_dim", "clips_per_s", "real_time_factor"]))
+    for name, reason in meta.get("featurizers_skipped", {}).items():
+        print(f"{name}: not timed, {reason}")
     print(table("training (3 s clips)", results.get("train", []),
                 ["model", "pipeline_clips_per_s", "model_only_clips_per_s", "pipeline_efficiency",
                  "cached_clips_per_s", "cached_efficiency", "featurizer_clips_per_s", "loader_clips_per_s",
@@ -594,7 +623,7 @@ def run(args) -> Dict[str, Any]:
         peak = None
         sections = {
             "hardware": lambda: hardware_peak(device, args.quick),
-            "features": lambda: featurizer_rows(workspace, device, args.batch_size, args.runs),
+            "features": lambda: featurizer_rows(workspace, device, args.batch_size, args.runs, args.featurizers),
             "train": lambda: [training_row(model, workspace, args, peak) for model in args.models],
             "infer": lambda: [inference_row(model, workspace, device, args.runs, args.overwrites)
                               for model in args.models],
@@ -602,6 +631,8 @@ def run(args) -> Dict[str, Any]:
             "memory": lambda: memory_section(workspace, args),
         }
         results["meta"]["section_seconds"] = {}
+        if "features" in args.sections:
+            results["meta"]["featurizers_skipped"] = args.featurizers_skipped
         for name in SECTIONS:
             if name in args.sections:
                 started = time.perf_counter()
