@@ -8,7 +8,7 @@ import numpy as np
 from mser import mic
 from mser.cli.common import exits_cleanly, str2bool
 from mser.cli.record_audio import add_device_arguments, print_devices, record_clip
-from mser.errors import ConfigError
+from mser.errors import ConfigError, warnings_as_lines
 
 SILENCE_DBFS = -60.0   # below this level a recording is reported as silence, not classified
 SESSION = "microphone session"   # the speaker whose running statistics a session keeps
@@ -68,6 +68,12 @@ def run_loop(predictor, pa, device: mic.InputDevice, args: argparse.Namespace) -
 
 @exits_cleanly
 def main(argv: Optional[List[str]] = None) -> int:
+    # e.g. a BandwidthWarning for a narrow-band microphone: one `warning: ...` line on stderr per recording
+    with warnings_as_lines():
+        return listen(argv)
+
+
+def listen(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
     check_args(args)
     mic.import_pyaudio()   # say what to install before spending time on the model
