@@ -1,14 +1,74 @@
-"""The scripts' manners: a narrow-band microphone is one warning line."""
+"""The scripts' manners: a closed stdout ends them quietly, a narrow-band microphone is one warning line."""
+import os
+import subprocess
+
 import numpy as np
-
-from conftest import run_script
-
 import pytest
 
+from conftest import PYTHON, REPO, run_script
+
 pytest.register_assert_rewrite("mic_fixtures")  # see test_predictor.py
-from mic_fixtures import LoopedClip, synthetic_clip, write_clip  # noqa: E402
+from mic_fixtures import LABELS, LoopedClip, synthetic_clip, write_clip  # noqa: E402
 
 pytest_plugins = ["mic_fixtures"]
+
+SCRIPTS = ["train.py", "eval.py", "infer.py", "infer_record.py", "record_audio.py", "create_data.py",
+           "extract_features.py"]
+
+
+def run_into_closed_pipe(*args: str) -> subprocess.CompletedProcess:
+    """Run a root script whose stdout is a pipe nobody reads any more (`... | head -1` once head is gone)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([PYTHON, *map(str, args)], cwd=REPO, stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=300)
+    finally:
+        os.close(write_end)
+
+
+def assert_quiet(result: subprocess.CompletedProcess, returncodes=(141,)) -> None:
+    assert result.returncode in returncodes, result.stderr
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+    assert "Exception ignored" not in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("polish_audio")
+    rng = np.random.default_rng(5)
+    for index in range(6):
+        write_clip(folder / f"clip{index}.wav", synthetic_clip(LABELS[index % 3], 1.0, rng))
+    return folder
+
+
+# ---------------------------------------------------------------- a closed stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_into_a_closed_pipe_exits_quietly(script):
+    # argparse drops what it cannot write (and exits 0) when the pipe breaks in its own write
+    assert_quiet(run_into_closed_pipe(REPO / script, "--help"), returncodes=(0, 141))
+
+
+def test_infer_into_a_closed_pipe_exits_quietly(tiny_model, audio_dir):
+    assert_quiet(run_into_closed_pipe(REPO / "infer.py", "--model_path", tiny_model, "--audio_path", audio_dir,
+                                      "--json"))
+
+
+def test_infer_piped_into_head(tiny_model, audio_dir):
+    command = f'"{PYTHON}" infer.py --model_path "{tiny_model}" --audio_path "{audio_dir}" --json | head -1'
+    result = subprocess.run(["bash", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+
+
+def test_user_errors_still_exit_2_with_one_line():
+    result = run_script("infer.py", "--model_path", "/nonexistent/model", "--audio_path", "x.wav")
+    assert result.returncode == 2 and result.stderr.startswith("error: "), result.stderr
+
+
+# ---------------------------------------------------------------- infer_record.py and a narrow-band microphone
 
 
 def test_infer_record_prints_one_warning_line_for_a_narrow_band_microphone(pulse_loopback, tiny_model, tmp_path):

@@ -1,6 +1,8 @@
-"""What every script shares: boolean options, --configs/--overwrites, and one-line errors."""
+"""What every script shares: boolean options, --configs/--overwrites, one-line errors, and a quiet
+exit when the reader of stdout goes away."""
 import argparse
 import functools
+import os
 import sys
 
 from mser.errors import MSERError
@@ -24,22 +26,39 @@ def add_config_arguments(parser: argparse.ArgumentParser, default_config: str = 
                              "dataset_conf.dataLoader.batch_size=16\" (values are YAML scalars)")
 
 
+# The exit status of a process that SIGPIPE ends, as `yes | head -1` leaves `yes`.
+BROKEN_PIPE_EXIT = 128 + 13
+
+
 def exits_cleanly(main):
-    """Turn user errors (and unusable paths) into `error: ...` on stderr and exit code 2, and Ctrl-C
-    into exit 130."""
+    """Turn user errors (and unusable paths) into `error: ...` on stderr and exit code 2, Ctrl-C
+    into exit 130, and a closed stdout (`infer.py ... | head -1`) into a quiet exit 141."""
     @functools.wraps(main)
     def wrapper(argv=None):
         try:
-            return main(argv)
-        except MSERError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-        except OSError as e:
-            if e.filename is None:  # not about a path the user gave
-                raise
-            print(f"error: {e.strerror or e}: {e.filename}", file=sys.stderr)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
+            try:
+                return report_errors(main, argv)
+            finally:
+                sys.stdout.flush()  # a closed pipe shows here, not as a message at interpreter exit
+        except BrokenPipeError:
+            # what is still buffered goes nowhere, so the interpreter's own flush at exit is quiet
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(BROKEN_PIPE_EXIT)
     return wrapper
+
+
+def report_errors(main, argv):
+    """main(argv), with user errors as one `error: ...` line and exit 2, Ctrl-C as exit 130."""
+    try:
+        return main(argv)
+    except MSERError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        if e.filename is None:  # not about a path the user gave (a BrokenPipeError among them)
+            raise
+        print(f"error: {e.strerror or e}: {e.filename}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
