@@ -1,5 +1,7 @@
-"""The scripts' manners: a closed stdout ends them quietly, a narrow-band microphone is one warning line."""
+"""The scripts' manners: a closed stdout ends them quietly, --help shows each default once, --use_gpu
+means the same everywhere, a narrow-band microphone is one warning line."""
 import os
+import re
 import subprocess
 
 import numpy as np
@@ -14,6 +16,7 @@ pytest_plugins = ["mic_fixtures"]
 
 SCRIPTS = ["train.py", "eval.py", "infer.py", "infer_record.py", "record_audio.py", "create_data.py",
            "extract_features.py"]
+GPU_SCRIPTS = ["train.py", "eval.py", "infer.py", "infer_record.py", "extract_features.py"]
 
 
 def run_into_closed_pipe(*args: str) -> subprocess.CompletedProcess:
@@ -66,6 +69,53 @@ def test_infer_piped_into_head(tiny_model, audio_dir):
 def test_user_errors_still_exit_2_with_one_line():
     result = run_script("infer.py", "--model_path", "/nonexistent/model", "--audio_path", "x.wav")
     assert result.returncode == 2 and result.stderr.startswith("error: "), result.stderr
+
+
+# ---------------------------------------------------------------- --help and --use_gpu
+
+
+def option_entries(help_text: str) -> list:
+    """Each option's block of `--help` (its first line starts with '  -'), whitespace collapsed."""
+    options = help_text[help_text.index("options:"):] if "options:" in help_text else help_text
+    blocks = re.split(r"\n(?=  -)", options)
+    return [" ".join(block.split()) for block in blocks[1:]]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_shows_each_default_once(script):
+    result = run_script(script, "--help")
+    assert result.returncode == 0, result.stderr
+    entries = option_entries(result.stdout)
+    assert len(entries) >= 3, result.stdout
+    for entry in entries:
+        assert entry.count("default:") <= 1, entry
+        assert "(default: None)" not in entry and "(default: False)" not in entry, entry
+
+
+@pytest.mark.parametrize("script", GPU_SCRIPTS)
+def test_use_gpu_defaults_to_true_everywhere(script):
+    result = run_script(script, "--help")
+    [entry] = [entry for entry in option_entries(result.stdout) if entry.startswith("--use_gpu")]
+    assert entry.endswith("on the GPU when there is one, on the CPU otherwise; false: always on the CPU "
+                          "(default: true)"), entry
+
+
+def test_use_gpu_parses_to_true_when_left_out():
+    from mser.cli import eval as eval_cli
+    from mser.cli import extract_features, infer, infer_record, train
+    assert train.parse_args([]).use_gpu is True
+    assert eval_cli.parse_args(["--resume_model", "m"]).use_gpu is True
+    assert extract_features.parse_args([]).use_gpu is True
+    assert infer.build_parser().parse_args(["--model_path", "m", "--audio_path", "a"]).use_gpu is True
+    assert infer_record.build_parser().parse_args([]).use_gpu is True
+    assert infer.build_parser().parse_args(["--model_path", "m", "--audio_path", "a",
+                                            "--use_gpu", "false"]).use_gpu is False
+
+
+def test_infer_with_the_default_use_gpu_runs_anywhere(tiny_model, audio_dir):
+    result = run_script("infer.py", "--model_path", tiny_model, "--audio_path", audio_dir / "clip0.wav")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
 
 
 # ---------------------------------------------------------------- infer_record.py and a narrow-band microphone

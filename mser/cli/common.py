@@ -1,5 +1,5 @@
-"""What every script shares: boolean options, --configs/--overwrites, one-line errors, and a quiet
-exit when the reader of stdout goes away."""
+"""What every script shares: boolean options, --configs/--overwrites, --use_gpu, help that shows
+each default once, one-line errors, and a quiet exit when the reader of stdout goes away."""
 import argparse
 import functools
 import os
@@ -15,6 +15,25 @@ def str2bool(text: str) -> bool:
     if value in ("0", "false", "no", "n", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help, unless the help already says its default or the
+    option is off when left out (default None or False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        off = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if not action.option_strings or "default" in text or off:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def add_use_gpu_argument(parser: argparse.ArgumentParser, verb: str = "run") -> None:
+    """--use_gpu, the same in every script: the GPU when there is one, else the CPU."""
+    parser.add_argument("--use_gpu", type=str2bool, default=True,
+                        help=f"{verb} on the GPU when there is one, on the CPU otherwise; false: always "
+                             "on the CPU (default: true)")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default_config: str = "configs/ecapa_tdnn.yml",

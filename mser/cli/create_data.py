@@ -5,7 +5,7 @@ import os
 import time
 from typing import List, Optional
 
-from mser.cli.common import exits_cleanly, str2bool
+from mser.cli.common import HelpFormatter, exits_cleanly, str2bool
 from mser.data.corpora import (PARSERS, format_summary, format_test_only_summary, load_corpus, split_corpus,
                                write_lists, write_test_only_list)
 from mser.errors import ConfigError, DataError
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "List paths are --data_dir joined with each file's path below it, so a relative "
                     "--data_dir gives paths relative to the current directory. With --test_only, write "
                     "only a test list indexed by an existing label list (cross-corpus evaluation).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("--dataset", default="demo", choices=list(PARSERS),
                         help="corpus naming scheme (see mser/data/corpora.py); folder: DIR/<label>/*.wav")
     parser.add_argument("--data_dir", default=None,

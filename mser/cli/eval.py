@@ -3,7 +3,7 @@ import argparse
 import json
 import os
 
-from mser.cli.common import exits_cleanly, str2bool
+from mser.cli.common import HelpFormatter, add_use_gpu_argument, exits_cleanly
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -12,7 +12,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "checkpoint are used unless --configs is given. A model trained with speaker "
                     "normalisation gets each clip standardised with the statistics of its speaker "
                     "in the list (third column), clips without one with the training set's.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("--resume_model", required=True,
                         help="checkpoint directory, e.g. models/EcapaTdnn_Fbank/best_model")
     parser.add_argument("--configs", default=None, help="YAML config overriding the stored one")
@@ -22,7 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output_dir", default="output/eval",
                         help="where metrics.json and confusion_matrix.png are written")
     parser.add_argument("--json", action="store_true", help="print metrics.json as the last line of stdout")
-    parser.add_argument("--use_gpu", type=str2bool, default=True, help="evaluate on the GPU when there is one")
+    add_use_gpu_argument(parser, "evaluate")
     return parser.parse_args(argv)
 
 

@@ -2,7 +2,7 @@
 import argparse
 import time
 
-from mser.cli.common import add_config_arguments, exits_cleanly, str2bool
+from mser.cli.common import HelpFormatter, add_config_arguments, add_use_gpu_argument, exits_cleanly
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -11,9 +11,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "(dataset_conf.feature_cache.cache_dir). Training and evaluation read the cache when "
                     "dataset_conf.feature_cache.enable is true; clip-level features (CustomFeatures) always "
                     "do, with a scaler fitted on the training list only.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     add_config_arguments(parser)
-    parser.add_argument("--use_gpu", type=str2bool, default=True, help="compute on the GPU when there is one")
+    add_use_gpu_argument(parser, "compute")
     return parser.parse_args(argv)
 
 

@@ -8,7 +8,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, TextIO
 import numpy as np
 
 from mser.audio import audio_info
-from mser.cli.common import exits_cleanly, str2bool
+from mser.cli.common import HelpFormatter, add_use_gpu_argument, exits_cleanly
 from mser.errors import AudioError, MSERError, warnings_as_lines
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au")
@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Predict the emotion of audio files. A file longer than the model's window "
                     "(dataset_conf.eval_conf.max_duration) is also split into segments, each with "
-                    "its own label and start/end times.")
+                    "its own label and start/end times.",
+        formatter_class=HelpFormatter)
     parser.add_argument("--model_path", required=True,
                         help="checkpoint directory, e.g. models/EcapaTdnn_Fbank/best_model")
     parser.add_argument("--audio_path", required=True,
@@ -37,8 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top_k", type=int, default=3, help="how many of the most likely labels to show (default: 3)")
     parser.add_argument("--threshold", type=float, default=0.0,
                         help="top probability below which the label is 'unknown' (default: 0, never)")
-    parser.add_argument("--use_gpu", type=str2bool, default=False,
-                        help="run on the GPU when there is one (default: false)")
+    add_use_gpu_argument(parser)
     return parser
 
 

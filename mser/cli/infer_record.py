@@ -6,7 +6,7 @@ from typing import List, Optional
 import numpy as np
 
 from mser import mic
-from mser.cli.common import exits_cleanly, str2bool
+from mser.cli.common import HelpFormatter, add_use_gpu_argument, exits_cleanly
 from mser.cli.record_audio import add_device_arguments, print_devices, record_clip
 from mser.errors import ConfigError, warnings_as_lines
 
@@ -17,7 +17,8 @@ SESSION = "microphone session"   # the speaker whose running statistics a sessio
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Live emotion recognition: record --record_seconds from a microphone, print the "
-                    "predicted label and its probability, and repeat until Ctrl-C or --max_loops.")
+                    "predicted label and its probability, and repeat until Ctrl-C or --max_loops.",
+        formatter_class=HelpFormatter)
     parser.add_argument("--model_path", default=None,
                         help="checkpoint directory, e.g. models/EcapaTdnn_Fbank/best_model "
                              "(required unless --list_devices)")
@@ -29,8 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="top probability below which the loop says it is unsure (default: 0.5)")
     parser.add_argument("--max_loops", type=int, default=0,
                         help="stop after this many recordings (default: 0, run until Ctrl-C)")
-    parser.add_argument("--use_gpu", type=str2bool, default=False,
-                        help="run on the GPU when there is one (default: false)")
+    add_use_gpu_argument(parser)
     return parser
 
 

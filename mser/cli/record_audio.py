@@ -7,12 +7,13 @@ import numpy as np
 
 from mser import mic
 from mser.audio import resample
-from mser.cli.common import exits_cleanly
+from mser.cli.common import HelpFormatter, exits_cleanly
 from mser.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Record audio from a microphone into a WAV file.")
+    parser = argparse.ArgumentParser(description="Record audio from a microphone into a WAV file.",
+                                     formatter_class=HelpFormatter)
     add_device_arguments(parser)
     parser.add_argument("--record_seconds", type=float, default=3.0, help="length of the recording in seconds")
     parser.add_argument("--sample_rate", type=int, default=16000, help="sample rate of the WAV file in Hz")

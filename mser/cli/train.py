@@ -1,14 +1,14 @@
 """train.py: train a model from a YAML config (one process, or under torchrun for DDP)."""
 import argparse
 
-from mser.cli.common import add_config_arguments, exits_cleanly, str2bool
+from mser.cli.common import HelpFormatter, add_config_arguments, add_use_gpu_argument, exits_cleanly
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Train a speech emotion recognition model. Run under "
                     "`torchrun --nproc_per_node=N train.py ...` to train data-parallel.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     add_config_arguments(parser)
     parser.add_argument("--data_augment_configs", default=None,
                         help="augmentation YAML (e.g. configs/augmentation.yml); none when omitted")
@@ -19,7 +19,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="checkpoint directory to continue from exactly (epoch, optimizer, schedule)")
     parser.add_argument("--pretrained_model", default=None,
                         help="checkpoint directory whose matching weights initialise the model")
-    parser.add_argument("--use_gpu", type=str2bool, default=True, help="train on the GPU when there is one")
+    add_use_gpu_argument(parser, "train")
     return parser.parse_args(argv)
 
 
