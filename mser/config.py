@@ -94,9 +94,13 @@ OPEN_SECTIONS = {
 
 def load_config(path: Optional[str], overwrites: Optional[str] = None,
                 defaults: Dict[str, Any] = DEFAULT_CONFIG, open_sections=OPEN_SECTIONS) -> Dict[str, Any]:
-    """Read a YAML config, merge it over `defaults`, apply `overwrites` and validate the result."""
+    """Read a YAML config, merge it over `defaults`, apply `overwrites` and validate the result.
+    An error in the file names the file."""
     user = read_yaml(path) if path else {}
-    config = merge(defaults, user, open_sections)
+    try:
+        config = merge(defaults, user, open_sections)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
     if overwrites:
         config = apply_overwrites(config, overwrites, defaults, open_sections)
     return config
@@ -121,14 +125,37 @@ def read_yaml(path: str) -> Dict[str, Any]:
 
 def merge(defaults: Dict[str, Any], user: Dict[str, Any], open_sections=OPEN_SECTIONS,
           prefix: tuple = ()) -> Dict[str, Any]:
-    """Return a copy of `defaults` updated with `user`, refusing unknown keys and wrong types."""
-    result = copy.deepcopy(defaults)
+    """Return a copy of `defaults` updated with `user`, refusing unknown keys (every one of them,
+    in one error) and wrong types."""
+    unknown = unknown_keys(defaults, user, open_sections, prefix)
+    if len(unknown) == 1:
+        key, section, key_prefix = unknown[0]
+        raise ConfigError(f"unknown config key '{dotted(key_prefix + (key,))}'"
+                          f"{nearest_key(key, section, key_prefix)}")
+    if unknown:
+        raise ConfigError(f"{len(unknown)} unknown config keys: " + ", ".join(
+            f"'{dotted(key_prefix + (key,))}' ({key_hint(key, section, key_prefix)})"
+            for key, section, key_prefix in unknown))
+    return merge_known(defaults, user, open_sections, prefix)
+
+
+def unknown_keys(defaults: Dict[str, Any], user: Dict[str, Any], open_sections, prefix: tuple) -> list:
+    """[(key, the defaults' section it is not in, the section's path)] for every key of `user`
+    (sections within sections included) that `defaults` does not have."""
+    unknown = []
     for key, value in user.items():
         path = prefix + (key,)
         if key not in defaults:
-            raise ConfigError(f"unknown config key '{dotted(path)}'"
-                              f"{nearest_key(key, defaults, prefix)}")
-        result[key] = checked_value(defaults[key], value, path, open_sections)
+            unknown.append((key, defaults, prefix))
+        elif path not in open_sections and isinstance(defaults[key], dict) and isinstance(value, dict):
+            unknown.extend(unknown_keys(defaults[key], value, open_sections, path))
+    return unknown
+
+
+def merge_known(defaults: Dict[str, Any], user: Dict[str, Any], open_sections, prefix: tuple) -> Dict[str, Any]:
+    result = copy.deepcopy(defaults)
+    for key, value in user.items():
+        result[key] = checked_value(defaults[key], value, prefix + (key,), open_sections)
     return result
 
 
@@ -227,11 +254,17 @@ def apply_overwrites(config: Dict[str, Any], overwrites: str, defaults: Dict[str
 
 
 def nearest_key(key: str, section: Dict[str, Any], prefix: tuple) -> str:
+    hint = key_hint(key, section, prefix)
+    return f" ({hint})" if hint.startswith("did you mean") else f"; {hint}"
+
+
+def key_hint(key: str, section: Dict[str, Any], prefix: tuple) -> str:
+    """"did you mean 'a.b'?" or "valid keys here: ..." for a key missing from `section`."""
     hint = nearest(key, section)
     if hint:
         match = re.search(r"'(.*)'", hint).group(1)
-        return f" (did you mean '{dotted(prefix + (match,))}'?)"
-    return f"; valid keys here: {', '.join(sorted(section))}"
+        return f"did you mean '{dotted(prefix + (match,))}'?"
+    return f"valid keys here: {', '.join(sorted(section))}"
 
 
 def dotted(path: Iterable[str]) -> str:

@@ -114,3 +114,28 @@ def test_apply_overwrites():
 def test_bad_overwrites(text, message):
     with pytest.raises(ConfigError, match=message):
         apply_overwrites(load_config(None), text)
+
+
+def test_every_unknown_key_in_one_error_naming_the_file(tmp_path):
+    path = write(tmp_path, "train_conf:\n  max_epochs: 7\ndataset_conf:\n  dataLoader:\n    batchsize: 8\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: 2 unknown config keys: ") and "\n" not in message
+    assert "'train_conf.max_epochs' (did you mean 'train_conf.max_epoch'?)" in message
+    assert "'dataset_conf.dataLoader.batchsize' (did you mean 'dataset_conf.dataLoader.batch_size'?)" in message
+
+
+def test_a_wrong_value_in_a_file_names_the_file(tmp_path):
+    path = write(tmp_path, "train_conf:\n  max_epoch: ten\n")
+    with pytest.raises(ConfigError, match=f"^{path}: 'train_conf.max_epoch' must be a number"):
+        load_config(path)
+
+
+def test_train_reports_every_misspelt_key_of_its_config(tmp_path):
+    from conftest import assert_one_line_error, run_script
+    path = write(tmp_path, "train_conf:\n  max_epochs: 7\nmodel_conf:\n  modell: TDNN\n")
+    result = run_script("train.py", "--configs", path, "--use_gpu", "false", "--log_dir", "",
+                        "--save_model_path", tmp_path / "models")
+    assert_one_line_error(result, f"{path}: 2 unknown config keys: 'train_conf.max_epochs'")
+    assert "'model_conf.modell' (did you mean 'model_conf.model'?)" in result.stderr
