@@ -12,10 +12,17 @@ class Context:
     local_rank: int
     world_size: int
     device: torch.device
+    backend: str = ""   # the process group's (gloo or nccl); empty for a single process
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def describe(self) -> str:
+        """One line for the log: the processes, the process group's backend and the device."""
+        if not self.distributed:
+            return f"one process on {self.device.type}"
+        return f"data-parallel: {self.world_size} processes, {self.backend} backend, on {self.device.type}"
 
     @property
     def distributed(self) -> bool:
@@ -32,9 +39,12 @@ def setup(use_gpu: bool) -> Context:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if on_gpu else "gloo")
-    return Context(rank, local_rank, world_size, device)
+    backend = ""
+    if world_size > 1:
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if on_gpu else "gloo")
+        backend = str(dist.get_backend())
+    return Context(rank, local_rank, world_size, device, backend)
 
 
 def sum_across_ranks(values, context: Context) -> list:

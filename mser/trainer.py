@@ -206,6 +206,7 @@ class MSERTrainer:
         self.log(f"{len(train_items)} training, {len(val_items)} validation, {len(test_items)} test clips; "
                  f"{len(self.labels)} labels: {', '.join(self.labels)}")
         self.log(format_config(self.config))
+        self.log(self.context.describe())
         self.log(f"mixed precision: {str(amp.dtype).replace('torch.', '')} autocast on {self.device.type}"
                  if amp.enabled else "mixed precision: off (float32)")
         self.print_summary(model)

@@ -1,5 +1,6 @@
 """The scripts' manners: a closed stdout ends them quietly, --help shows each default once, --use_gpu
-means the same everywhere, a narrow-band microphone is one warning line."""
+means the same everywhere, a narrow-band microphone is one warning line, torchrun runs say what they
+run on."""
 import os
 import re
 import subprocess
@@ -7,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import PYTHON, REPO, run_script
+from conftest import PYTHON, REPO, run_script, tiny_overwrites
 
 pytest.register_assert_rewrite("mic_fixtures")  # see test_predictor.py
 from mic_fixtures import LABELS, LoopedClip, synthetic_clip, write_clip  # noqa: E402
@@ -131,3 +132,28 @@ def test_infer_record_prints_one_warning_line_for_a_narrow_band_microphone(pulse
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("warning: ") and "band-limited" in lines[0], result.stderr
     assert result.stdout.splitlines()[1].startswith("[1] "), result.stdout
+
+
+# ---------------------------------------------------------------- torchrun
+
+
+def test_torchrun_says_how_many_processes_and_which_backend(demo_lists, tmp_path):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "label_list.txt").write_text((demo_lists / "label_list.txt").read_text())
+    for name, clips in (("train_list.txt", 24), ("test_list.txt", 8)):
+        (lists / name).write_text("".join((demo_lists / name).read_text().splitlines(True)[:clips]))
+    torchrun = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29547"]
+    result = subprocess.run(
+        [*torchrun, str(REPO / "train.py"), "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
+         "--save_model_path", str(tmp_path / "models"), "--log_dir", "",
+         "--overwrites", tiny_overwrites(lists, **{"dataset_conf.dataLoader.batch_size": 4})],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("data-parallel: 2 processes, gloo backend, on cpu") == 1, result.stdout[-3000:]
+
+
+def test_a_single_process_says_so(demo_lists, tmp_path):
+    from mser.trainer import MSERTrainer
+    trainer = MSERTrainer(configs="configs/bi_lstm.yml", use_gpu=False, overwrites=tiny_overwrites(demo_lists))
+    assert trainer.context.describe() == "one process on cpu"
