@@ -105,6 +105,10 @@ experiment("cv_base_logmel", "logmel", kind="cv_baseline", groups=("cv",),
            note="logistic regression on each clip's 80 log-mel means and sds")
 experiment("cv_base_egemaps", "egemaps", kind="cv_baseline", groups=("cv",),
            note="logistic regression on openSMILE eGeMAPSv02 functionals (88)")
+experiment("base_egemaps_spk", "egemaps+speaker", kind="baseline", groups=("baselines",),
+           note="logistic regression on eGeMAPS functionals standardised per speaker")
+experiment("cv_base_egemaps_spk", "egemaps+speaker", kind="cv_baseline", groups=("cv",),
+           note="logistic regression on eGeMAPS functionals standardised per speaker")
 
 # --- what carries across voices and channels: voice-wise cross-validation on the training voices
 PROSODY = "configs/tdnn_prosody.yml"
@@ -128,9 +132,12 @@ experiment("cv_prosody_spknorm_only", PROSODY, compose(SPEAKER_NORM, {"preproces
 experiment("cv_prosody_only", PROSODY, compose(NO_SPEAKER_NORM, {"preprocess_conf": {"method_args": {
     "use_fbank": False}}}),
            kind="cv", groups=("cv",), note="the prosody contours alone, no log-mel")
-experiment("cv_egemaps", "configs/egemaps.yml", kind="cv", groups=("cv",), note="egemaps.yml as shipped")
+experiment("cv_egemaps", "configs/egemaps.yml", NO_SPEAKER_NORM, kind="cv", groups=("cv",),
+           note="egemaps.yml without speaker normalisation")
 experiment("cv_egemaps_spknorm", "configs/egemaps.yml", SPEAKER_NORM, kind="cv", groups=("cv",),
            note="egemaps.yml, features standardised per speaker")
+experiment("cv_compare_spknorm", "configs/compare.yml", SPEAKER_NORM, kind="cv", groups=("cv",),
+           note="compare.yml (ComParE functionals), features standardised per speaker")
 
 
 def list_lines(path: str) -> List[str]:
@@ -301,12 +308,19 @@ def clip_statistics(kind: str, paths: Sequence[str]) -> np.ndarray:
 
 
 def labelled(path: str, kind: str, cache: Dict[str, np.ndarray]):
+    """(x, y) of a list; kind 'name+speaker' standardises each speaker's clips by their own mean and sd."""
     lines = list_lines(path)
     paths = [line.split("\t")[0] for line in lines]
     missing = [p for p in paths if p not in cache]
     if missing:
-        cache.update(zip(missing, clip_statistics(kind, missing)))
-    return np.stack([cache[p] for p in paths]), np.array([int(line.split("\t")[1]) for line in lines])
+        cache.update(zip(missing, clip_statistics(kind.split("+")[0], missing)))
+    x = np.stack([cache[p] for p in paths])
+    if kind.endswith("+speaker"):
+        speakers = np.array([speaker_of(line) for line in lines])
+        for speaker in set(speakers):
+            rows = speakers == speaker
+            x[rows] = (x[rows] - x[rows].mean(axis=0)) / (x[rows].std(axis=0) + 1e-8)
+    return x, np.array([int(line.split("\t")[1]) for line in lines])
 
 
 def fit_score(kind: str, train_path: str, score_paths: Dict[str, str], cache: Dict[str, np.ndarray]) -> dict:
@@ -328,7 +342,7 @@ def fit_score(kind: str, train_path: str, score_paths: Dict[str, str], cache: Di
 
 def run_baseline(name: str, out_dir: str, fold: Optional[int] = None, num_folds: int = 4) -> dict:
     kind, _, _, run_kind, _, note = EXPERIMENTS[name]
-    cache: Dict[str, np.ndarray] = BASELINE_CACHE.setdefault(kind, {})
+    cache: Dict[str, np.ndarray] = BASELINE_CACHE.setdefault(kind.split("+")[0], {})
     started = time.time()
     row = {"name": name, "fold": fold, "num_folds": num_folds if fold is not None else None, "seed": None,
            "config": kind, "kind": "cv" if fold is not None else "full", "note": note}
@@ -429,7 +443,8 @@ def table(out_dir: str) -> str:
         ordered = [by_fold[k] for k in sorted(by_fold)]
         uas = [r["val"].get("unweighted_accuracy", float("nan")) for r in ordered]
         lines.append(f"| {name} | {len(ordered)} | {mean_sd(uas)} | {' '.join(f'{u:.3f}' for u in uas)} | "
-                     f"{np.mean([r['train_wall_s'] for r in ordered]) / 60:.1f} min | {ordered[0]['note']} |")
+                     f"{np.mean([r['train_wall_s'] for r in ordered]) / 60:.1f} min | "
+                     f"{EXPERIMENTS[name][5] if name in EXPERIMENTS else ordered[0]['note']} |")
     return "\n".join(lines)
 
 
