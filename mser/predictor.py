@@ -109,7 +109,7 @@ class MSERPredictor:
         dataset = self.config["dataset_conf"]["dataset"]
         samples, native_rate = load_audio_and_rate(
             audio, self.sample_rate, sample_rate=sample_rate, min_duration=self.min_duration,
-            use_db_normalization=dataset["use_dB_normalization"], target_db=dataset["target_dB"])
+            use_db_normalization=dataset["use_dB_normalization"], target_db=dataset["target_dB"], clean=True)
         warn_if_band_limited(samples, self.sample_rate, native_rate, input_name(audio))   # BandwidthWarning
         return samples
 

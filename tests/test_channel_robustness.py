@@ -71,3 +71,31 @@ def test_robustness_tool_reports_every_condition(tiny_model, tmp_path):
 def test_robustness_tool_refuses_an_unknown_condition(tiny_model, tmp_path):
     result = run_script("tools/robustness.py", "--model_path", tiny_model, "--conditions", "clean,underwater")
     assert result.returncode == 2 and "unknown condition" in result.stderr
+
+
+def test_dc_offset_and_digital_silence_are_removed_and_real_noise_is_kept():
+    from mser.audio import remove_dc_and_digital_silence
+    rng = np.random.default_rng(3)
+    speech = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    silence = np.zeros(8000, np.float32)
+    padded = np.concatenate([silence, speech[:8000], silence, speech[8000:], silence]) + np.float32(0.05)
+    cleaned = remove_dc_and_digital_silence(padded, 16000)
+    assert cleaned.size == speech.size
+    assert np.allclose(cleaned, speech - speech.mean(), atol=1e-6)
+    quiet_noise = np.round(3e-4 * rng.standard_normal(16000) * 32768) / 32768   # -70 dBFS, 16-bit
+    assert remove_dc_and_digital_silence(quiet_noise.astype(np.float32), 16000).size == 16000
+    all_silence = np.zeros(4000, np.float32)
+    assert remove_dc_and_digital_silence(all_silence, 16000).size == 4000
+
+
+def test_padding_with_digital_silence_or_a_dc_offset_does_not_change_a_prediction(tiny_model):
+    from mser import MSERPredictor
+    predictor = MSERPredictor(model_path=tiny_model, use_gpu=False)
+    rng = np.random.default_rng(11)
+    for label in LABELS:
+        clip = synthetic_clip(label, 1.2, rng)
+        padded = np.concatenate([np.zeros(8000, np.float32), clip, np.zeros(4000, np.float32)])
+        clean = predictor.predict_scores(clip, sample_rate=16000)
+        for changed in (padded, clip + np.float32(0.05)):
+            scores = predictor.predict_scores(changed, sample_rate=16000)
+            assert all(abs(scores[name] - clean[name]) < 1e-3 for name in clean), (label, scores, clean)

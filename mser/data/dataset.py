@@ -68,7 +68,8 @@ class AudioDataset(ListDataset):
         path, label, speaker = self.items[index]
         try:
             samples = load_audio(path, self.sample_rate, min_duration=self.min_duration,
-                                 use_db_normalization=self.use_db_normalization, target_db=self.target_db)
+                                 use_db_normalization=self.use_db_normalization, target_db=self.target_db,
+                                 clean=True)
         except AudioError as e:
             return Sample(None, label, path, str(e), speaker)
         rng = self.rng(index)

@@ -72,7 +72,8 @@ def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: 
         for path, *_ in items[start:start + batch_size]:
             try:
                 samples = load_audio(path, clip["sample_rate"], min_duration=clip["min_duration"],
-                                     use_db_normalization=clip["use_dB_normalization"], target_db=clip["target_dB"])
+                                     use_db_normalization=clip["use_dB_normalization"], target_db=clip["target_dB"],
+                                     clean=True)
             except AudioError as e:
                 skipped[path] = str(e)
                 continue
