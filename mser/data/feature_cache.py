@@ -23,6 +23,11 @@ from mser.errors import AudioError, DataError
 from mser.features.base import Featurizer
 
 
+# What load_audio(clean=True) removes before features are computed; caches made without it get
+# another name and are rebuilt.
+AUDIO_CLEANING = "dc_offset+digital_silence"
+
+
 def cache_path(config: Dict[str, Any], list_path: str) -> str:
     cache = config["dataset_conf"]["feature_cache"]
     name = os.path.splitext(os.path.basename(list_path))[0]
@@ -43,7 +48,8 @@ def feature_setup(config: Dict[str, Any]) -> str:
              "method_args": config["preprocess_conf"]["method_args"],
              "sample_rate": clip["sample_rate"], "use_dB_normalization": clip["use_dB_normalization"],
              "target_dB": clip["target_dB"], "max_duration": config["dataset_conf"]["eval_conf"]["max_duration"],
-             "float16": config["dataset_conf"]["feature_cache"]["float16"]}
+             "float16": config["dataset_conf"]["feature_cache"]["float16"],
+             "audio_cleaning": AUDIO_CLEANING}
     return json.dumps(setup, sort_keys=True, default=str)
 
 
