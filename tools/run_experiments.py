@@ -140,6 +140,11 @@ experiment("cv_compare_spknorm", "configs/compare.yml", SPEAKER_NORM, kind="cv",
            note="compare.yml (ComParE functionals), features standardised per speaker")
 
 
+# --- the TDNN with channel augmentation, full runs (waveform augmentation computes features per batch)
+experiment("tdnn_prosody_chanaug", PROSODY, NO_CACHE, augment="configs/augmentation_channel.yml",
+           groups=("augment",), note="tdnn_prosody.yml with configs/augmentation_channel.yml")
+
+
 def list_lines(path: str) -> List[str]:
     with open(os.path.join(REPO, path), encoding="utf-8-sig") as f:
         return [line for line in f.read().splitlines() if line.strip()]
