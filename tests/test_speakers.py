@@ -1,6 +1,7 @@
 """Speakers: the third list column, cross-corpus test lists, the speaker-disjoint validation slice,
 speaker normalisation in training, evaluation and inference."""
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -319,3 +320,21 @@ def test_infer_and_predictor_use_running_statistics(normalised_model, demo_lists
     assert not predictor.speaker_norm.speakers
     segments = predictor.predict_long(str(tmp_path / "long.wav"), window=1.0, hop=0.5)
     assert len(segments) >= 4 and not predictor.speaker_norm.speakers   # a recording keeps its own statistics
+
+
+def test_infer_speaker_option_matches_the_predictor_with_that_speaker(normalised_model, demo_lists, tmp_path):
+    import json
+    from mser.predictor import MSERPredictor
+    model_dir, _ = normalised_model
+    clips = [line.split("\t")[0] for line in (demo_lists / "test_list.txt").read_text().splitlines()[:4]]
+    folder = tmp_path / "one_speaker"
+    folder.mkdir()
+    for index, path in enumerate(clips):
+        shutil.copy(path, folder / f"{index}.flac")
+    result = run_script("infer.py", "--model_path", model_dir, "--audio_path", folder, "--json",
+                        "--speaker", "visitor")
+    assert result.returncode == 0, result.stderr[-3000:]
+    from_cli = [json.loads(line)["scores"] for line in result.stdout.strip().splitlines()]
+    predictor = MSERPredictor(str(model_dir))
+    expected = predictor.predict_batch(sorted(str(p) for p in folder.iterdir()), speaker="visitor")
+    assert [max(scores, key=scores.get) for scores in from_cli] == [label for label, _ in expected]

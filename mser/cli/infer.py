@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top_k", type=int, default=3, help="how many of the most likely labels to show (default: 3)")
     parser.add_argument("--threshold", type=float, default=0.0,
                         help="top probability below which the label is 'unknown' (default: 0, never)")
+    parser.add_argument("--speaker", default=None,
+                        help="the clips are all this speaker's: with a model trained with speaker normalisation, "
+                             "each is normalised with the running statistics of the speaker's clips so far "
+                             "(in the order given), which is more accurate than the global statistics used "
+                             "without it")
     add_use_gpu_argument(parser)
     return parser
 
@@ -77,7 +82,7 @@ class FileClassifier:
             except MSERError as e:
                 results[path] = {"audio_path": path, "error": str(e)}
         if waveforms:
-            all_probs = self.predictor.batched_probabilities(waveforms)
+            all_probs = self.predictor.batched_probabilities(waveforms, getattr(self.args, "speaker", None))
             for path, waveform, probs in zip(short_paths, waveforms, all_probs):
                 results[path] = self.result(path, len(waveform) / self.predictor.sample_rate, probs, [])
         return [results[path] for path in paths]
