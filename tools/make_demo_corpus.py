@@ -57,7 +57,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile
@@ -370,16 +370,44 @@ def write_metadata(path: str, rows: Sequence[Dict[str, object]]) -> None:
 def generate(args: argparse.Namespace) -> None:
     if shutil.which("espeak-ng") is None:
         sys.exit("error: espeak-ng is not installed (apt-get install espeak-ng)")
+    render_corpus(render_clip, make_jobs(args), args, chunksize=8)
+
+
+def render_corpus(render: Callable[[object], Dict[str, object]], jobs: Sequence[object],
+                  args: argparse.Namespace, chunksize: int) -> None:
+    """Render every job in `args.workers` processes into an empty (or --overwrite) `args.out_dir`
+    and write metadata.tsv from the rows `render` returns. Shared with make_festival_set.py."""
     if os.path.isdir(args.out_dir) and args.overwrite:
         shutil.rmtree(args.out_dir)
     elif os.path.isdir(args.out_dir) and os.listdir(args.out_dir):
         sys.exit(f"error: {args.out_dir} is not empty; pass --overwrite to replace it")
     start = time.time()
-    jobs = make_jobs(args)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        rows = list(pool.map(render_clip, jobs, chunksize=8))
+        rows = list(pool.map(render, jobs, chunksize=chunksize))
     write_metadata(os.path.join(args.out_dir, "metadata.tsv"), rows)
     print(f"wrote {len(rows)} clips to {args.out_dir} in {time.time() - start:.1f} s")
+
+
+def add_generator_arguments(parser: argparse.ArgumentParser, out_dir: str, num_voices: int, voices_help: str,
+                            clips: int, what: str) -> None:
+    """The options both corpus generators take; `what` names what they write ("corpus", "set")."""
+    parser.add_argument("--out_dir", default=out_dir, help=f"where the {what} is written")
+    parser.add_argument("--seed", type=int, default=2024, help="seed of every random draw")
+    parser.add_argument("--num_voices", type=int, default=num_voices, help=voices_help)
+    parser.add_argument("--clips", type=int, default=clips, help="clips per (voice, emotion)")
+    parser.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
+    parser.add_argument("--overwrite", action="store_true", help="delete --out_dir first if it exists")
+    parser.add_argument("--report", metavar="DIR", default=None,
+                        help=f"do not generate; print per-emotion duration, RMS and pitch of the {what} in DIR")
+
+
+def check_generator_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, num_voices: int) -> None:
+    if not 1 <= args.num_voices <= num_voices:
+        parser.error(f"--num_voices must be between 1 and {num_voices}")
+    if not 1 <= args.clips <= 99:
+        parser.error("--clips must be between 1 and 99")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
 
 
 def clip_measures(path: str) -> Tuple[float, float, float, float]:
@@ -469,27 +497,15 @@ def ceiling(corpus_dir: str, test_list: str) -> None:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--out_dir", default="dataset/demo", help="where the corpus is written")
-    parser.add_argument("--seed", type=int, default=2024, help="seed of every random draw")
-    parser.add_argument("--num_voices", type=int, default=len(VOICES),
-                        help=f"how many of the {len(VOICES)} built-in voices to use")
-    parser.add_argument("--clips", type=int, default=5, help="clips per (voice, emotion)")
-    parser.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
-    parser.add_argument("--overwrite", action="store_true", help="delete --out_dir first if it exists")
-    parser.add_argument("--report", metavar="DIR", default=None,
-                        help="do not generate; print per-emotion duration, RMS and pitch of the corpus in DIR")
+    add_generator_arguments(parser, "dataset/demo", len(VOICES),
+                            f"how many of the {len(VOICES)} built-in voices to use", clips=5, what="corpus")
     parser.add_argument("--ceiling", metavar="DIR", default=None,
                         help="do not generate; print how well the generator's own prosody values (SSML pitch, "
                              "rate, range, heard level, word jitter) separate the emotions of the corpus "
                              "in DIR on the voice split of --test_list")
     parser.add_argument("--test_list", default="dataset/test_list.txt", help="test list for --ceiling")
     args = parser.parse_args(argv)
-    if not 1 <= args.num_voices <= len(VOICES):
-        parser.error(f"--num_voices must be between 1 and {len(VOICES)}")
-    if not 1 <= args.clips <= 99:
-        parser.error("--clips must be between 1 and 99")
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
+    check_generator_arguments(parser, args, len(VOICES))
     return args
 
 

@@ -37,8 +37,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -199,36 +197,17 @@ def generate(args: argparse.Namespace) -> None:
     for tool in ("text2wave", "espeak-ng"):  # espeak-ng: the babble noise
         if shutil.which(tool) is None:
             sys.exit(f"error: {tool} is not installed (bash tools/install.sh installs festival and its voices)")
-    if os.path.isdir(args.out_dir) and args.overwrite:
-        shutil.rmtree(args.out_dir)
-    elif os.path.isdir(args.out_dir) and os.listdir(args.out_dir):
-        sys.exit(f"error: {args.out_dir} is not empty; pass --overwrite to replace it")
-    start = time.time()
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        rows = list(pool.map(render_clip, make_jobs(args), chunksize=4))
-    demo.write_metadata(os.path.join(args.out_dir, "metadata.tsv"), rows)
-    print(f"wrote {len(rows)} clips to {args.out_dir} in {time.time() - start:.1f} s")
+    demo.render_corpus(render_clip, make_jobs(args), args, chunksize=4)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--out_dir", default="dataset/festival", help="where the set is written")
-    parser.add_argument("--seed", type=int, default=2024, help="seed of every random draw")
-    parser.add_argument("--num_voices", type=int, default=len(VOICES),
-                        help=f"how many of the {len(VOICES)} voices to use ({', '.join(VOICES)})")
-    parser.add_argument("--clips", type=int, default=10, help="clips per (voice, emotion)")
-    parser.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
-    parser.add_argument("--overwrite", action="store_true", help="delete --out_dir first if it exists")
-    parser.add_argument("--report", metavar="DIR", default=None,
-                        help="do not generate; print per-emotion duration, RMS and pitch of the set in DIR")
+    demo.add_generator_arguments(parser, "dataset/festival", len(VOICES),
+                                 f"how many of the {len(VOICES)} voices to use ({', '.join(VOICES)})",
+                                 clips=10, what="set")
     args = parser.parse_args(argv)
-    if not 1 <= args.num_voices <= len(VOICES):
-        parser.error(f"--num_voices must be between 1 and {len(VOICES)}")
-    if not 1 <= args.clips <= 99:
-        parser.error("--clips must be between 1 and 99")
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
+    demo.check_generator_arguments(parser, args, len(VOICES))
     return args
 
 
