@@ -97,18 +97,13 @@ for _name in SHIPPED:
     experiment(_name, f"configs/{_name}.yml", groups=("configs",), note="the shipped config")
 
 # --- baselines: logistic regression on clip statistics, same lists (no training script)
-experiment("base_logmel", "logmel", kind="baseline", groups=("baselines",),
-           note="logistic regression on each clip's 80 log-mel means and sds")
-experiment("base_egemaps", "egemaps", kind="baseline", groups=("baselines",),
-           note="logistic regression on openSMILE eGeMAPSv02 functionals (88)")
-experiment("cv_base_logmel", "logmel", kind="cv_baseline", groups=("cv",),
-           note="logistic regression on each clip's 80 log-mel means and sds")
-experiment("cv_base_egemaps", "egemaps", kind="cv_baseline", groups=("cv",),
-           note="logistic regression on openSMILE eGeMAPSv02 functionals (88)")
-experiment("base_egemaps_spk", "egemaps+speaker", kind="baseline", groups=("baselines",),
-           note="logistic regression on eGeMAPS functionals standardised per speaker")
-experiment("cv_base_egemaps_spk", "egemaps+speaker", kind="cv_baseline", groups=("cv",),
-           note="logistic regression on eGeMAPS functionals standardised per speaker")
+# each as a full run (base_<name>, scored on the test lists) and on the cv folds (cv_base_<name>)
+for _name, _statistics, _note in (
+        ("logmel", "logmel", "logistic regression on each clip's 80 log-mel means and sds"),
+        ("egemaps", "egemaps", "logistic regression on openSMILE eGeMAPSv02 functionals (88)"),
+        ("egemaps_spk", "egemaps+speaker", "logistic regression on eGeMAPS functionals standardised per speaker")):
+    experiment(f"base_{_name}", _statistics, kind="baseline", groups=("baselines",), note=_note)
+    experiment(f"cv_base_{_name}", _statistics, kind="cv_baseline", groups=("cv",), note=_note)
 
 # --- what carries across voices and channels: voice-wise cross-validation on the training voices
 PROSODY = "configs/tdnn_prosody.yml"
@@ -284,6 +279,7 @@ def run_one(name: str, out_dir: str, python: str, environment: Dict[str, str], f
 
 def finish(row: dict, out_dir: str, label: str, summary: str) -> None:
     row["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    os.makedirs(out_dir, exist_ok=True)   # a baseline run may be the first in a fresh --out_dir
     with open(os.path.join(out_dir, "results.jsonl"), "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
     wall = f" | {row['train_wall_s']:.0f} s wall, load {row['load_mean']}" if "train_wall_s" in row else ""
@@ -296,13 +292,11 @@ def clip_statistics(kind: str, paths: Sequence[str]) -> np.ndarray:
     """(clips, dims): log-mel means and sds over each clip's frames, or eGeMAPS functionals."""
     sys.path.insert(0, REPO)
     from mser.audio import load_audio
-    if kind == "egemaps":
-        import opensmile
-        smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                                feature_level=opensmile.FeatureLevel.Functionals)
-        return np.stack([smile.process_signal(load_audio(p, 16000), 16000).to_numpy()[0] for p in paths])
     import torch
     from mser.features import build_featurizer
+    if kind == "egemaps":   # the raw functionals, before the featurizer's scaler
+        smile = build_featurizer("eGeMAPS")
+        return np.stack([smile.functionals(load_audio(p, 16000)) for p in paths])
     fbank = build_featurizer("Fbank", num_mel_bins=80).eval()
     rows = []
     with torch.inference_mode():
