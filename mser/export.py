@@ -16,14 +16,24 @@ what MSERPredictor.predict(clip) gives without a speaker, and the metadata says 
 
 The graph has no lengths input: every row of a batch is one whole clip, so batch clips of the
 same length (e.g. fixed windows of a long recording) or run them one at a time.
+
+`MSERPredictor(..., backend="onnx")` runs the graph through `OnnxRunner`: `load_or_export` reuses
+<checkpoint>/model.onnx when its metadata `fingerprint` (a SHA-256 of the weights, featurizer and
+speaker statistics, labels and the model/featurizer config) matches the checkpoint, and otherwise
+exports again, writing to a temporary file that is renamed into place (a crash or two processes
+exporting at once never leave half a graph).
 """
 import contextlib
+import hashlib
 import io
+import json
 import logging
 import os
 import re
+import tempfile
+import time
 import warnings
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -32,6 +42,8 @@ from torch import nn
 from mser.errors import MSERError
 
 MAX_DIFFERENCE = 1e-4   # largest acceptable |onnxruntime - PyTorch| on the probabilities
+EXPORT_FILE = "model.onnx"
+FINGERPRINT_VERSION = "1"   # bump when the graph's layout changes, so old exports are redone
 
 
 class ExportError(MSERError):
@@ -198,7 +210,7 @@ def features_of(predictor, waveforms: np.ndarray) -> np.ndarray:
     return features.numpy()
 
 
-def add_metadata(graph: bytes, predictor, input_name: str) -> bytes:
+def add_metadata(graph: bytes, predictor, input_name: str, source_fingerprint: str = "") -> bytes:
     """Labels, sample rate and input kind as ONNX metadata, so a runtime needs no other file."""
     import onnx
     proto = onnx.load_from_string(graph)
@@ -211,6 +223,7 @@ def add_metadata(graph: bytes, predictor, input_name: str) -> bytes:
         "use_dB_normalization": str(dataset["use_dB_normalization"]).lower(),
         "target_dB": str(dataset["target_dB"]),
         "speaker_norm": speaker_norm_kind(predictor),
+        "fingerprint": source_fingerprint,
     })
     return proto.SerializeToString()
 
@@ -221,21 +234,139 @@ def export_onnx(model_path: str, audio_path: str, output: Optional[str] = None, 
 
     Returns {'path', 'input', 'exporter', 'max_abs_diff', 'speaker_norm'} (see speaker_norm_kind);
     raises ExportError when the graph's probabilities differ from PyTorch's by MAX_DIFFERENCE or more
-    (nothing is written then).
+    (nothing is written then). The graph carries the checkpoint's fingerprint, so
+    MSERPredictor(backend="onnx") uses it as it is.
     """
     from mser.predictor import MSERPredictor
     predictor = MSERPredictor(model_path, configs=configs)
-    clip = predictor.load(audio_path)
+    result = export_graph(predictor, predictor.load(audio_path), fingerprint(predictor, model_path), log, audio_path)
+    result["path"] = output or os.path.join(checkpoint_dir(model_path), EXPORT_FILE)
+    write_atomically(result["path"], result.pop("graph"))
+    return result
+
+
+def export_graph(predictor, clip: np.ndarray, source_fingerprint: str, log: Callable[[str], None],
+                 clip_name: str = "the check clip") -> Dict[str, Any]:
+    """Export the predictor's featurizer and model and check the graph against PyTorch on `clip`
+    ((samples,) float32 at the model's rate). Returns {'graph' (bytes, with metadata), 'input',
+    'exporter', 'max_abs_diff', 'speaker_norm'}; raises ExportError."""
     inputs = check_inputs(predictor, clip)
     example = torch.from_numpy(inputs["batch"])
     name, input_name, graph = try_exporters(
         candidates_for(predictor, example, torch.from_numpy(features_of(predictor, inputs["batch"]))), log)
     difference = compare(graph, input_name, predictor, inputs)
     if not difference < MAX_DIFFERENCE:
-        raise ExportError(f"the ONNX graph ({name}) differs from PyTorch by {difference:.2e} on {audio_path}, "
+        raise ExportError(f"the ONNX graph ({name}) differs from PyTorch by {difference:.2e} on {clip_name}, "
                           f"more than {MAX_DIFFERENCE:g}; nothing was written")
-    output = output or os.path.join(model_path, "model.onnx")
-    with open(output, "wb") as f:
-        f.write(add_metadata(graph, predictor, input_name))
-    return {"path": output, "input": input_name, "exporter": name, "max_abs_diff": difference,
-            "speaker_norm": speaker_norm_kind(predictor)}
+    return {"graph": add_metadata(graph, predictor, input_name, source_fingerprint), "input": input_name,
+            "exporter": name, "max_abs_diff": difference, "speaker_norm": speaker_norm_kind(predictor)}
+
+
+def checkpoint_dir(model_path: str) -> str:
+    from mser.checkpoint import resolve
+    return resolve(model_path)
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename it over `path`."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".partial",
+                                         dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+# ---- the ONNX backend of MSERPredictor -------------------------------------------------------
+
+def fingerprint(predictor, model_path: str) -> str:
+    """SHA-256 over everything the graph is made of: the checkpoint's weight files and labels, and
+    the featurizer, model and audio settings of the predictor's config."""
+    from mser import checkpoint
+    digest = hashlib.sha256(FINGERPRINT_VERSION.encode())
+    directory = checkpoint.resolve(model_path)
+    for name in (checkpoint.MODEL_FILE, checkpoint.FEATURIZER_FILE, checkpoint.SPEAKER_NORM_FILE):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            digest.update(name.encode())
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    config = predictor.config
+    graph_settings = {"labels": predictor.labels, "sample_rate": predictor.sample_rate,
+                      "preprocess_conf": config["preprocess_conf"], "model_conf": config["model_conf"]}
+    digest.update(json.dumps(graph_settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def check_clip(predictor, seconds: float = 3.0) -> np.ndarray:
+    """A fixed speech-like test signal ((samples,) float32): a gliding harmonic tone in noise,
+    to compare the graph with PyTorch on when no real clip is at hand."""
+    rate = predictor.sample_rate
+    t = np.arange(int(max(seconds, predictor.min_duration) * rate)) / rate
+    pitch = 150 + 60 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    tone = sum(np.sin(k * phase) / k for k in (1, 2, 3, 4)) * (0.6 + 0.4 * np.sin(2 * np.pi * 2.5 * t))
+    noise = np.random.default_rng(0).standard_normal(t.shape[0])
+    clip = tone + 0.05 * noise
+    return (0.3 * clip / np.max(np.abs(clip))).astype(np.float32)
+
+
+class OnnxRunner:
+    """An onnxruntime session over an exported graph.
+
+    probabilities(inputs) -> (batch, num_class): `inputs` are waveforms (batch, samples) or
+    features (batch, frames, feature_dim), as `input_name` says; every row one whole clip.
+    """
+
+    def __init__(self, graph, use_gpu: bool = False):
+        import onnxruntime
+        providers = ["CPUExecutionProvider"]
+        if use_gpu and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3   # errors only: no warnings about unused initializers
+        self.session = onnxruntime.InferenceSession(graph, options, providers=providers)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.input_name = meta.get("input", "")
+        self.labels = meta.get("labels", "").split(",")
+        self.fingerprint = meta.get("fingerprint", "")
+
+    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
+        return self.session.run(["probabilities"], {self.input_name: inputs})[0]
+
+
+def load_or_export(predictor, model_path: str, use_gpu: bool = False) -> Tuple[OnnxRunner, str]:
+    """(runner, note): the checkpoint's model.onnx when it was exported from these weights and
+    settings; otherwise a new export, checked against PyTorch and saved there atomically (when the
+    folder is read-only, the graph is kept in memory only). The note says what was done.
+    Raises ExportError (or ImportError without onnxruntime) when no graph can be had."""
+    expected = fingerprint(predictor, model_path)
+    path = os.path.join(checkpoint_dir(model_path), EXPORT_FILE)
+    stale = ""
+    if os.path.isfile(path):
+        try:
+            runner = OnnxRunner(path, use_gpu)
+        except Exception:   # a file cut short or not ONNX at all: export again
+            runner, stale = None, f"{path} was unreadable"
+        if runner is not None and runner.fingerprint == expected and runner.labels == predictor.labels:
+            return runner, f"onnx backend: {path}"
+        stale = stale or f"{path} was exported from other weights or settings"
+    started = time.perf_counter()
+    result = export_graph(predictor, check_clip(predictor), expected, log=lambda line: None)
+    seconds = time.perf_counter() - started
+    try:
+        write_atomically(path, result["graph"])
+        where = f"wrote {path}"
+    except OSError as e:
+        where = f"kept in memory ({path} not writable: {e.strerror})"
+    reason = f"{stale}; " if stale else ""
+    note = (f"onnx backend: {reason}exported {result['exporter']} in {seconds:.1f} s, {where} "
+            f"(max |onnxruntime - PyTorch| {result['max_abs_diff']:.1e})")
+    return OnnxRunner(result["graph"], use_gpu), note

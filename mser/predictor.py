@@ -10,12 +10,20 @@ named speaker (`predict(..., speaker="id")`) with that speaker's running statist
 so far, shrunk towards the global ones (`reset_speakers()` forgets them); the windows of a long
 recording (`predict_long`) with the running statistics of that recording.
 
+Backends: "torch" (default) runs the PyTorch model; "onnx" runs the graph exported to ONNX with
+ONNX Runtime (`pip install "mser[onnx]"`), exported into the checkpoint folder on first use and
+again whenever the weights change (see mser.export.load_or_export). Clips without a speaker go
+through the graph; calls that need running statistics (`speaker=...`, and `predict_long` of a model
+trained with speaker normalisation) and `embed` use PyTorch. When a model cannot be exported, one
+`OnnxFallbackWarning` says why and the predictor uses PyTorch (`predictor.backend` says which runs).
+
 Scores are softmax probabilities. With `threshold` > 0, a result whose top probability is below it
 is labelled UNKNOWN ("unknown") with that probability as its score, so a caller can tell "no
 confident answer" from a low-scoring label.
 """
 import io
 import os
+import warnings
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -26,13 +34,24 @@ from mser import checkpoint
 from mser.audio import (AudioSource, describe, input_name, load_audio, load_audio_and_rate, normalize_db, resample,
                         warn_if_band_limited)
 from mser.config import apply_overwrites, load_config
-from mser.errors import AudioError, CheckpointError, ConfigError
+from mser.errors import AudioError, CheckpointError, ConfigError, MSERWarning
 from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats
 
 UNKNOWN = "unknown"
 Prediction = Tuple[str, float]
 Segment = Tuple[float, float, str, float]
 READ_BLOCK_SECONDS = 10.0   # how much of a long recording is decoded at a time
+BACKENDS = ("torch", "onnx")
+LABEL_LIST_KEY = "dataset_conf.label_list_path"
+
+
+class OnnxFallbackWarning(MSERWarning):
+    """backend="onnx" was asked for, but the model could not be exported or run with ONNX Runtime:
+    the predictor runs it with PyTorch instead."""
+
+
+class LabelListWarning(MSERWarning):
+    """The label list a config names is not readable: the checkpoint's own labels are used."""
 
 
 class MSERPredictor:
@@ -43,18 +62,26 @@ class MSERPredictor:
     overwrites: optional "a.b=1,c.d=2" applied on top of that config
     use_gpu:    run on the GPU when there is one (as train.py and eval.py do)
     threshold:  top probability below which the label is "unknown" (0 disables it)
+    backend:    "torch", or "onnx" for ONNX Runtime (see the module docstring)
+
+    A label list named by `configs` or `overwrites` (dataset_conf.label_list_path) must hold the
+    labels the checkpoint was trained on, or a CheckpointError says what differs.
     """
 
     def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
-                 threshold: float = 0.0, overwrites: Optional[str] = None):
+                 threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch"):
         from mser.factory import load_for_inference  # imports every model and featurizer
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold must be a probability between 0 and 1, got {threshold}")
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
         self.threshold = threshold
         config = self.read_config(model_path, configs, overwrites)
         self.config, self.labels, self.featurizer, self.model = load_for_inference(
             model_path, config, self.device)
+        if configs or label_list_overwritten(overwrites):
+            check_label_list(self.config, self.labels, model_path)
         self.speaker_norm = self.load_speaker_norm(model_path)
         dataset_conf = self.config["dataset_conf"]
         self.sample_rate = int(dataset_conf["dataset"]["sample_rate"])
@@ -63,6 +90,23 @@ class MSERPredictor:
         eval_duration = dataset_conf["eval_conf"]["max_duration"]
         self.window = float(eval_duration) if eval_duration and eval_duration > 0 else self.segment_duration
         self.batch_size = max(1, int(dataset_conf["eval_conf"]["batch_size"]))
+        self.backend, self.backend_note, self.onnx = "torch", "", None
+        if backend == "onnx":
+            self.start_onnx(model_path, use_gpu)
+
+    def start_onnx(self, model_path: str, use_gpu: bool) -> None:
+        """Load or export the ONNX graph; on failure warn once and stay on PyTorch."""
+        from mser.export import load_or_export
+        try:
+            self.onnx, self.backend_note = load_or_export(self, model_path, use_gpu)
+            self.backend = "onnx"
+        except ImportError as e:
+            warnings.warn(f"the onnx backend needs onnxruntime and onnx ({e.name or e} is not installed: "
+                          f"pip install \"mser[onnx]\"); using the torch backend", OnnxFallbackWarning, stacklevel=3)
+        except Exception as e:  # exporters fail in many ways; PyTorch still runs the model
+            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            warnings.warn(f"the onnx backend is not available for this model ({reason}); using the torch "
+                          f"backend", OnnxFallbackWarning, stacklevel=3)
 
     @staticmethod
     def read_config(model_path: str, configs: Optional[str], overwrites: Optional[str]) -> Optional[dict]:
@@ -126,9 +170,14 @@ class MSERPredictor:
         """
         return self.session_probabilities(waveforms, self.speaker_stats(speaker))
 
-    @torch.inference_mode()
     def session_probabilities(self, waveforms: Sequence[np.ndarray], stats: Optional[SpeakerStats]) -> np.ndarray:
         """`probabilities` with the running statistics `stats` of one speaker or recording (None: global)."""
+        if self.onnx is not None and stats is None:
+            return self.onnx_probabilities(waveforms)
+        return self.torch_probabilities(waveforms, stats)
+
+    @torch.inference_mode()
+    def torch_probabilities(self, waveforms: Sequence[np.ndarray], stats: Optional[SpeakerStats]) -> np.ndarray:
         lengths = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
         batch = torch.zeros(len(waveforms), int(lengths.max()))
         for row, waveform in enumerate(waveforms):
@@ -140,6 +189,35 @@ class MSERPredictor:
             features = self.speaker_norm.normalize(features, frame_lengths, [""] * len(waveforms))
         logits = self.model(features, frame_lengths)
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+    @torch.inference_mode()
+    def onnx_probabilities(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities from the ONNX graph, which takes whole clips only: clips of equal length
+        run as one batch. Returns (len(waveforms), num_class)."""
+        result = np.zeros((len(waveforms), len(self.labels)), dtype=np.float32)
+        by_length: Dict[int, List[int]] = {}
+        for row, waveform in enumerate(waveforms):
+            by_length.setdefault(waveform.shape[0], []).append(row)
+        for rows in by_length.values():
+            batch = np.stack([waveforms[row] for row in rows]).astype(np.float32, copy=False)
+            if self.onnx.input_name != "waveforms":   # a model-only graph: mser computes the features
+                batch = self.featurizer(torch.from_numpy(batch).to(self.device))[0].float().cpu().numpy()
+            result[rows] = self.onnx.probabilities(batch)
+        return result
+
+    @torch.inference_mode()
+    def embeddings(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """The model's utterance embeddings of loaded clips, one padded batch (speaker-normalised
+        models: with the global statistics). Returns (len(waveforms), embd_dim) float32."""
+        lengths = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
+        batch = torch.zeros(len(waveforms), int(lengths.max()))
+        for row, waveform in enumerate(waveforms):
+            batch[row, :waveform.shape[0]] = torch.from_numpy(waveform)
+        features, frame_lengths = self.featurizer(batch.to(self.device), lengths.to(self.device))
+        if self.speaker_norm is not None:
+            features = self.speaker_norm.normalize(features, frame_lengths, [""] * len(waveforms))
+        frame_lengths = self.model.check_input(features, frame_lengths)
+        return self.model.embedding(features, frame_lengths).float().cpu().numpy()
 
     def batched_probabilities(self, waveforms: Sequence[np.ndarray], speaker: Optional[str] = None) -> np.ndarray:
         """`probabilities` in batches of eval_conf.batch_size, clips of similar length together
@@ -178,6 +256,28 @@ class MSERPredictor:
             return []
         return [self.decide(probs) for probs in self.batched_probabilities(waveforms, speaker)]
 
+    def embed(self, audio: AudioSource, sample_rate: Optional[int] = None) -> np.ndarray:
+        """The model's utterance embedding of one clip (the layer before the classifier head):
+        (embd_dim,) float32, e.g. for clustering or nearest-neighbour search."""
+        return self.embeddings([self.load(audio, sample_rate)])[0]
+
+    def embed_batch(self, audios: Sequence[AudioSource], sample_rate: Optional[int] = None) -> np.ndarray:
+        """Embeddings of several clips, batched by length: (len(audios), embd_dim) float32."""
+        waveforms = [self.load(audio, sample_rate) for audio in audios]
+        return self.batched_embeddings(waveforms)
+
+    def batched_embeddings(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """`embeddings` in batches of eval_conf.batch_size, similar lengths together."""
+        order = sorted(range(len(waveforms)), key=lambda i: waveforms[i].shape[0])
+        parts: Dict[int, np.ndarray] = {}
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            for row, vector in zip(rows, self.embeddings([waveforms[i] for i in rows])):
+                parts[row] = vector
+        if not parts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([parts[row] for row in range(len(waveforms))])
+
     def predict_scores(self, audio: AudioSource, sample_rate: Optional[int] = None,
                        top_k: Optional[int] = None, speaker: Optional[str] = None) -> Dict[str, float]:
         """{label: probability}, most likely first; only the `top_k` best when given."""
@@ -189,24 +289,31 @@ class MSERPredictor:
         return {self.labels[i]: float(probs[i]) for i in order}
 
     def predict_long(self, audio: AudioSource, window: Optional[float] = None, hop: Optional[float] = None,
-                     smoothing: int = 0, sample_rate: Optional[int] = None) -> List[Segment]:
-        """[(start_s, end_s, label, probability)] for consecutive windows of a recording of any length.
+                     smoothing: int = 0, sample_rate: Optional[int] = None, segmentation: str = "fixed",
+                     vad: Optional[str] = None) -> List[Segment]:
+        """[(start_s, end_s, label, probability)] for the segments of a recording of any length.
 
-        window: segment length in seconds (default: dataset_conf.dataset.max_duration, the length
-                the model was trained on); hop: step between segment starts (default window / 2).
-        The last segment is shorter when the recording does not end on a hop; a tail shorter than
-        min_duration is dropped. smoothing: average each segment's probabilities with this many
-        neighbours on each side before choosing its label (0: none).
-        Files are decoded 10 s at a time, so memory does not grow with the length. With speaker
-        normalisation, the recording is one speaker: each window is normalised with the running
-        statistics of the recording so far, itself included.
+        segmentation="fixed": consecutive windows. window: segment length in seconds (default:
+        dataset_conf.dataset.max_duration, the length the model was trained on); hop: step between
+        segment starts (default window / 2). The last segment is shorter when the recording does not
+        end on a hop; a tail shorter than min_duration is dropped. Files are decoded 10 s at a time,
+        so memory does not grow with the length.
+        segmentation="vad": the speech found by voice activity detection (mser.vad; `vad` names the
+        detector, default silero when installed, else energy): pauses get no segment, utterances are
+        merged up to `window` seconds and longer ones split into windows `hop` apart (see
+        speech_windows). The recording is decoded whole.
+        smoothing: average each segment's probabilities with this many neighbours on each side
+        before choosing its label (0: none). With speaker normalisation, the recording is one
+        speaker: each window is normalised with the running statistics of the recording so far.
         """
         return [(start, end, *self.decide(probs))
-                for start, end, probs in self.segment_probabilities(audio, window, hop, smoothing, sample_rate)]
+                for start, end, probs in self.segment_probabilities(audio, window, hop, smoothing, sample_rate,
+                                                                    segmentation, vad)]
 
     def segment_probabilities(self, audio: AudioSource, window: Optional[float] = None,
                               hop: Optional[float] = None, smoothing: int = 0,
-                              sample_rate: Optional[int] = None) -> List[Tuple[float, float, np.ndarray]]:
+                              sample_rate: Optional[int] = None, segmentation: str = "fixed",
+                              vad: Optional[str] = None) -> List[Tuple[float, float, np.ndarray]]:
         """Like predict_long, with each segment's (num_class,) probabilities instead of a label."""
         window = window or self.segment_duration
         hop = hop or window / 2
@@ -214,15 +321,41 @@ class MSERPredictor:
             raise ConfigError(f"window and hop must be positive, got window={window}, hop={hop}")
         if smoothing < 0:
             raise ConfigError(f"smoothing must be 0 or more segments, got {smoothing}")
+        if segmentation == "fixed":
+            pieces = self.segments(audio, window, hop, sample_rate)
+        elif segmentation == "vad":
+            pieces = self.speech_pieces(audio, window, hop, sample_rate, vad)
+        else:
+            raise ConfigError(f"segmentation must be 'fixed' or 'vad', got {segmentation!r}")
         times, probs = [], []
         recording = SpeakerStats(self.speaker_norm.feature_dim) if self.speaker_norm is not None else None
-        for batch in batched(self.segments(audio, window, hop, sample_rate), self.batch_size):
+        for batch in batched(pieces, self.batch_size):
             times.extend((start, end) for start, end, _ in batch)
             probs.append(self.session_probabilities([waveform for _, _, waveform in batch], recording))
         if not times:
+            if segmentation == "vad":
+                raise AudioError(f"no speech found in {describe(audio)} (segmentation 'vad')")
             raise AudioError(f"audio {describe(audio)} is shorter than min_duration {self.min_duration} s")
         smoothed = moving_average(np.concatenate(probs), smoothing)
         return [(start, end, p) for (start, end), p in zip(times, smoothed)]
+
+    def speech_pieces(self, audio: AudioSource, window: float, hop: float, sample_rate: Optional[int],
+                      vad: Optional[str]) -> Iterator[Tuple[float, float, np.ndarray]]:
+        """(start_s, end_s, samples) of the windows that speech_windows makes of the VAD's segments."""
+        from mser.vad import speech_segments
+        rate = self.sample_rate
+        blocks = list(read_blocks(audio, rate, sample_rate))
+        samples = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+        if samples.shape[0]:
+            warn_if_band_limited(samples[:int(READ_BLOCK_SECONDS * rate)], rate, sample_rate, input_name(audio))
+        duration = samples.shape[0] / rate
+        dataset = self.config["dataset_conf"]["dataset"]
+        with warnings.catch_warnings():   # loading Silero's TorchScript model: torch.jit deprecation notes
+            warnings.simplefilter("ignore", FutureWarning)
+            speech = speech_segments(samples, rate, vad)
+        for start, end in speech_windows(speech, window, hop, self.min_duration, duration):
+            first, last = round(start * rate), round(end * rate)
+            yield self.segment(samples[first:last], first, rate, dataset)
 
     def segments(self, audio: AudioSource, window: float, hop: float,
                  sample_rate: Optional[int] = None) -> Iterator[Tuple[float, float, np.ndarray]]:
@@ -248,6 +381,68 @@ class MSERPredictor:
         if dataset["use_dB_normalization"]:
             samples = normalize_db(samples, dataset["target_dB"])
         return offset / rate, (offset + samples.shape[0]) / rate, np.ascontiguousarray(samples)
+
+
+def label_list_overwritten(overwrites: Optional[str]) -> bool:
+    from mser.config import parse_overwrites
+    return bool(overwrites) and LABEL_LIST_KEY in parse_overwrites(overwrites)
+
+
+def check_label_list(config: dict, labels: List[str], model_path: str) -> None:
+    """Refuse a label list named by the config that differs from the checkpoint's `labels`; warn
+    (LabelListWarning) and keep the checkpoint's labels when the named list is not readable."""
+    from mser.data.lists import read_label_list
+    from mser.errors import DataError
+    path = config["dataset_conf"].get("label_list_path")
+    if not path:
+        return
+    if not os.path.isfile(path):
+        warnings.warn(f"label list {path} named by the config not found (relative to {os.getcwd()}); "
+                      f"using the checkpoint's labels: {', '.join(labels)}", LabelListWarning, stacklevel=3)
+        return
+    try:
+        named = read_label_list(path)
+    except DataError as e:
+        raise ConfigError(f"cannot read the label list named by the config: {e}") from None
+    if named != labels:
+        raise CheckpointError(f"checkpoint {model_path} was trained on labels {', '.join(labels)}, "
+                              f"but the label list {path} has {', '.join(named)}")
+
+
+def speech_windows(speech: Sequence[Tuple[float, float]], window: float, hop: float, min_duration: float,
+                   duration: float, max_gap: float = 1.0) -> List[Tuple[float, float]]:
+    """Windows to classify from speech segments [(start_s, end_s)] (in order, not overlapping):
+    neighbours less than `max_gap` apart are merged while the result fits in `window`; a longer
+    stretch is split into windows `hop` apart, the last one ending where the speech ends; a window
+    shorter than `min_duration` is widened around its middle (within [0, duration])."""
+    merged: List[List[float]] = []
+    for start, end in speech:
+        if merged and start - merged[-1][1] < max_gap and end - merged[-1][0] <= window:
+            merged[-1][1] = end
+        else:
+            merged.append([start, end])
+    windows: List[Tuple[float, float]] = []
+    for start, end in merged:
+        if end - start <= window:
+            windows.append(widened(start, end, min_duration, duration))
+            continue
+        last = end - window
+        starts = [first for first in np.arange(start, last, hop) if last - first > hop / 4] + [last]
+        windows.extend((float(first), float(first) + window) for first in starts)
+    return windows
+
+
+def widened(start: float, end: float, min_duration: float, duration: float) -> Tuple[float, float]:
+    """[start, end] grown around its middle to `min_duration` seconds, kept within [0, duration]."""
+    missing = min_duration - (end - start)
+    if missing <= 0:
+        return start, end
+    start, end = start - missing / 2, end + missing / 2
+    if start < 0:
+        start, end = 0.0, end - start
+    if end > duration:
+        start, end = max(0.0, start - (end - duration)), duration
+    return start, end
 
 
 def batched(items: Iterator, size: int) -> Iterator[list]:

@@ -167,3 +167,36 @@ def test_file_objects_are_read_in_blocks_too(predictor, low_clip):
     with open(low_clip, "rb") as f:
         blocks = list(read_blocks(io.BytesIO(f.read()), RATE, block_seconds=0.5))
     assert [len(b) for b in blocks] == [8000, 8000, 8000]
+
+
+def test_embed_gives_the_utterance_embedding(predictor, low_clip):
+    vector = predictor.embed(low_clip)
+    assert vector.shape == (32,) and vector.dtype == np.float32 and np.all(np.isfinite(vector))   # embd_dim=32
+    rng = np.random.default_rng(8)
+    clips = [synthetic_clip("high", 1.3, rng), synthetic_clip("low", 0.7, rng)]
+    batch = predictor.embed_batch([low_clip, *clips], sample_rate=RATE)
+    assert batch.shape == (3, 32)
+    assert np.allclose(batch[0], vector, atol=1e-5)   # padding in a batch changes nothing
+    assert np.allclose(batch[2], predictor.embed(clips[1], sample_rate=RATE), atol=1e-5)
+    with torch.inference_mode():   # the head on the embedding gives the predictor's probabilities
+        probs = torch.softmax(predictor.model.head(torch.from_numpy(vector)[None]), dim=-1)[0].numpy()
+    assert np.allclose(probs, predictor.probabilities([predictor.load(low_clip)])[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("route", ["configs", "overwrites"])
+def test_a_label_list_named_by_the_config_must_match_the_checkpoint(tiny_model, tmp_path, route):
+    import yaml
+    config = yaml.safe_load(open(f"{tiny_model}/config.yml"))
+    for name, labels in (("same", LABELS), ("other", ["high", "low", "noise"])):
+        (tmp_path / f"{name}.txt").write_text("".join(f"{label}\n" for label in labels))
+        config["dataset_conf"]["label_list_path"] = str(tmp_path / f"{name}.txt")
+        (tmp_path / f"{name}.yml").write_text(yaml.safe_dump(config))
+
+    def load(name: str) -> MSERPredictor:
+        if route == "configs":
+            return MSERPredictor(tiny_model, configs=str(tmp_path / f"{name}.yml"))
+        return MSERPredictor(tiny_model, overwrites=f"dataset_conf.label_list_path={tmp_path / name}.txt")
+    assert load("same").labels == LABELS
+    with pytest.raises(CheckpointError, match="trained on labels low, high, noise, but the label list .* has high, "
+                                              "low, noise"):
+        load("other")
