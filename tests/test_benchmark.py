@@ -56,3 +56,14 @@ def test_quick_leaves_out_the_slow_featurizers_unless_named():
     assert set(benchmark.SLOW_FEATURIZERS) <= set(quick.featurizers_skipped)
     with pytest.raises(SystemExit):
         benchmark.parse_args(["--featurizers", "Fbank,NoSuchFeatures"])
+
+
+def test_vad_section_scores_every_backend_on_every_condition():
+    benchmark = load_benchmark()
+    rows = benchmark.vad_section(clips=3)
+    backends = {row["backend"] for row in rows}
+    assert "energy" in backends
+    per_backend = 1 + len(benchmark.VAD_NOISES) * (len(benchmark.VAD_SNRS) - 1)
+    assert len(rows) == per_backend * len(backends)
+    for row in rows:
+        assert all(0 <= row[key] <= 1 for key in ("precision", "recall", "f1", "window_false_alarm", "window_miss"))

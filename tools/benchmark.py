@@ -17,6 +17,11 @@ Sections (--sections, all by default):
             and model only; inference fp32 / bf16 / ONNX Runtime; channels-last for a 2-D model
   memory    peak RSS of one train.py epoch and of MSERPredictor.predict_long on a 10-minute file,
             each in a process of its own (RUSAGE_CHILDREN of a wrapper process per task)
+  vad       mser.vad backends on demo clips (each at -26 dBFS) with gaps of 0.3-3.5 s of digital
+            silence or white/pink/brown noise at 20/10/5/0 dB SNR: frame-level precision, recall
+            and F1 of speech_segments() against "inside a clip", and on 1.5 s windows (hop 0.5 s)
+            the share of speech-free windows is_speech() calls speech and of windows with >= 0.5 s
+            of speech it calls silence (80 clips; --quick 20)
 
 The 3 s clips are demo-corpus speech joined end to end. Timings on a shared machine vary with its
 load; the load average is printed with the results. There, torch's OpenMP threads spin-wait for
@@ -63,7 +68,7 @@ from mser.models import list_models  # noqa: E402
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 3.0
 LABELS = ["neutral", "happy", "sad", "angry", "fearful", "surprised"]
-SECTIONS = ("hardware", "features", "train", "infer", "bf16", "memory")
+SECTIONS = ("hardware", "features", "train", "infer", "bf16", "memory", "vad")
 QUICK_MODELS = ("BiLSTM", "EcapaTdnn")
 # openSMILE analyses one clip at a time on the CPU, 8-23 clips/s against ~1300 for Fbank: the two sets
 # took 10 s of a --quick run (3 batches of 32 clips each) on 2 busy cores
@@ -551,6 +556,105 @@ def memory_section(workspace: Workspace, args) -> Dict[str, Any]:
 
 # ---------------------------------------------------------------- output
 
+# ---------------------------------------------------------------- voice activity detection
+
+VAD_SNRS = (None, 20, 10, 5, 0)        # None: digital silence between the clips
+VAD_NOISES = ("white", "pink", "brown")
+SPEECH_DBFS = -26.0                    # every clip is scaled to this RMS level before mixing
+
+
+def coloured_noise(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """(size,) float64 of unit RMS: white, pink (1/f power) or brown (1/f^2) noise."""
+    spectrum = np.fft.rfft(rng.standard_normal(size))
+    frequencies = np.maximum(np.fft.rfftfreq(size, 1 / SAMPLE_RATE), 20.0)
+    spectrum *= {"white": 1.0, "pink": frequencies ** -0.5, "brown": 1.0 / frequencies}[kind]
+    noise = np.fft.irfft(spectrum, size)
+    return noise / np.sqrt(np.mean(noise ** 2))
+
+
+def vad_test_stream(clips: int, seed: int = 0):
+    """Demo-corpus clips (each at -26 dBFS) with gaps of 0.3-3.5 s between them. Returns the clean
+    signal (samples,) float64 and the (frames,) bool reference: True inside a clip."""
+    from mser import vad
+    rng = np.random.default_rng(seed)
+    paths = sorted(glob.glob(os.path.join(REPO, "dataset", "demo", "**", "*.flac"), recursive=True))
+    parts, spans, position = [], [], 0
+    for path in rng.choice(paths, size=min(clips, len(paths)), replace=False):
+        gap = np.zeros(int(rng.uniform(0.3, 3.5) * SAMPLE_RATE))
+        clip = load_audio(str(path), SAMPLE_RATE).astype(np.float64)
+        clip *= 10 ** (SPEECH_DBFS / 20) / np.sqrt(np.mean(clip ** 2))
+        spans.append((position + len(gap), position + len(gap) + len(clip)))
+        parts += [gap, clip]
+        position += len(gap) + len(clip)
+    parts.append(np.zeros(SAMPLE_RATE))
+    signal = np.concatenate(parts)
+    reference = np.zeros(vad.frame_count(len(signal)), dtype=bool)
+    centres = (np.arange(len(reference)) + 0.5) * vad.FRAME_SAMPLES
+    for start, end in spans:
+        reference |= (centres >= start) & (centres < end)
+    return signal, reference
+
+
+def segments_to_frames(segments, frames: int) -> np.ndarray:
+    from mser import vad
+    flags = np.zeros(frames, dtype=bool)
+    centres = (np.arange(frames) + 0.5) * vad.FRAME_SECONDS
+    for start, end in segments:
+        flags |= (centres >= start) & (centres < end)
+    return flags
+
+
+def window_errors(detector, mixed: np.ndarray, reference: np.ndarray, window: float = 1.5, hop: float = 0.5):
+    """is_speech() on stream windows: the share of windows without speech it calls speech, and of
+    windows with at least 0.5 s of speech it calls silence."""
+    from mser import vad
+    size, step, per_frame = int(window * SAMPLE_RATE), int(hop * SAMPLE_RATE), vad.FRAME_SAMPLES
+    false_alarms, silent, misses, speaking = 0, 0, 0, 0
+    for start in range(0, len(mixed) - size, step):
+        speech_seconds = reference[start // per_frame:(start + size) // per_frame].sum() * vad.FRAME_SECONDS
+        if speech_seconds == 0 or speech_seconds >= 0.5:
+            said = vad.is_speech(mixed[start:start + size].astype(np.float32), SAMPLE_RATE, detector)
+            silent, false_alarms = silent + (speech_seconds == 0), false_alarms + (speech_seconds == 0 and said)
+            speaking, misses = speaking + (speech_seconds > 0), misses + (speech_seconds > 0 and not said)
+    return false_alarms / max(silent, 1), misses / max(speaking, 1)
+
+
+def vad_row(detector, signal: np.ndarray, reference: np.ndarray, noise: str, snr, rng) -> Dict[str, Any]:
+    from mser import vad
+    mixed = signal.copy()
+    if snr is not None:
+        mixed += coloured_noise(noise, len(signal), rng) * 10 ** ((SPEECH_DBFS - snr) / 20)
+    started = time.perf_counter()
+    segments = vad.speech_segments(mixed.astype(np.float32), SAMPLE_RATE, detector)
+    seconds = time.perf_counter() - started
+    found = segments_to_frames(segments, len(reference))
+    hits = int((found & reference).sum())
+    precision, recall = hits / max(int(found.sum()), 1), hits / max(int(reference.sum()), 1)
+    window_false_alarm, window_miss = window_errors(detector, mixed, reference)
+    return {"backend": detector.name, "noise": noise if snr is not None else "none",
+            "snr_db": "clean" if snr is None else snr, "precision": round(precision, 3), "recall": round(recall, 3),
+            "f1": round(2 * precision * recall / max(precision + recall, 1e-9), 3),
+            "window_false_alarm": round(window_false_alarm, 3), "window_miss": round(window_miss, 3),
+            "real_time_factor": round(seconds / (len(signal) / SAMPLE_RATE), 4)}
+
+
+def vad_section(clips: int) -> List[Dict[str, Any]]:
+    """Frame-level precision/recall of speech_segments() and window-level errors of is_speech()
+    for each installed backend, on `clips` demo clips with silent or noisy gaps at several SNRs."""
+    from mser import vad
+    signal, reference = vad_test_stream(clips)
+    detectors = [vad.load_vad("energy")] + ([vad.load_vad("silero")] if vad.silero_available() else [])
+    rows = []
+    for detector in detectors:
+        rng = np.random.default_rng(1)   # the same noise for every backend
+        for noise in VAD_NOISES:
+            for snr in VAD_SNRS:
+                if snr is None and noise != VAD_NOISES[0]:
+                    continue
+                rows.append(vad_row(detector, signal, reference, noise, snr, rng))
+    return rows
+
+
 def table(title: str, rows: List[Dict[str, Any]], columns: Sequence[str]) -> str:
     if not rows:
         return ""
@@ -588,6 +692,9 @@ def print_results(results: Dict[str, Any]) -> None:
         print(f"speed-up end to end {bf16['train_speedup_end_to_end']}x, model only "
               f"{bf16['train_speedup_model_only']}x; inference model only (ms/clip): {bf16['infer_model_only_ms']}; "
               f"channels-last: {bf16['channels_last']}")
+    print(table("voice activity detection (demo clips at -26 dBFS, gaps of 0.3-3.5 s)", results.get("vad", []),
+                ["backend", "noise", "snr_db", "precision", "recall", "f1", "window_false_alarm", "window_miss",
+                 "real_time_factor"]))
     if "memory" in results:
         print("\n## peak RSS")
         for task, values in results["memory"].items():
@@ -629,6 +736,7 @@ def run(args) -> Dict[str, Any]:
                               for model in args.models],
             "bf16": lambda: bf16_section(workspace, args, peak, device),
             "memory": lambda: memory_section(workspace, args),
+            "vad": lambda: vad_section(20 if args.quick else 80),
         }
         results["meta"]["section_seconds"] = {}
         if "features" in args.sections:
