@@ -57,6 +57,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "preprocess_conf": {
         "feature_method": "Fbank",
         "method_args": {},
+        "use_hf_model": False,   # true: feature_method is a Hugging Face speech encoder (mser/features/hf.py)
         # standardise features per speaker (mser/features/speaker_norm.py); prior_clips: how many
         # clips' worth of weight the training set's global statistics carry for each speaker
         "speaker_norm": {"enable": False, "prior_clips": 2.0},
@@ -80,6 +81,8 @@ DEFAULT_CONFIG: Dict[str, Any] = {
         "seed": 1000,
         "best_metric": "unweighted_accuracy",
         "keep_last_epochs": 3,
+        "keep_best": 0,              # also keep the epoch_N of the best k validation scores
+        "test_every_epoch": False,   # evaluate the test list after every epoch for the VisualDL curves
     },
 }
 
@@ -106,9 +109,79 @@ def load_config(path: Optional[str], overwrites: Optional[str] = None,
     return config
 
 
+# The config the README recommends; the scripts' --configs default.
+RECOMMENDED_CONFIG = "egemaps"
+
+
+def shipped_configs_dir() -> str:
+    """The folder of the configs that ship with mser: mser/configs in an installed wheel (the
+    build copies the repository's configs/ there), the repository's configs/ in a source checkout."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    for folder in (os.path.join(package, "configs"), os.path.join(os.path.dirname(package), "configs")):
+        if os.path.isdir(folder):
+            return folder
+    return ""
+
+
+def shipped_configs() -> Dict[str, str]:
+    """{name: path} of every shipped config, e.g. {'egemaps': '.../configs/egemaps.yml', ...}."""
+    folder = shipped_configs_dir()
+    names = sorted(os.listdir(folder)) if folder else []
+    return {name[:-len(".yml")]: os.path.join(folder, name) for name in names if name.endswith(".yml")}
+
+
+def resolve_config_path(path: str) -> str:
+    """A config file's path: `path` itself when that file exists, else the shipped config that
+    `path` names ('egemaps' or 'egemaps.yml'). A ConfigError when neither exists."""
+    if os.path.isfile(path):
+        return path
+    name = os.path.basename(path)
+    name = name[:-len(".yml")] if name.endswith(".yml") else name
+    shipped = shipped_configs()
+    if path in (name, name + ".yml") and name in shipped:
+        return shipped[name]
+    raise ConfigError(f"config file not found: {path_tried(path)}; shipped configs, usable by name "
+                      f"(--configs {RECOMMENDED_CONFIG}): {', '.join(shipped) or 'none found'}")
+
+
+def path_tried(path: str) -> str:
+    """`path`, and for a relative path the absolute one it was looked for at, for error messages:
+    'dataset/x.txt (relative to the working directory: /home/me/dataset/x.txt)'."""
+    if os.path.isabs(path):
+        return str(path)
+    return f"{path} (relative to the working directory: {os.path.abspath(path)})"
+
+
+def describe_shipped_configs() -> str:
+    """The text of --list-configs: each shipped config's name and the first line of its comment,
+    model configs first, then augmentation configs (for --data_augment_configs)."""
+    shipped = shipped_configs()
+    width = max((len(name) for name in shipped), default=0)
+    augmentation = [name for name in shipped if name.startswith("augmentation")]
+    lines = [f"configs (--configs NAME, e.g. --configs {RECOMMENDED_CONFIG}; the files are in "
+             f"{shipped_configs_dir() or '(no folder found)'}):"]
+    for name in (name for name in shipped if name not in augmentation):
+        summary = first_comment_line(shipped[name])
+        if name == RECOMMENDED_CONFIG and "recommended" not in summary.lower():
+            summary = f"(recommended) {summary}"
+        lines.append(f"  {name:<{width}}  {summary}".rstrip())
+    if augmentation:
+        lines.append("augmentation configs (--data_augment_configs NAME):")
+        lines += [f"  {name:<{width}}  {first_comment_line(shipped[name])}".rstrip() for name in augmentation]
+    return "\n".join(lines)
+
+
+def first_comment_line(path: str, width: int = 90) -> str:
+    """The first line of a YAML file's leading comment, shortened to `width` characters."""
+    with open(path, encoding="utf-8") as f:
+        first = f.readline().strip()
+    text = first.lstrip("#").strip() if first.startswith("#") else ""
+    return text if len(text) <= width else text[:width - 3].rstrip() + "..."
+
+
 def read_yaml(path: str) -> Dict[str, Any]:
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
+    """A YAML file's mapping; `path` may be the name of a shipped config ('egemaps')."""
+    path = resolve_config_path(path)
     try:
         with open(path, encoding="utf-8") as f:
             data = safe_load(f)

@@ -157,3 +157,65 @@ def test_a_single_process_says_so(demo_lists, tmp_path):
     from mser.trainer import MSERTrainer
     trainer = MSERTrainer(configs="configs/bi_lstm.yml", use_gpu=False, overwrites=tiny_overwrites(demo_lists))
     assert trainer.context.describe() == "one process on cpu"
+
+
+# ---------------------------------------------------------------- shipped configs by name, no output before the inputs
+
+
+@pytest.mark.parametrize("script", ["train.py", "eval.py", "extract_features.py"])
+def test_list_configs(script, tmp_path):
+    # from another folder, and before eval.py's required --resume_model is asked for
+    result = run_script(script, "--list-configs", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert listed == {path.stem for path in (REPO / "configs").glob("*.yml")}
+
+
+@pytest.mark.parametrize("script", ["train.py", "extract_features.py"])
+def test_help_names_the_recommended_config(script):
+    from mser.config import RECOMMENDED_CONFIG
+    result = run_script(script, "--help")
+    [entry] = [entry for entry in option_entries(result.stdout) if entry.startswith("--configs")]
+    assert entry.endswith(f"'{RECOMMENDED_CONFIG}', the recommended one; default: {RECOMMENDED_CONFIG}"), entry
+    assert "ecapa_tdnn" not in result.stdout
+
+
+def test_scripts_default_to_the_recommended_config():
+    from mser.cli import extract_features, train
+    from mser.config import RECOMMENDED_CONFIG
+    assert train.parse_args([]).configs == extract_features.parse_args([]).configs == RECOMMENDED_CONFIG
+
+
+def test_eval_leaves_no_output_folder_when_its_inputs_are_wrong(tmp_path):
+    result = run_script("eval.py", "--resume_model", tmp_path / "nothing", cwd=tmp_path)   # default output/eval
+    assert result.returncode == 2 and "checkpoint directory not found" in result.stderr, result.stderr
+    assert not (tmp_path / "output").exists()
+
+
+def test_check_output_folder_creates_nothing(tmp_path):
+    from mser.cli.common import check_output_folder
+    check_output_folder(str(tmp_path / "a" / "b"))
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="Not a directory"):
+        check_output_folder(str(tmp_path / "file" / "eval"))
+
+
+def test_a_torchaudio_built_for_another_torch_is_one_line(capsys):
+    # what torchaudio from PyPI (a CUDA build) raises on import next to a CPU-only torch
+    from mser.cli.common import exits_cleanly
+
+    @exits_cleanly
+    def main(argv=None):
+        try:
+            raise OSError("libc10_cuda.so: cannot open shared object file: No such file or directory")
+        except OSError as cause:
+            raise OSError("Could not load this library: /venv/site-packages/torchaudio/lib/_torchaudio.so") from cause
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 1 and stderr.count("\n") == 1, stderr
+    assert stderr.startswith("error: torchaudio cannot load its library with torch ") and \
+        "(libc10_cuda.so: cannot open shared object file" in stderr and \
+        stderr.rstrip().endswith("pip install torch torchaudio --index-url https://download.pytorch.org/whl/cpu")

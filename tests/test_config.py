@@ -139,3 +139,72 @@ def test_train_reports_every_misspelt_key_of_its_config(tmp_path):
                         "--save_model_path", tmp_path / "models")
     assert_one_line_error(result, f"{path}: 2 unknown config keys: 'train_conf.max_epochs'")
     assert "'model_conf.modell' (did you mean 'model_conf.model'?)" in result.stderr
+
+
+# ---------------------------------------------------------------- shipped configs by name, paths explained
+
+
+def test_a_shipped_config_by_name_from_any_folder(tmp_path, monkeypatch):
+    from conftest import REPO
+    from mser.config import shipped_configs
+    expected = load_config(str(REPO / "configs" / "tdnn_prosody.yml"))
+    monkeypatch.chdir(tmp_path)   # no configs/ here
+    assert load_config("tdnn_prosody") == expected
+    assert load_config("tdnn_prosody.yml") == expected
+    assert set(shipped_configs()) == {path.stem for path in (REPO / "configs").glob("*.yml")}
+
+
+def test_a_file_wins_over_a_shipped_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "egemaps").write_text("train_conf:\n  max_epoch: 3\n")
+    assert load_config("egemaps")["train_conf"]["max_epoch"] == 3
+
+
+def test_a_missing_config_says_where_it_was_looked_for_and_what_ships(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        load_config("configs/egemaps.yml")   # a relative path stays a path, even outside the repository
+    message = str(error.value)
+    assert message.startswith(f"config file not found: configs/egemaps.yml (relative to the working directory: "
+                              f"{tmp_path / 'configs' / 'egemaps.yml'}); shipped configs, usable by name "
+                              f"(--configs egemaps): ")
+    assert "bi_lstm" in message and "tdnn_prosody" in message
+    with pytest.raises(ConfigError, match="config file not found: egemap .*shipped configs"):
+        load_config("egemap")
+
+
+def test_a_relative_list_that_is_missing_is_explained(tmp_path, monkeypatch):
+    from mser.data.lists import read_data_list, read_label_list
+    from mser.errors import DataError
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as error:
+        read_data_list("dataset/test_list.txt", 2)
+    assert str(error.value) == (f"data list not found: dataset/test_list.txt (relative to the working directory: "
+                                f"{tmp_path / 'dataset' / 'test_list.txt'}); run create_data.py first")
+    with pytest.raises(DataError, match=f"label list not found: {tmp_path / 'labels.txt'}; run"):
+        read_label_list(str(tmp_path / "labels.txt"))   # an absolute path is shown as it is
+    (tmp_path / "list.txt").write_text("clips/a.wav\t0\n")
+    with pytest.raises(DataError, match=r"audio file clips/a.wav \(relative to the working directory: "
+                                        rf"{tmp_path / 'clips' / 'a.wav'}\) on line 1 of list.txt does not exist"):
+        read_data_list("list.txt", 2)
+
+
+def test_list_configs_text_names_each_config_and_the_recommended_one():
+    from conftest import REPO
+    from mser.config import RECOMMENDED_CONFIG, describe_shipped_configs
+    lines = describe_shipped_configs().splitlines()
+    entries = {line.split()[0]: line for line in lines if line.startswith("  ")}
+    assert set(entries) == {path.stem for path in (REPO / "configs").glob("*.yml")}
+    assert "recommended" in entries[RECOMMENDED_CONFIG].lower()
+    assert lines.index("augmentation configs (--data_augment_configs NAME):") > max(
+        lines.index(line) for name, line in entries.items() if not name.startswith("augmentation"))
+
+
+def test_the_recommended_config_is_the_one_the_readme_recommends():
+    import re
+
+    from conftest import REPO
+    from mser.config import RECOMMENDED_CONFIG
+    readme = (REPO / "README.md").read_text()
+    recommended = set(re.findall(r"configs/(\w+)\.yml`?,? \(?the recommended config", readme))
+    assert recommended == {RECOMMENDED_CONFIG}

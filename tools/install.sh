@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything mser needs on a Debian/Ubuntu machine: system packages, then a virtual
-# environment in .venv with mser (editable) and its extras. Safe to run again.
+# environment in .venv with mser (editable) and its extras, at the versions in constraints.txt.
+# Safe to run again. Afterwards: source .venv/bin/activate (or call .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,5 +16,6 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommen
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-.venv/bin/python -m pip install -q -e ".[mic,onnx,opensmile,crepe,dev]"
+# constraints.txt: the exact releases the tests pass with (pyproject.toml only gives ranges)
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[mic,onnx,hf,opensmile,crepe,dev]"
 .venv/bin/python -c "import mser, torch, torchaudio; print('mser', mser.__version__, '| torch', torch.__version__, '| torchaudio', torchaudio.__version__)"

@@ -1,6 +1,7 @@
 """What every script shares: boolean options, --configs/--overwrites, --use_gpu, help that shows
 each default once, one-line errors, and a quiet exit when the reader of stdout goes away."""
 import argparse
+import errno
 import functools
 import os
 import sys
@@ -36,13 +37,54 @@ def add_use_gpu_argument(parser: argparse.ArgumentParser, verb: str = "run") -> 
                              "on the CPU (default: true)")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, default_config: str = "configs/ecapa_tdnn.yml",
+CONFIGS_HELP = ("YAML config: a file, or the name of a shipped config (see --list-configs), e.g. "
+                "'egemaps', the recommended one")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, default_config: str = "egemaps",
                          required: bool = False) -> None:
+    """--configs (a file or a shipped config's name), --overwrites and --list-configs."""
+    default_text = f"; default: {default_config}" if not required else ""
     parser.add_argument("--configs", default=None if required else default_config, required=required,
-                        help=f"YAML config file (default: {default_config})")
+                        help=f"{CONFIGS_HELP}{default_text}")
     parser.add_argument("--overwrites", default=None,
                         help="override config values, e.g. \"train_conf.max_epoch=5,"
                              "dataset_conf.dataLoader.batch_size=16\" (values are YAML scalars)")
+    add_list_configs_argument(parser)
+
+
+class ListConfigsAction(argparse.Action):
+    """Prints the shipped configs and exits, as --help does (before required options are checked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from mser.config import describe_shipped_configs
+        print(describe_shipped_configs())
+        parser.exit()
+
+
+def add_list_configs_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--list-configs", "--list_configs", action=ListConfigsAction,
+                        help="list the shipped configs (usable by name with --configs) and exit")
+
+
+def check_output_folder(path: str) -> None:
+    """Raise the OSError that creating the folder `path` would raise (a file in the way, no write
+    permission), without creating anything, so that a run fails before its work and leaves no folder."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "Permission denied", parent)
 
 
 # The exit status of a process that SIGPIPE ends, as `yes | head -1` leaves `yes`.
@@ -74,6 +116,10 @@ def report_errors(main, argv):
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except OSError as e:
+        mismatch = torchaudio_mismatch(e)
+        if mismatch:
+            print(f"error: {mismatch}", file=sys.stderr)
+            sys.exit(1)
         if e.filename is None:  # not about a path the user gave (a BrokenPipeError among them)
             raise
         print(f"error: {e.strerror or e}: {e.filename}", file=sys.stderr)
@@ -81,3 +127,19 @@ def report_errors(main, argv):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def torchaudio_mismatch(error: OSError) -> str:
+    """What to do when torchaudio's compiled library does not load with the installed torch (a
+    torchaudio from PyPI, built for CUDA, next to a CPU-only torch: 'libc10_cuda.so: cannot open
+    shared object file'), or '' when `error` is about something else."""
+    if "torchaudio" not in str(error) or "load" not in str(error):
+        return ""
+    import torch
+    cause = f" ({error.__cause__})" if error.__cause__ else ""
+    return (f"torchaudio cannot load its library with torch {torch.__version__}{cause}: install torch and "
+            f"torchaudio as a pair from the same index, e.g. for the CPU builds: pip install torch torchaudio "
+            f"--index-url {CPU_INDEX}")

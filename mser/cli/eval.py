@@ -3,7 +3,8 @@ import argparse
 import json
 import os
 
-from mser.cli.common import HelpFormatter, add_use_gpu_argument, exits_cleanly
+from mser.cli.common import (HelpFormatter, add_list_configs_argument, add_use_gpu_argument, check_output_folder,
+                             exits_cleanly)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -15,7 +16,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         formatter_class=HelpFormatter)
     parser.add_argument("--resume_model", required=True,
                         help="checkpoint directory, e.g. models/EcapaTdnn_Fbank/best_model")
-    parser.add_argument("--configs", default=None, help="YAML config overriding the stored one")
+    parser.add_argument("--configs", default=None,
+                        help="YAML config overriding the stored one: a file or a shipped config's name")
     parser.add_argument("--overwrites", default=None, help="override config values, e.g. \"a.b=1,c.d=x\"")
     parser.add_argument("--test_list", default=None,
                         help="data list to evaluate (default: dataset_conf.test_list of the config)")
@@ -23,6 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="where metrics.json and confusion_matrix.png are written")
     parser.add_argument("--json", action="store_true", help="print metrics.json as the last line of stdout")
     add_use_gpu_argument(parser, "evaluate")
+    add_list_configs_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -50,7 +53,7 @@ def main(argv=None):
     from mser.metrics import format_report
     from mser.trainer import MSERTrainer
     if args.output_dir:
-        os.makedirs(args.output_dir, exist_ok=True)  # an unusable folder fails now, not after evaluating
+        check_output_folder(args.output_dir)  # fails now, not after evaluating; created once there are results
     trainer = MSERTrainer(configs=evaluation_config(args), use_gpu=args.use_gpu)
     metrics = trainer.evaluate(resume_model=args.resume_model, list_path=args.test_list,
                                output_dir=args.output_dir)

@@ -11,7 +11,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         formatter_class=HelpFormatter)
     add_config_arguments(parser)
     parser.add_argument("--data_augment_configs", default=None,
-                        help="augmentation YAML (e.g. configs/augmentation.yml); none when omitted")
+                        help="augmentation YAML: a file or a shipped config's name (e.g. augmentation, "
+                             "augmentation_channel); none when omitted")
     parser.add_argument("--save_model_path", default="models/",
                         help="checkpoints go to <save_model_path>/<Model>_<Feature>/")
     parser.add_argument("--log_dir", default="log/", help="VisualDL log directory ('' to disable)")
