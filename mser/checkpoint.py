@@ -179,12 +179,47 @@ def epoch_directories(model_dir: str) -> List[str]:
     return [path for _, path in sorted(found)]
 
 
-def prune_epochs(model_dir: str, keep: int) -> None:
-    """Delete all but the newest `keep` epoch_N checkpoints (keep <= 0 keeps them all)."""
+def prune_epochs(model_dir: str, keep: int, keep_best: int = 0) -> None:
+    """Delete epoch_N checkpoints but the newest `keep` (keep <= 0 keeps them all) and the
+    `keep_best` with the best validation score (model.state: val[best_metric]; the earlier epoch
+    wins a tie)."""
     if keep <= 0:
         return
-    for path in epoch_directories(model_dir)[:-keep]:
-        # renamed first, so that a kill during the deletion never leaves a half-deleted epoch_N
-        doomed = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}{STAGING_MARK}", dir=model_dir)
-        os.rename(path, os.path.join(doomed, "deleted"))
-        shutil.rmtree(doomed, ignore_errors=True)
+    epochs = epoch_directories(model_dir)
+    kept = set(epochs[-keep:]) | set(best_epochs(epochs, keep_best))
+    for path in epochs:
+        if path not in kept:
+            remove_checkpoint(path)
+
+
+def best_epochs(paths: List[str], count: int) -> List[str]:
+    """The `count` checkpoints of `paths` with the highest validation score, best first."""
+    if count <= 0:
+        return []
+    scored = []
+    for path in paths:
+        try:
+            state = load_state(path)
+        except CheckpointError:
+            continue
+        score = state.get("val", {}).get(state.get("best_metric", ""))
+        if score is not None:
+            scored.append((-float(score), int(state.get("epoch", 0)), path))
+    return [path for *_, path in sorted(scored)[:count]]
+
+
+def remove_checkpoint(path: str) -> None:
+    """Delete a checkpoint directory; renamed first, so that a kill during the deletion never
+    leaves a half-deleted checkpoint under its own name."""
+    parent = os.path.dirname(os.path.abspath(path))
+    doomed = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}{STAGING_MARK}", dir=parent)
+    os.rename(path, os.path.join(doomed, "deleted"))
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def checkpoint_directories(model_dir: str) -> List[str]:
+    """The checkpoints in a model folder (any sub-folder with model weights, `.old` twins too), sorted."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(os.path.join(model_dir, name) for name in os.listdir(model_dir)
+                  if os.path.isfile(os.path.join(model_dir, name, MODEL_FILE)))

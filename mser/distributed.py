@@ -56,6 +56,24 @@ def sum_across_ranks(values, context: Context) -> list:
     return tensor.tolist()
 
 
+def all_agree(flag: bool, context: Context) -> bool:
+    """True when `flag` is true in every process: a decision all processes take together."""
+    if not context.distributed:
+        return bool(flag)
+    tensor = torch.tensor([1 if flag else 0], dtype=torch.int32, device=context.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return bool(tensor.item())
+
+
+def gather_objects(value, context: Context) -> list:
+    """[value of rank 0, value of rank 1, ...] in every process (picklable values)."""
+    if not context.distributed:
+        return [value]
+    gathered = [None] * context.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 def barrier(context: Context) -> None:
     if context.distributed:
         dist.barrier()

@@ -1,8 +1,11 @@
 """MSERTrainer: trains any registered model on any featurizer from one YAML config."""
+import contextlib
 import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Sequence
@@ -19,12 +22,17 @@ from mser.data import feature_cache
 from mser.data.dataset import AudioDataset, collate, worker_init
 from mser.data.lists import ListItem, has_speakers, read_data_list, read_label_list
 from mser.errors import CheckpointError, ConfigError, DataError
-from mser.factory import check_same_setup, featurizer_from_config, load_matching_weights, model_from_config
+from mser.factory import check_same_setup, featurizer_from_config, load_matching_weights, model_for_featurizer
+from mser.features import feature_name
 from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats, valid_frames
 from mser.metrics import compute_metrics, confusion_matrix_figure, format_report, plot_confusion_matrix
 from mser.optim import build_optimizer, build_scheduler, class_weights, trainable_parameters
 
 BEST_METRICS = ("unweighted_accuracy", "accuracy", "macro_f1")
+# Saved by Ctrl-C: the weights part-way through an epoch, apart from the complete epochs' checkpoints.
+INTERRUPTED = "interrupted_model"
+# The checkpoints of one run in a model directory (besides epoch_N).
+RUN_CHECKPOINTS = ("last_model", "best_model", INTERRUPTED)
 
 
 @dataclass
@@ -33,6 +41,7 @@ class TrainState:
     step: int = 0                  # optimizer steps taken
     best_score: float = -math.inf
     best_epoch: int = 0
+    batches_done: int = 0          # batches of epoch `epoch + 1` done (only an interrupted checkpoint has any)
 
 
 @dataclass
@@ -71,19 +80,22 @@ class MSERTrainer:
         self.seen_bad_clips = set()
         self.speaker_norm = self.build_speaker_norm()
         self.speaker_tables: Dict[int, Dict[str, SpeakerStats]] = {}   # per list, by hash of its clips
+        self.pending_rng: Optional[Dict[str, Any]] = None   # a resumed run's random state, set before its first batch
+        self.rng_snapshot: Optional[Dict[str, Any]] = None  # random state after the last finished step
+        self.resume_batches = 0   # batches of the first epoch an interrupted run had done
 
     # ----------------------------------------------------------------- set-up
 
     @property
     def model_name(self) -> str:
-        return f"{self.config['model_conf']['model']}_{self.config['preprocess_conf']['feature_method']}"
+        return f"{self.config['model_conf']['model']}_{feature_name(self.config['preprocess_conf'])}"
 
     def log(self, message: str) -> None:
         if self.context.is_main:
             tqdm.write(message)
 
     def build_model(self) -> nn.Module:
-        self.model = model_from_config(self.config, self.featurizer.feature_dim, len(self.labels))
+        self.model = model_for_featurizer(self.config, self.featurizer, len(self.labels))
         return self.model.to(self.device)
 
     @property
@@ -152,14 +164,14 @@ class MSERTrainer:
         dataset_conf = self.config["dataset_conf"]
         loader_conf = dataset_conf["dataLoader"]
         batch_size = loader_conf["batch_size"] if train else dataset_conf["eval_conf"]["batch_size"]
-        sampler, generator = None, None
+        sampler = None
+        # the loader's own generator (shuffling, worker seeds): making it never draws from the global one
+        generator = torch.Generator().manual_seed(self.config["train_conf"]["seed"] + epoch)
         if train and self.context.distributed:
             sampler = DistributedSampler(dataset, num_replicas=self.context.world_size,
                                          rank=self.context.rank, shuffle=True,
                                          seed=self.config["train_conf"]["seed"])
             sampler.set_epoch(epoch)
-        elif train:
-            generator = torch.Generator().manual_seed(self.config["train_conf"]["seed"] + epoch)
         dataset.set_epoch(epoch)
         workers = loader_conf["num_workers"]
         return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
@@ -185,13 +197,16 @@ class MSERTrainer:
     # ----------------------------------------------------------------- training
 
     def train(self, save_model_path: str = "models/", log_dir: str = "log/",
-              resume_model: Optional[str] = None, pretrained_model: Optional[str] = None) -> Dict[str, Any]:
+              resume_model: Optional[str] = None, pretrained_model: Optional[str] = None,
+              overwrite: bool = False) -> Dict[str, Any]:
         """Train for `train_conf.max_epoch` epochs; returns the best validation metrics and the
-        test metrics of the best model."""
+        test metrics of the best model.
+
+        A fresh run (no `resume_model`) into a folder holding another run's checkpoints is refused,
+        unless `overwrite`, which deletes them first. Ctrl-C saves `interrupted_model` (the weights
+        part-way through an epoch, with the batches done) and re-raises KeyboardInterrupt."""
         train_items, val_items, test_items = self.read_lists()
-        if self.context.is_main:  # an unwritable save_model_path fails now, not after an epoch
-            os.makedirs(os.path.join(save_model_path, self.model_name), exist_ok=True)
-        # a wrong model or optimizer argument fails now, before any features are computed
+        # a wrong model or optimizer argument fails now, before any features are computed or folder made
         model = self.build_model()
         train_conf = self.config["train_conf"]
         steps_per_epoch = self.steps_per_epoch(len(train_items))
@@ -199,6 +214,8 @@ class MSERTrainer:
         scheduler, scheduler_unit = build_scheduler(optimizer, self.config["optimizer_conf"],
                                                     steps_per_epoch, train_conf["max_epoch"])
         amp = Amp(train_conf, self.device)
+        self.model_dir = os.path.join(save_model_path, self.model_name)
+        self.prepare_model_dir(resumed=bool(resume_model), overwrite=overwrite)
         if self.uses_cache:
             self.prepare_caches()
             self.note_cache_and_augmentation()
@@ -210,7 +227,6 @@ class MSERTrainer:
         self.log(f"mixed precision: {str(amp.dtype).replace('torch.', '')} autocast on {self.device.type}"
                  if amp.enabled else "mixed precision: off (float32)")
         self.print_summary(model)
-        self.model_dir = os.path.join(save_model_path, self.model_name)
         if resume_model:
             self.resume(resume_model, optimizer, scheduler, amp)
         elif pretrained_model:
@@ -220,7 +236,11 @@ class MSERTrainer:
         writer = self.log_writer(log_dir)
         self.spec_augment = self.build_spec_augment()
         train_dataset = self.dataset(train_items, train=True)
+        self.rng_snapshot = capture_rng(self.device)
         try:
+            if self.pending_rng is not None:  # the resumed run's random streams, as they were at its save
+                restore_rng(self.pending_rng, self.device)
+                self.rng_snapshot, self.pending_rng = self.pending_rng, None
             for epoch in range(self.state.epoch + 1, train_conf["max_epoch"] + 1):
                 stats = self.train_epoch(epoch, train_model, train_dataset, criterion, optimizer,
                                          scheduler if scheduler_unit == "step" else None, amp, writer)
@@ -236,6 +256,25 @@ class MSERTrainer:
         result = self.final_test(test_items) if self.context.is_main else {}
         distributed.cleanup(self.context)
         return result
+
+    def prepare_model_dir(self, resumed: bool, overwrite: bool) -> None:
+        """Refuse a fresh run into a folder that holds another run's checkpoints (its epoch_N would
+        survive beside this run's, its best_model be overwritten), or delete them with `overwrite`;
+        then make the folder, so that an unwritable save path fails before any features are computed."""
+        if not self.context.is_main:
+            return
+        existing = checkpoint.checkpoint_directories(self.model_dir)
+        if existing and not resumed:
+            if not overwrite:
+                names = ", ".join(os.path.basename(path) for path in existing[:4])
+                names += ", ..." if len(existing) > 4 else ""
+                raise ConfigError(f"{self.model_dir} already holds the checkpoints of a run ({names}): continue it "
+                                  f"with --resume_model {os.path.join(self.model_dir, 'last_model')}, train into "
+                                  f"another --save_model_path, or pass --overwrite to delete them")
+            for path in existing:
+                checkpoint.remove_checkpoint(path)
+            self.log(f"--overwrite: deleted {len(existing)} checkpoints of an earlier run in {self.model_dir}")
+        os.makedirs(self.model_dir, exist_ok=True)
 
     def steps_per_epoch(self, num_train: int) -> int:
         batch_size = self.config["dataset_conf"]["dataLoader"]["batch_size"]
@@ -297,12 +336,14 @@ class MSERTrainer:
         """(speaker, valid frames (frames, dim)) of every usable clip of a list: one pass without
         augmentation, from the feature cache when there is one, else from the audio in batches."""
         loader = self.loader(self.dataset(items, train=False), train=False)
-        for batch in tqdm(loader, desc=desc, leave=False, disable=not self.context.is_main, dynamic_ncols=True):
-            self.note_skipped(batch.skipped)
-            if len(batch) == 0:
-                continue
-            features, frame_lengths = self.raw_features(batch)
-            yield from zip(batch.speakers, valid_frames(features, frame_lengths))
+        with preserved_rng(self.device), evaluation_mode(self.featurizer):
+            for batch in tqdm(loader, desc=desc, leave=False, disable=not self.context.is_main,
+                              dynamic_ncols=True):
+                self.note_skipped(batch.skipped)
+                if len(batch) == 0:
+                    continue
+                features, frame_lengths = self.raw_features(batch)
+                yield from zip(batch.speakers, valid_frames(features, frame_lengths))
 
     def fit_speaker_norm(self, train_items: Sequence[ListItem]) -> None:
         """Global statistics and the training speakers' statistics, from the training list's
@@ -328,30 +369,48 @@ class MSERTrainer:
 
     def train_epoch(self, epoch: int, model: nn.Module, dataset, criterion: nn.Module,
                     optimizer, step_scheduler, amp: "Amp", writer) -> EpochStats:
+        """One epoch; after an interrupted run's resume, only the batches it had not done.
+
+        All processes take the same decision about each batch (they skip it together), so that
+        each runs the same optimizer steps and none waits forever in the gradient all-reduce."""
         model.train()
+        self.featurizer.train()
         speaker_table = self.speaker_table(dataset.items)
         loader = self.loader(dataset, train=True, epoch=epoch)
+        already_done, self.resume_batches = self.resume_batches, 0
+        self.state.batches_done = already_done
+        if already_done:
+            self.log(f"epoch {epoch}: continuing after batch {already_done} of {len(loader)}, where the "
+                     f"interrupted run stopped (loss and accuracy below are of the remaining batches)")
         log_interval = max(1, self.config["train_conf"]["log_interval"])
         loss_sum, correct, clips, skipped = 0.0, 0, 0, 0
         started = time.time()
         progress = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not self.context.is_main,
-                        dynamic_ncols=True)
+                        dynamic_ncols=True, initial=already_done)
         # batch norm cannot take its training statistics from one clip (e.g. a list of 32k + 1 clips)
         smallest = 2 if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()) else 1
-        for batch in progress:
+        batches = iter(progress)
+        for _ in range(already_done):  # the order of an epoch's batches is fixed by (seed, epoch)
+            next(batches, None)
+        for batch in batches:
             skipped += self.note_skipped(batch.skipped)
-            if len(batch) < smallest:
-                skipped += self.note_skipped([(path, "the only usable clip of its batch; batch norm needs two")
+            if not distributed.all_agree(len(batch) >= smallest, self.context):
+                skipped += self.note_skipped([(path, self.unusable_batch_reason(len(batch), smallest))
                                               for path in batch.paths])
+                with deferred_interrupt():
+                    self.finish_batch()
                 continue
             features, frame_lengths = self.features(batch, speaker_table)
             if self.spec_augment is not None:
                 features = self.spec_augment(features, frame_lengths)
             labels = batch.labels.to(self.device, non_blocking=True)
-            loss, logits = self.train_step(model, features, frame_lengths, labels, criterion, optimizer, amp)
-            if step_scheduler is not None:
-                step_scheduler.step()
-            self.state.step += 1
+            loss, logits = self.compute_gradients(model, features, frame_lengths, labels, criterion, optimizer, amp)
+            with deferred_interrupt():  # Ctrl-C never leaves a half-made step behind
+                amp.step(optimizer)
+                if step_scheduler is not None:
+                    step_scheduler.step()
+                self.state.step += 1
+                self.finish_batch()
             loss_sum += loss * len(batch)
             correct += int((logits.argmax(dim=1) == labels).sum())
             clips += len(batch)
@@ -365,7 +424,25 @@ class MSERTrainer:
         return EpochStats(loss=loss_sum / max(clips, 1), accuracy=correct / max(clips, 1), clips=int(clips),
                           skipped=int(skipped), seconds=time.time() - started)
 
+    def finish_batch(self) -> None:
+        """Count a batch as done; its random state is where a resume after Ctrl-C starts."""
+        self.state.batches_done += 1
+        self.rng_snapshot = capture_rng(self.device)
+
+    @staticmethod
+    def unusable_batch_reason(size: int, smallest: int) -> str:
+        if 0 < size < smallest:
+            return "the only usable clip of its batch; batch norm needs two"
+        return "its batch was dropped because another process could not use its own batch of this step"
+
     def train_step(self, model, features, frame_lengths, labels, criterion, optimizer, amp: "Amp"):
+        """One optimizer step; returns (loss, logits (batch, num_class))."""
+        loss, logits = self.compute_gradients(model, features, frame_lengths, labels, criterion, optimizer, amp)
+        amp.step(optimizer)
+        return loss, logits
+
+    def compute_gradients(self, model, features, frame_lengths, labels, criterion, optimizer, amp: "Amp"):
+        """Forward, backward and gradient clipping; the optimizer step is the caller's."""
         with amp.autocast():
             logits = model(features, frame_lengths)
             loss = criterion(logits.float(), labels)
@@ -378,7 +455,6 @@ class MSERTrainer:
         amp.unscale(optimizer)
         if clip and clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), clip)
-        amp.step(optimizer)
         return float(loss.detach()), logits.detach()
 
     def note_skipped(self, skipped) -> int:
@@ -390,7 +466,6 @@ class MSERTrainer:
 
     def end_of_epoch(self, epoch, stats: EpochStats, val_items, test_items, criterion, optimizer,
                      scheduler, scheduler_unit, amp, writer) -> Optional[Dict[str, Any]]:
-        self.state.epoch = epoch
         val_metrics = None
         if self.context.is_main:
             val_metrics = self.evaluate_items(val_items, criterion)
@@ -404,12 +479,15 @@ class MSERTrainer:
             if writer is not None:
                 self.write_scalars(writer, epoch, stats, val_metrics, test_items, criterion)
         score = self.broadcast_score(val_metrics)
-        if scheduler is not None and scheduler_unit == "epoch":
-            scheduler.step()
-        elif scheduler is not None and scheduler_unit == "metric":
-            scheduler.step(score)
-        if self.context.is_main:
-            self.save_epoch(epoch, score, val_metrics, optimizer, scheduler, amp)
+        rng_states = distributed.gather_objects(capture_rng(self.device), self.context)
+        with deferred_interrupt():  # the epoch counts as done once its checkpoints are all written
+            if scheduler is not None and scheduler_unit == "epoch":
+                scheduler.step()
+            elif scheduler is not None and scheduler_unit == "metric":
+                scheduler.step(score)
+            self.state.epoch, self.state.batches_done = epoch, 0
+            if self.context.is_main:
+                self.save_epoch(epoch, score, val_metrics, optimizer, scheduler, amp, rng_states)
         distributed.barrier(self.context)
         return val_metrics
 
@@ -420,7 +498,10 @@ class MSERTrainer:
     def write_scalars(self, writer, epoch, stats: EpochStats, val_metrics, test_items, criterion) -> None:
         writer.add_scalar("Train/Loss", stats.loss, epoch)
         writer.add_scalar("Train/Accuracy", stats.accuracy, epoch)
-        for split, metrics in (("Val", val_metrics), ("Test", self.evaluate_items(test_items, criterion))):
+        splits = [("Val", val_metrics)]
+        if self.config["train_conf"]["test_every_epoch"]:  # opt-in: it costs time, and draws nothing from training
+            splits.append(("Test", self.evaluate_items(test_items, criterion)))
+        for split, metrics in splits:
             writer.add_scalar(f"{split}/Loss", metrics["loss"], epoch)
             writer.add_scalar(f"{split}/Accuracy", metrics["accuracy"], epoch)
             writer.add_scalar(f"{split}/UA", metrics["unweighted_accuracy"], epoch)
@@ -437,39 +518,53 @@ class MSERTrainer:
                 "feature_method": self.config["preprocess_conf"]["feature_method"],
                 "num_class": len(self.labels), "mser_version": mser_version()}
 
-    def save(self, name: str, metrics, optimizer=None, scheduler=None, amp: "Amp" = None) -> str:
+    def save(self, name: str, metrics, optimizer=None, scheduler=None, amp: "Amp" = None,
+             rng_states: Optional[List[Dict[str, Any]]] = None) -> str:
+        """A checkpoint of the model (and, with `optimizer`, of everything a resume needs:
+        optimizer, scheduler, AMP scaler, each process's random state) under the model folder."""
         training_state = None
         if optimizer is not None:
             training_state = {"optimizer": optimizer.state_dict(),
                               "scheduler": scheduler.state_dict() if scheduler is not None else {},
                               "scaler": amp.state_dict() if amp is not None else {},
-                              "torch_rng": torch.get_rng_state()}
+                              "rng": rng_states or [capture_rng(self.device)]}
         return checkpoint.save_checkpoint(
             os.path.join(self.model_dir, name), self.model.state_dict(), self.checkpoint_state(metrics),
             self.config, self.labels, training_state=training_state,
             featurizer_state=self.featurizer.state_dict() if self.featurizer.clip_level else None,
             speaker_norm_state=self.speaker_norm.state_dict() if self.speaker_norm is not None else None)
 
-    def save_epoch(self, epoch: int, score: float, val_metrics, optimizer, scheduler, amp) -> None:
+    def save_epoch(self, epoch: int, score: float, val_metrics, optimizer, scheduler, amp, rng_states) -> None:
+        """epoch_N, then best_model when the score improved, then last_model: the resume point is
+        written last, so a kill between two saves leaves last_model at the epoch before, whose
+        recorded best is saved, and a resume from it redoes the epoch."""
         improved = score > self.state.best_score
         if improved:
             self.state.best_score, self.state.best_epoch = score, epoch
-        self.save(f"epoch_{epoch}", val_metrics, optimizer, scheduler, amp)
-        self.save("last_model", val_metrics, optimizer, scheduler, amp)
+        self.save(f"epoch_{epoch}", val_metrics, optimizer, scheduler, amp, rng_states)
         if improved:
-            self.save("best_model", val_metrics, optimizer, scheduler, amp)
+            self.save("best_model", val_metrics, optimizer, scheduler, amp, rng_states)
             self.log(f"best model so far (val {self.config['train_conf']['best_metric']} {score:.4f}) "
                      f"saved to {os.path.join(self.model_dir, 'best_model')}")
-        checkpoint.prune_epochs(self.model_dir, self.config["train_conf"]["keep_last_epochs"])
+        self.save("last_model", val_metrics, optimizer, scheduler, amp, rng_states)
+        interrupted = os.path.join(self.model_dir, INTERRUPTED)
+        if os.path.isdir(interrupted):  # superseded by this complete epoch
+            checkpoint.remove_checkpoint(interrupted)
+        train_conf = self.config["train_conf"]
+        checkpoint.prune_epochs(self.model_dir, train_conf["keep_last_epochs"], keep_best=train_conf["keep_best"])
 
     def save_on_interrupt(self, optimizer, scheduler, amp) -> None:
-        if self.context.is_main and self.model is not None:
-            path = self.save("last_model", None, optimizer, scheduler, amp)
-            self.log(f"interrupted: saved {path} after {self.state.epoch} complete epochs; "
-                     f"continue with --resume_model {path}")
+        """Ctrl-C: the weights part-way through an epoch go to interrupted_model, with the batches
+        of the epoch done; last_model keeps the last complete epoch."""
+        if not self.context.is_main or self.model is None or not hasattr(self, "model_dir"):
+            return
+        path = self.save(INTERRUPTED, None, optimizer, scheduler, amp, [self.rng_snapshot or capture_rng(self.device)])
+        self.log(f"interrupted: saved {path} after {self.state.epoch} complete epochs and {self.state.batches_done} "
+                 f"batches of epoch {self.state.epoch + 1}; continue with --resume_model {path}")
 
     def resume(self, directory: str, optimizer, scheduler, amp: "Amp") -> None:
-        """Continue exactly where a checkpoint left off: weights, optimizer, schedule, epoch, best."""
+        """Continue exactly where a checkpoint left off: weights, optimizer, schedule, epoch, best,
+        random state; from an interrupted checkpoint, at the batch after the last one it did."""
         state = checkpoint.load_state(directory)
         self.check_compatible(directory)
         load_matching_weights(self.model, checkpoint.load_weights(directory, self.device), directory)
@@ -479,12 +574,13 @@ class MSERTrainer:
             scheduler.load_state_dict(training["scheduler"])
         if training.get("scaler"):
             amp.load_state_dict(training["scaler"])
-        if "torch_rng" in training:
-            torch.set_rng_state(training["torch_rng"].cpu())
+        self.pending_rng = saved_rng_of_rank(training, self.context.rank)
         self.state = TrainState(epoch=state["epoch"], step=state.get("step", 0),
                                 best_score=state.get("best_score", -math.inf),
                                 best_epoch=state.get("best_epoch", 0))
-        self.log(f"resumed from {directory}: {self.state.epoch} epochs done, step {self.state.step}, "
+        self.resume_batches = state.get("batches_done", 0)
+        part = f" and {self.resume_batches} batches of epoch {self.state.epoch + 1}" if self.resume_batches else ""
+        self.log(f"resumed from {directory}: {self.state.epoch} epochs done{part}, step {self.state.step}, "
                  f"best val score {self.state.best_score:.4f} at epoch {self.state.best_epoch}")
 
     def check_compatible(self, directory: str) -> None:
@@ -542,22 +638,21 @@ class MSERTrainer:
 
     @torch.inference_mode()
     def predict_items(self, items: Sequence[ListItem], model: Optional[nn.Module] = None):
-        """(true labels, predicted labels, summed loss inputs) over a list, in eval mode."""
+        """(true labels (clips,), logits (clips, num_class)) over a list, model and featurizer in
+        eval mode; the random streams of training are left as they were."""
         model = model or self.model
-        was_training = model.training
-        model.eval()
-        speaker_table = self.speaker_table(items)
-        dataset = self.dataset(items, train=False)
-        y_true, logits_all = [], []
-        for batch in tqdm(self.loader(dataset, train=False), desc="evaluating", leave=False,
-                          disable=not self.context.is_main, dynamic_ncols=True):
-            self.note_skipped(batch.skipped)
-            if len(batch) == 0:
-                continue
-            features, frame_lengths = self.features(batch, speaker_table)
-            logits_all.append(model(features, frame_lengths).float().cpu())
-            y_true.append(batch.labels)
-        model.train(was_training)
+        with preserved_rng(self.device), evaluation_mode(model, self.featurizer):
+            speaker_table = self.speaker_table(items)
+            dataset = self.dataset(items, train=False)
+            y_true, logits_all = [], []
+            for batch in tqdm(self.loader(dataset, train=False), desc="evaluating", leave=False,
+                              disable=not self.context.is_main, dynamic_ncols=True):
+                self.note_skipped(batch.skipped)
+                if len(batch) == 0:
+                    continue
+                features, frame_lengths = self.features(batch, speaker_table)
+                logits_all.append(model(features, frame_lengths).float().cpu())
+                y_true.append(batch.labels)
         if not logits_all:
             return torch.empty(0, dtype=torch.long), torch.empty(0, len(self.labels))
         return torch.cat(y_true), torch.cat(logits_all)
@@ -623,9 +718,9 @@ class MSERTrainer:
         import torchinfo
         seconds = self.config["dataset_conf"]["dataset"]["max_duration"]
         samples = int(seconds * self.config["dataset_conf"]["dataset"]["sample_rate"])
-        with torch.no_grad():
+        with torch.no_grad(), preserved_rng(self.device), evaluation_mode(self.featurizer):
             features, _ = self.featurizer(torch.zeros(1, samples, device=self.device))
-        self.log(str(torchinfo.summary(model, input_data=[features], verbose=0, depth=2, device=self.device)))
+            self.log(str(torchinfo.summary(model, input_data=[features], verbose=0, depth=2, device=self.device)))
 
     def log_writer(self, log_dir: str):
         if not self.context.is_main or not log_dir:
@@ -776,6 +871,89 @@ def figure_to_array(figure) -> np.ndarray:
     image = np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
     plt.close(figure)
     return image
+
+
+def capture_rng(device: torch.device) -> Dict[str, Any]:
+    """This process's random state (torch CPU and CUDA, numpy, Python), as tensors and numbers
+    that torch.load(weights_only=True) reads back."""
+    version, internal, gauss = random.getstate()
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                       "has_gauss": int(has_gauss), "cached": float(cached)}}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: Dict[str, Any], device: torch.device) -> None:
+    """Set the random state `capture_rng` took (the parts it holds)."""
+    if "torch" in state:
+        torch.set_rng_state(state["torch"].cpu())
+    if "python" in state:
+        python = state["python"]
+        random.setstate((python["version"], tuple(python["internal"].tolist()), python["gauss"]))
+    if "numpy" in state:
+        numpy_state = state["numpy"]
+        np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
+                             numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached"]))
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def saved_rng_of_rank(training_state: Dict[str, Any], rank: int) -> Optional[Dict[str, Any]]:
+    """This process's random state in a checkpoint's training state (None when it holds none:
+    a run with more processes than the saved one keeps its seeded state)."""
+    states = training_state.get("rng")
+    if states:
+        return states[rank] if rank < len(states) else None
+    if "torch_rng" in training_state:  # checkpoints made before per-process states
+        return {"torch": training_state["torch_rng"]}
+    return None
+
+
+@contextlib.contextmanager
+def preserved_rng(device: torch.device):
+    """Run a block (evaluation, statistics) without moving the random streams training draws from."""
+    state = capture_rng(device)
+    try:
+        yield
+    finally:
+        restore_rng(state, device)
+
+
+@contextlib.contextmanager
+def evaluation_mode(*modules: nn.Module):
+    """Modules in eval mode for a block (no dropout, no dither), then back in their own mode."""
+    modes = [module.training for module in modules]
+    try:
+        for module in modules:
+            module.eval()
+        yield
+    finally:
+        for module, mode in zip(modules, modes):
+            module.train(mode)
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Hold Ctrl-C until the block is done, so that an optimizer step or a set of saves is never cut
+    in half; the KeyboardInterrupt comes right after it. (Main thread only: elsewhere, as is.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGINT)
 
 
 def seed_everything(seed: int) -> None:

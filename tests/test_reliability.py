@@ -252,9 +252,9 @@ def start_training(list_dir, save_path, log_path, **overwrites) -> subprocess.Po
 
 
 def wait_for_epoch(model_dir, epoch: int, process: subprocess.Popen, log_path, limit: float = 600) -> None:
-    """Until best_model holds `epoch` epochs: epoch_N, last_model and best_model are then all
-    saved, and the next epoch has begun. best_model is the last of the three to be written."""
-    state_file = model_dir / "best_model" / checkpoint.STATE_FILE
+    """Until last_model holds `epoch` epochs: epoch_N, best_model and last_model are then all
+    saved, and the next epoch has begun. last_model is the last of the three to be written."""
+    state_file = model_dir / "last_model" / checkpoint.STATE_FILE
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if state_file.is_file() and json.loads(state_file.read_text())["epoch"] >= epoch:
@@ -279,8 +279,9 @@ def assert_complete_checkpoints(model_dir) -> None:
 INTERRUPTED_RUN = {"train_conf.max_epoch": 20, "dataset_conf.feature_cache.enable": False}
 
 
-def resume_for_one_epoch(list_dir, model_dir, done: int, **overwrites) -> subprocess.CompletedProcess:
-    result = train(list_dir, model_dir.parent, "--resume_model", model_dir / "last_model",
+def resume_for_one_epoch(list_dir, model_dir, done: int, source: str = "last_model",
+                         **overwrites) -> subprocess.CompletedProcess:
+    result = train(list_dir, model_dir.parent, "--resume_model", model_dir / source,
                    **{**INTERRUPTED_RUN, **overwrites, "train_conf.max_epoch": done + 1})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"{done} epochs done" in result.stdout
@@ -308,7 +309,7 @@ def test_killed_mid_epoch_resumes_from_last_model_and_finishes(demo_lists, tmp_p
     assert_complete_checkpoints(model_dir)
 
 
-def test_ctrl_c_saves_last_model_and_exits_cleanly_then_resumes(demo_lists, tmp_path):
+def test_ctrl_c_saves_an_interrupted_model_and_exits_130_then_resumes(demo_lists, tmp_path):
     model_dir = tmp_path / "models" / MODEL_DIR
     log = tmp_path / "interrupted.log"
     workers = {"dataset_conf.dataLoader.num_workers": 2}
@@ -321,12 +322,16 @@ def test_ctrl_c_saves_last_model_and_exits_cleanly_then_resumes(demo_lists, tmp_
     assert "Traceback" not in output, output[-3000:]
     assert output.rstrip().split("\n")[-1].split("\r")[-1] == "interrupted", output[-3000:]
     saved = [line for line in output.splitlines() if line.startswith("interrupted: saved ")]
-    assert len(saved) == 1 and f"continue with --resume_model {model_dir / 'last_model'}" in saved[0], output
-    done = checkpoint.load_state(str(model_dir / "last_model"))["epoch"]
-    assert done >= 1 and f"after {done} complete epochs" in saved[0]
+    assert len(saved) == 1 and f"continue with --resume_model {model_dir / 'interrupted_model'}" in saved[0], output
+    interrupted = checkpoint.load_state(str(model_dir / "interrupted_model"))
+    done = interrupted["epoch"]
+    assert done >= 1 and f"after {done} complete epochs and {interrupted['batches_done']} batches" in saved[0]
+    # the complete epochs' checkpoints are left as they were: last_model is not the interrupted state
+    assert checkpoint.load_state(str(model_dir / "last_model"))["epoch"] == done
     assert_complete_checkpoints(model_dir)
 
-    resume_for_one_epoch(demo_lists, model_dir, done, **workers)
+    resume_for_one_epoch(demo_lists, model_dir, done, "interrupted_model", **workers)
+    assert not (model_dir / "interrupted_model").exists()
 
 
 def test_a_save_after_a_crash_repairs_the_model_directory(tmp_path):
