@@ -30,6 +30,9 @@ SMALL_ARGS = {
     "PANNS_CNN14": dict(channels=4, embd_dim=16),
     "TDNN": dict(channels=32, stats_channels=48, embd_dim=16),
     "ERes2Net": dict(channels=8, layers=(1, 1, 1, 1), embd_dim=16),
+    "Res2Net": dict(channels=4, layers=(1, 2, 1, 1), base_width=32, scale=4, embd_dim=16),
+    "ERes2NetV2": dict(channels=8, layers=(1, 1, 2, 1), embd_dim=16),
+    "CNNTransformer": dict(channels=(4, 8, 8, 16, 16), d_model=16, num_heads=2, feedforward=32, num_layers=2),
 }
 
 # parameters of the default configuration, as reported by the papers (input 80, classes as given)
@@ -40,6 +43,7 @@ PAPER_PARAMS = {
     "PANNS_CNN10": (dict(num_class=527), 5.2e6),
     "PANNS_CNN14": (dict(num_class=527), 80.8e6),
     "ERes2Net": (dict(num_class=1), 6.61e6),  # the 3D-Speaker reference size (no head there)
+    "ERes2NetV2": (dict(num_class=1), 17.86e6),  # the 3D-Speaker reference size (no head there)
 }
 
 MODELS = list_models()
@@ -261,3 +265,66 @@ def test_unknown_pooling_and_model_args_name_the_nearest():
         build_pooling("ASPP", 8)
     with pytest.raises(ConfigError, match="did you mean 'channels'"):
         build_model("EcapaTdnn", input_size=80, num_class=6, chanels=64)
+
+
+def test_res2net50_backbone_matches_the_paper():
+    """Res2Net-50 (26w x 4s) is 25.70M parameters with its 1000-class ImageNet layer (2048 * 1000 +
+    1000); the stem here reads one channel instead of three (7 * 7 * 2 * 64 fewer weights)."""
+    model = build_model("Res2Net", input_size=80, num_class=6)
+    backbone = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("stem", "blocks")))
+    expected = 25.70e6 - (2048 * 1000 + 1000) - 7 * 7 * 2 * 64
+    assert abs(backbone - expected) / expected < 0.005, f"{backbone} parameters, paper {expected:.0f}"
+
+
+def test_cnn_transformer_defaults_are_the_recipes_sizes():
+    model = build_model("CNNTransformer", input_size=80, num_class=6)
+    convs = [block.conv for block in model.blocks]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (1, 32, (7, 7)), (32, 64, (3, 3)), (64, 128, (3, 3)), (128, 256, (3, 3)), (256, 512, (3, 3))]
+    # pools are given as (frequency, time); the model's image is (frames, freq)
+    assert [block.pool.kernel_size for block in model.blocks[:4]] == [(1, 4), (2, 2), (2, 2), (2, 2)]
+    assert model.blocks[4].pool is None and model.min_frames == 8
+    assert len(model.encoder) == 6
+    layer = model.encoder[0]
+    assert (layer.attention.out.in_features, layer.attention.num_heads) == (512, 4)
+    assert layer.feedforward[0].out_features == 1024
+
+
+def test_cnn_transformer_ignores_whatever_is_in_the_padding():
+    """Padding is masked in the convolutions and as attention keys: garbage past a clip's end, not
+    only zeros, leaves its logits as they are alone, and so does extra padding."""
+    model = randomise_batch_norm(small_model("CNNTransformer")).eval()
+    features, lengths = padded_batch([96, 41, 16], 96)
+    features[1, 41:] = 1e3 * torch.randn(55, 80)
+    features[2, 16:] = -50.0
+    longer = torch.cat([features, 7.0 * torch.ones(3, 33, 80)], dim=1)
+    with torch.no_grad():
+        batched, padded_more = model(features, lengths), model(longer, lengths)
+        for index, length in enumerate(lengths.tolist()):
+            alone = model(features[index:index + 1, :length])[0]
+            assert torch.allclose(batched[index], alone, atol=1e-5), f"clip {index}: {batched[index]} vs {alone}"
+        assert torch.allclose(padded_more, batched, atol=1e-5)
+
+
+def test_cnn_transformer_attention_sees_other_frames():
+    """The encoder mixes frames: changing an early frame changes the result even though pooling
+    is a mean (guards against a mask that hides every key)."""
+    model = small_model("CNNTransformer").eval()
+    features = torch.randn(1, 64, 80)
+    changed = features.clone()
+    changed[0, :8] += 3.0
+    with torch.no_grad():
+        assert not torch.allclose(model(features), model(changed), atol=1e-4)
+
+
+@pytest.mark.parametrize("name, bad, message", [
+    ("CNNTransformer", dict(d_model=30, num_heads=4), "divisible by num_heads"),
+    ("CNNTransformer", dict(channels=(8, 8), pools=((2, 2), (2, 2))), "at most 1"),
+    ("CNNTransformer", dict(pools=((2, 0),)), "positive sizes"),
+    ("Res2Net", dict(channels=2, base_width=16), "raise channels or base_width"),
+    ("ERes2NetV2", dict(layers=(3,)), "at least two stages"),
+])
+def test_bad_sizes_are_one_line_config_errors(name, bad, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        build_model(name, input_size=80, num_class=6, **bad)
+    assert "\n" not in str(error.value)

@@ -26,6 +26,8 @@ PAPER_PARAMS: Dict[str, str] = {
     "PANNS_CNN10": "5.2M (527 classes)",
     "PANNS_CNN14": "80.8M (527 classes)",
     "ERes2Net": "6.61M (3D-Speaker reference code, no head)",
+    "ERes2NetV2": "17.86M (3D-Speaker reference code, no head)",
+    "Res2Net": "25.70M (Res2Net-50 26w x 4s, ImageNet, 1000 classes; 23.65M without that layer)",
 }
 
 
