@@ -6,9 +6,11 @@ would miss an audio server started later.
 """
 import contextlib
 import os
+import queue
 import sys
+import time
 from dataclasses import dataclass
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import soundfile
@@ -58,6 +60,26 @@ def quiet_stderr() -> Iterator[None]:
         os.dup2(devnull, 2)
         yield
     finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def python_stderr_only() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null while sys.stderr keeps writing to the real stderr: when
+    a device vanishes mid-stream PortAudio's C code prints three "Expression ... failed" lines
+    there, before the one-line error this module raises."""
+    sys.stderr.flush()
+    python_stderr, saved = sys.stderr, os.dup(2)
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.close()
+        sys.stderr = python_stderr
         os.dup2(saved, 2)
         os.close(devnull)
         os.close(saved)
@@ -166,3 +188,88 @@ def write_wav(path: str, samples: np.ndarray, sample_rate: int) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     soundfile.write(path, samples, sample_rate, subtype="PCM_16")
+
+
+class WindowSlicer:
+    """Cuts a stream, pushed in chunks of any size, into windows of `window` samples starting
+    every `hop` samples (hop <= window), so every sample lands in at least one window."""
+
+    def __init__(self, window: int, hop: int):
+        if not 0 < hop <= window:
+            raise ValueError(f"need 0 < hop <= window, got hop {hop}, window {window}")
+        self.window, self.hop = window, hop
+        self.buffer = np.zeros(0, dtype=np.int16)
+        self.buffer_start = 0          # stream index of buffer[0]
+        self.next_end = window         # stream index one past the next window's last sample
+
+    def push(self, chunk: np.ndarray) -> List[Tuple[int, np.ndarray]]:
+        """Add (samples,) and return the windows it completes: [(first sample index, (window,))]."""
+        self.buffer = np.concatenate([self.buffer, chunk])
+        windows = []
+        while self.buffer_start + len(self.buffer) >= self.next_end:
+            first = self.next_end - self.window
+            offset = first - self.buffer_start
+            windows.append((first, self.buffer[offset:offset + self.window].copy()))
+            self.next_end += self.hop
+        unneeded = self.next_end - self.window - self.buffer_start   # before the next window starts
+        if unneeded > 0:
+            self.buffer = self.buffer[unneeded:]
+            self.buffer_start += unneeded
+        return windows
+
+
+class MicrophoneStream:
+    """A continuous capture: PortAudio calls back with each chunk on its own thread and the chunks
+    wait in a queue, so nothing is lost while the caller is busy predicting. `chunks()` yields
+    ((samples,) int16, arrival time from time.monotonic()) and raises MicrophoneError when the
+    device stops delivering (unplugged, audio server gone) for `stall_seconds`."""
+
+    def __init__(self, pa, device: InputDevice, sample_rate: int, chunk: int = 1024, stall_seconds: float = 3.0):
+        self.pa, self.device, self.sample_rate, self.chunk = pa, device, sample_rate, chunk
+        self.stall_seconds = stall_seconds
+        self.queue: "queue.Queue[Tuple[bytes, float]]" = queue.Queue()
+        self.samples_read = 0
+        self.overflows = 0             # chunks PortAudio flagged: input arrived faster than it was taken
+        self.stream = None
+
+    def callback(self, data, frame_count, time_info, status):
+        if status:
+            self.overflows += 1
+        self.queue.put((data, time.monotonic()))
+        return None, import_pyaudio().paContinue
+
+    def __enter__(self) -> "MicrophoneStream":
+        pyaudio = import_pyaudio()
+        try:
+            self.stream = self.pa.open(format=pyaudio.paInt16, channels=1, rate=self.sample_rate, input=True,
+                                       input_device_index=self.device.index, frames_per_buffer=self.chunk,
+                                       stream_callback=self.callback)
+        except OSError as e:
+            raise MicrophoneError(f"cannot open input device {self.device.describe()}: {e}") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with contextlib.suppress(OSError):   # a device that is gone cannot be stopped cleanly
+            self.stream.stop_stream()
+            self.stream.close()
+
+    def input_latency(self) -> float:
+        """Seconds PortAudio reports between the microphone and our callback."""
+        return float(self.stream.get_input_latency())
+
+    def chunks(self) -> Iterator[Tuple[np.ndarray, float]]:
+        waited = 0.0
+        while True:
+            try:
+                data, arrived = self.queue.get(timeout=0.25)
+            except queue.Empty:
+                waited += 0.25
+                if waited >= self.stall_seconds or not self.stream.is_active():
+                    raise MicrophoneError(f"the input device {self.device.name!r} stopped delivering audio "
+                                          f"(unplugged, or the audio server went away) after "
+                                          f"{self.samples_read / self.sample_rate:.1f} s") from None
+                continue
+            waited = 0.0
+            samples = np.frombuffer(data, dtype=np.int16)
+            self.samples_read += len(samples)
+            yield samples, arrived
