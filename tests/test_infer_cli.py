@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import REPO, run_script
+from conftest import REPO, assert_one_line_error, run_script
 from mser.cli.infer import main
 from mser.export import features_of, has_onnxscript
 from mser.predictor import MSERPredictor
@@ -167,3 +167,71 @@ def test_onnx_export_errors_are_one_line(tiny_model, tmp_path, capsys, monkeypat
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and err.count("\n") == 1
         assert err.startswith("error: ") and fragment in err
+
+
+def write_wav_scp(audio_dir, tmp_path):
+    """Kaldi wav.scp lines for three good clips, the corrupt one and a missing one, plus a plain list."""
+    names = {"utt_low": "low.wav", "utt_high": "high.wav", "utt_noise": "noise.wav", "utt_bad": "corrupt.wav",
+             "utt_gone": "gone.wav"}
+    scp = tmp_path / "wav.scp"
+    scp.write_text("".join(f"{utt} {audio_dir / name}\n" for utt, name in names.items()))
+    return scp, names
+
+
+def test_audio_list_from_wav_scp_to_csv_with_embeddings(tiny_model, audio_dir, tmp_path):
+    scp, names = write_wav_scp(audio_dir, tmp_path)
+    run = run_script("infer.py", "--model_path", tiny_model, "--audio_list", scp, "--output", tmp_path / "out.csv",
+                     "--embeddings", tmp_path / "emb.npy")
+    assert run.returncode == 0, run.stderr
+    assert "skipped 2 of 5 files" in run.stderr and "5/5" in run.stderr and run.stdout == ""
+    assert f"wrote 3 results to {tmp_path / 'out.csv'}" in run.stderr
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "out.csv")))
+    assert [row["id"] for row in rows] == list(names)
+    for row in rows[:3]:
+        assert row["label"] == row["id"][4:] and row["error"] == ""
+        assert sum(float(row[f"p_{label}"]) for label in LABELS) == pytest.approx(1.0, abs=1e-4)
+    assert "cannot" in rows[3]["error"] and "not found" in rows[4]["error"]
+    embeddings = np.load(tmp_path / "emb.npy")
+    assert embeddings.shape == (5, 32)
+    assert np.all(np.isfinite(embeddings[:3])) and np.all(np.isnan(embeddings[3:]))
+    predictor = MSERPredictor(tiny_model)
+    assert np.allclose(embeddings[0], predictor.embed(str(audio_dir / "low.wav")), atol=1e-4)
+
+
+def test_audio_list_of_paths_to_json_lines(tiny_model, audio_dir, tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# clips\n{audio_dir / 'high.wav'}\n\n{audio_dir / 'talks' / 'low_then_noise.wav'}\n")
+    run = run_script("infer.py", "--model_path", tiny_model, "--audio_list", listing, "--output",
+                     tmp_path / "out.jsonl", "--hop", "1.0")
+    assert run.returncode == 0, run.stderr
+    results = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["audio_path"] for r in results] == [str(audio_dir / "high.wav"),
+                                                 str(audio_dir / "talks" / "low_then_noise.wav")]
+    assert "id" not in results[0] and results[0]["label"] == "high"
+    assert [s["label"] for s in results[1]["segments"]] == ["low"] * 3 + ["noise"] * 3
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--audio_list", "missing.txt"], "audio list not found"),
+    (["--audio_path", "x.wav", "--output", "out.txt"], "must end in .jsonl or .csv"),
+    (["--audio_path", "x.wav", "--embeddings", "out.txt"], "must end in .npy"),
+    (["--audio_list", "missing.txt", "--plot", "t.png"], "--plot draws one recording"),
+])
+def test_list_output_and_plot_options_are_checked(tiny_model, args, fragment, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model_path", tiny_model, *args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and fragment in err
+
+
+def test_a_label_list_in_configs_is_refused_like_one_in_overwrites(tiny_model, audio_dir, tmp_path):
+    import yaml
+    (tmp_path / "labels.txt").write_text("noise\nhigh\nlow\n")
+    config = yaml.safe_load(open(f"{tiny_model}/config.yml"))
+    config["dataset_conf"]["label_list_path"] = str(tmp_path / "labels.txt")
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
+    for option, value in (("--configs", tmp_path / "config.yml"),
+                          ("--overwrites", f"dataset_conf.label_list_path={tmp_path / 'labels.txt'}")):
+        run = run_script("infer.py", "--model_path", tiny_model, "--audio_path", audio_dir / "low.wav", option, value)
+        assert_one_line_error(run, "was trained on labels low, high, noise, but the label list")
