@@ -108,10 +108,14 @@ class MSERTrainer:
         num_class = len(self.labels)
         other = [(path, read_data_list(path, num_class))
                  for path in (dataset_conf["val_list"], dataset_conf["test_list"]) if path]
+        train_items = read_data_list(dataset_conf["train_list"], num_class)
+        if not self.context.is_main:  # rank 0 builds what is missing; the others then read it
+            distributed.barrier(self.context)
         self.caches = feature_cache.prepare_caches(
-            self.config, self.featurizer, dataset_conf["train_list"],
-            read_data_list(dataset_conf["train_list"], num_class), other, device=self.device,
-            rebuild=rebuild, log=self.log)
+            self.config, self.featurizer, dataset_conf["train_list"], train_items, other, device=self.device,
+            rebuild=rebuild and self.context.is_main, log=self.log)
+        if self.context.is_main:
+            distributed.barrier(self.context)
         return self.caches
 
     def waveform_augmentation(self) -> List[str]:
@@ -707,7 +711,7 @@ class MSERTrainer:
 
     def eval_cache(self, list_path: str, items: Sequence[ListItem]) -> Optional[List[Dict[str, Any]]]:
         """The list's cache when the config enables caching and one exists; else features from audio."""
-        path = feature_cache.cache_path(self.config, list_path)
+        path = feature_cache.cache_path(self.config, list_path, items)
         if not self.config["dataset_conf"]["feature_cache"]["enable"] or not os.path.isfile(path):
             return None
         return [feature_cache.load_cache(path, feature_cache.fingerprint(self.config, items))]

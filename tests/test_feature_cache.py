@@ -38,7 +38,7 @@ def test_extract_then_train_from_cache_and_refuse_stale(demo_lists, tmp_path):
                            "--overwrites", cache_overwrites(demo_lists, cache))
     assert extracted.returncode == 0, extracted.stderr[-2000:]
     first_files = sorted(p.name for p in cache.iterdir())
-    assert len(first_files) == 2 and all(re.fullmatch(r"Fbank_[0-9a-f]{8}_t(rain|est)_list\.pt", name)
+    assert len(first_files) == 2 and all(re.fullmatch(r"Fbank_[0-9a-f]{8}_t(rain|est)_list_[0-9a-f]{8}\.pt", name)
                                          for name in first_files), first_files
 
     trained = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
@@ -57,11 +57,10 @@ def test_extract_then_train_from_cache_and_refuse_stale(demo_lists, tmp_path):
     assert "cached features of" in other.stdout
     assert set(first_files) < {p.name for p in cache.iterdir()} and len(list(cache.iterdir())) == 4
 
-    # the same settings on a list whose contents changed since the cache was made
-    changed = tmp_path / "changed_lists"
-    shutil.copytree(demo_lists, changed)
-    (changed / "train_list.txt").write_text("".join((demo_lists / "train_list.txt").read_text().splitlines(True)[1:]))
+    # a cache whose contents no longer match the file name is refused
+    victim = next(p for p in cache.iterdir() if p.name in first_files and "_test_list_" in p.name)
+    shutil.copyfile(next(p for p in cache.iterdir() if p.name in first_files and p != victim), victim)
     stale = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
-                       "--save_model_path", tmp_path / "models", "--log_dir", "",
-                       "--overwrites", cache_overwrites(changed, cache))
+                       "--save_model_path", tmp_path / "models", "--overwrite", "--log_dir", "",
+                       "--overwrites", cache_overwrites(demo_lists, cache))
     assert_one_line_error(stale, "is stale (the data list changed")

@@ -1,6 +1,7 @@
 """A clip-level featurizer's training clips are extracted once: for the scaler and the cache together,
 with the same cache (and scaler) as fitting first and extracting the list again gives."""
 import json
+import re
 
 import pytest
 import torch
@@ -87,7 +88,7 @@ def test_training_clips_are_extracted_once_with_the_previous_cache(demo_lists, t
     featurizer = CountingFeatures()
     (train_cache, test_cache), train_items, test_items = build_both(featurizer, config, list_dir)
     assert featurizer.clips_extracted == len(train_items) + len(test_items)  # was 2 x train + test
-    fitted = json.loads(open(scaler_path(config)).read())
+    fitted = json.loads(open(scaler_path(config, str(list_dir / "train_list.txt"), train_items)).read())
 
     reference = CountingFeatures()
     expected_train = previous_result(reference, train_items, config)
@@ -138,4 +139,5 @@ def test_egemaps_is_extracted_once_per_training_clip(demo_lists, tmp_path):
     (train_cache, _), train_items, test_items = build_both(featurizer, config, list_dir)
     assert len(analysed) == len(train_items) + len(test_items)
     assert_same_features(train_cache, previous_result(build_featurizer("eGeMAPS"), train_items, config))
-    assert feature_cache.cache_path(config, str(list_dir / "train_list.txt")).endswith("_train_list.pt")
+    assert re.search(r"_train_list_[0-9a-f]{8}\.pt$", feature_cache.cache_path(config, str(list_dir / "train_list.txt"),
+                                                                               train_items))

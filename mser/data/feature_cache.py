@@ -1,12 +1,13 @@
 """Features computed once by extract_features.py and read back by training and evaluation.
 
-One file per data list and feature setup: `<cache_dir>/<Feature>_<setup hash>_<list name>.pt`, a
-torch file of plain tensors and strings (loaded with weights_only=True) holding each clip's
+One file per data list and feature setup: `<cache_dir>/<Feature>_<setup hash>_<list name>_<list hash>.pt`,
+a torch file of plain tensors and strings (loaded with weights_only=True) holding each clip's
 features `(frames, feature_dim)` by path, and a fingerprint of everything that shaped them:
-featurizer and its arguments, sample rate, dB normalisation, the clip length limit (the setup,
-whose hash is in the file name, so configs with other feature settings keep caches of their own
-side by side) and the list's contents. A cache whose fingerprint differs from the current config
-and lists is stale and refused with a clear error.
+featurizer and its arguments, sample rate, dB normalisation, the clip length limit (the setup) and
+the list's contents. The setup hash keeps the caches of other feature settings apart, the list
+hash (of the list's absolute path and contents) those of other lists: two `test_list.txt` in
+different folders, or a list edited since, get caches of their own side by side. A cache whose
+fingerprint differs from the current config and list is refused with a clear error.
 """
 import hashlib
 import json
@@ -28,17 +29,30 @@ from mser.features.base import Featurizer
 AUDIO_CLEANING = "dc_offset+digital_silence"
 
 
-def cache_path(config: Dict[str, Any], list_path: str) -> str:
+def short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def list_identity(list_path: str, items: Sequence[ListItem]) -> str:
+    """Which list, with which contents: its absolute path and the hash of its clips and labels."""
+    return f"{os.path.abspath(list_path)}\n{fingerprint_items(items)}"
+
+
+def cache_path(config: Dict[str, Any], list_path: str, items: Sequence[ListItem]) -> str:
+    """The cache file of a list's features: named by the feature setup and by the list itself."""
     cache = config["dataset_conf"]["feature_cache"]
     name = os.path.splitext(os.path.basename(list_path))[0]
-    setup_hash = hashlib.sha256(feature_setup(config).encode()).hexdigest()[:8]
-    return os.path.join(cache["cache_dir"], f"{config['preprocess_conf']['feature_method']}_{setup_hash}_{name}.pt")
+    setup_hash, list_hash = short_hash(feature_setup(config)), short_hash(list_identity(list_path, items))
+    return os.path.join(cache["cache_dir"],
+                        f"{config['preprocess_conf']['feature_method']}_{setup_hash}_{name}_{list_hash}.pt")
 
 
-def scaler_path(config: Dict[str, Any]) -> str:
-    """Where a clip-level featurizer's scaler is kept: beside the label list."""
+def scaler_path(config: Dict[str, Any], train_list: str, train_items: Sequence[ListItem]) -> str:
+    """Where a clip-level featurizer's scaler is kept: beside the label list, named by the feature
+    setup and the training list it was fitted on, so that other settings or splits fit their own."""
     list_dir = os.path.dirname(os.path.abspath(config["dataset_conf"]["label_list_path"]))
-    return os.path.join(list_dir, f"{config['preprocess_conf']['feature_method']}_scaler.json")
+    made_from = short_hash(feature_setup(config) + "\n" + list_identity(train_list, train_items))
+    return os.path.join(list_dir, f"{config['preprocess_conf']['feature_method']}_scaler_{made_from}.json")
 
 
 def feature_setup(config: Dict[str, Any]) -> str:
@@ -53,10 +67,13 @@ def feature_setup(config: Dict[str, Any]) -> str:
     return json.dumps(setup, sort_keys=True, default=str)
 
 
-def fingerprint(config: Dict[str, Any], items: Sequence[ListItem]) -> Dict[str, str]:
+def fingerprint_items(items: Sequence[ListItem]) -> str:
     # speakers are left out: they do not shape the features, and caches made before lists had them stay valid
-    listing = hashlib.sha256("".join(f"{item.path}\t{item.label}\n" for item in items).encode()).hexdigest()
-    return {"setup": feature_setup(config), "items": listing}
+    return hashlib.sha256("".join(f"{item.path}\t{item.label}\n" for item in items).encode()).hexdigest()
+
+
+def fingerprint(config: Dict[str, Any], items: Sequence[ListItem]) -> Dict[str, str]:
+    return {"setup": feature_setup(config), "items": fingerprint_items(items)}
 
 
 FeatureFunction = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
@@ -70,6 +87,16 @@ def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: 
     features_of(waveforms (batch, samples), lengths (batch,)) -> ((batch, frames, dim), (batch,))
     replaces the featurizer's forward when given."""
     features_of = features_of or featurizer
+    was_training = featurizer.training
+    featurizer.eval()  # no dither or other training-only randomness in what is cached
+    try:
+        return extract_all(features_of, items, config, batch_size, device, desc)
+    finally:
+        featurizer.train(was_training)
+
+
+def extract_all(features_of: FeatureFunction, items: Sequence[ListItem], config: Dict[str, Any],
+                batch_size: int, device, desc: str) -> Dict[str, Any]:
     clip = config["dataset_conf"]["dataset"]
     max_samples = int(config["dataset_conf"]["eval_conf"]["max_duration"] * clip["sample_rate"])
     features, skipped = {}, {}
@@ -152,7 +179,7 @@ def prepare_caches(config: Dict[str, Any], featurizer: Featurizer, train_list: s
         rebuild = rebuild or computed_train is not None
     caches = []
     for list_path, items in [(train_list, train_items), *other_lists]:
-        path, stamp = cache_path(config, list_path), fingerprint(config, items)
+        path, stamp = cache_path(config, list_path, items), fingerprint(config, items)
         if rebuild or not os.path.isfile(path):
             computed = computed_train if list_path == train_list and computed_train is not None else \
                 compute_features(featurizer, items, config, device=device,
@@ -169,7 +196,7 @@ def prepare_scaler(config, featurizer, train_list, train_items, device, rebuild:
     """Load the scaler, or fit it on the training list. Returns None when it was loaded, else the
     training list's standardised features (as compute_features gives them): the caches must be
     rebuilt, and the training cache needs no second extraction."""
-    path = scaler_path(config)
+    path = scaler_path(config, train_list, train_items)
     if os.path.isfile(path) and not rebuild:
         featurizer.load_scaler(path)
         return None
