@@ -6,12 +6,13 @@ import time
 from typing import List, Optional
 
 from mser.cli.common import HelpFormatter, exits_cleanly, str2bool
-from mser.data.corpora import (PARSERS, format_summary, format_test_only_summary, load_corpus, split_corpus,
-                               write_lists, write_test_only_list)
+from mser.data.corpora import (DATASETS, format_summary, format_test_only_summary, load_corpus, split_by_fold,
+                               split_corpus, write_lists, write_test_only_list)
 from mser.errors import ConfigError, DataError
 
 DEFAULT_DEMO_DIR = "dataset/demo"
 DEFAULT_TEST_LIST = "test_list.txt"
+DEFAULT_TEST_FOLD = 10
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,11 +23,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "--data_dir gives paths relative to the current directory. With --test_only, write "
                     "only a test list indexed by an existing label list (cross-corpus evaluation).",
         formatter_class=HelpFormatter)
-    parser.add_argument("--dataset", default="demo", choices=list(PARSERS),
-                        help="corpus naming scheme (see mser/data/corpora.py); folder: DIR/<label>/*.wav")
+    parser.add_argument("--dataset", default="demo", choices=list(DATASETS),
+                        help="corpus naming scheme (see mser/data/corpora.py); folder: DIR/<label>/*.wav; "
+                             "urbansound8k: DIR/metadata/UrbanSound8K.csv and DIR/audio/foldN/; csv: a table "
+                             "with file,label[,speaker] columns (--csv_path)")
     parser.add_argument("--data_dir", default=None,
-                        help=f"corpus root folder; defaults to {DEFAULT_DEMO_DIR} for --dataset demo, "
+                        help=f"corpus root folder; defaults to {DEFAULT_DEMO_DIR} for --dataset demo and to the "
+                             "table's folder for --dataset csv (files in the table are relative to it), "
                              "required otherwise")
+    parser.add_argument("--test_fold", type=int, default=None,
+                        help=f"urbansound8k only: the fold (1-10) that is the test set, the others train; "
+                             f"folds are never mixed (default: {DEFAULT_TEST_FOLD})")
+    parser.add_argument("--csv_path", default=None,
+                        help="csv only: the table, one clip per row, columns file and label and optionally "
+                             "speaker (then train and test never share a speaker)")
     parser.add_argument("--list_dir", default="dataset",
                         help="where train_list.txt, test_list.txt and label_list.txt are written")
     parser.add_argument("--seed", type=int, default=1000, help="seed of the train/test split")
@@ -52,15 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_data_dir(dataset: str, data_dir: Optional[str]) -> str:
+def resolve_data_dir(dataset: str, data_dir: Optional[str]) -> Optional[str]:
     if data_dir:
         return data_dir
     if dataset == "demo":
         return DEFAULT_DEMO_DIR
+    if dataset == "csv":
+        return None   # the table's folder
     raise DataError(f"--data_dir is required for --dataset {dataset}")
 
 
 def check_args(args: argparse.Namespace) -> None:
+    for option, dataset in (("test_fold", "urbansound8k"), ("csv_path", "csv")):
+        if getattr(args, option) is not None and args.dataset != dataset:
+            raise ConfigError(f"--{option} applies to --dataset {dataset} only")
     if not args.test_only:
         for option in ("list_name", "label_list"):
             if getattr(args, option) is not None:
@@ -70,7 +85,8 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def write_test_only(args: argparse.Namespace, data_dir: str) -> None:
-    corpus = load_corpus(args.dataset, data_dir, args.speaker_pattern, args.include_song, min_labels=1)
+    corpus = load_corpus(args.dataset, data_dir, args.speaker_pattern, args.include_song, min_labels=1,
+                         csv_path=args.csv_path)
     label_list = args.label_list or os.path.join(args.list_dir, "label_list.txt")
     path = os.path.join(args.list_dir, args.list_name or DEFAULT_TEST_LIST)
     written = write_test_only_list(corpus, label_list, path)
@@ -87,8 +103,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.test_only:
         write_test_only(args, data_dir)
         return
-    corpus = load_corpus(args.dataset, data_dir, args.speaker_pattern, args.include_song)
-    split = split_corpus(corpus, args.test_ratio, args.seed)
+    corpus = load_corpus(args.dataset, data_dir, args.speaker_pattern, args.include_song, csv_path=args.csv_path)
+    if args.dataset == "urbansound8k":
+        split = split_by_fold(corpus, DEFAULT_TEST_FOLD if args.test_fold is None else args.test_fold)
+    else:
+        split = split_corpus(corpus, args.test_ratio, args.seed)
     paths = write_lists(corpus, split, args.list_dir)
     print(format_summary(corpus, split))
     print(f"wrote {', '.join(paths)} in {time.time() - start:.2f} s")

@@ -19,14 +19,26 @@ and test. Files whose names do not follow the corpus's scheme are skipped and co
     folder   root/<label>/**/*.wav|flac|ogg|mp3; group = the named group 'speaker' (or the first
              group) of speaker_pattern searched in the file name, or the file itself without one
 
+Two more read a table instead of file names, for general audio classification (any labels):
+
+    urbansound8k  metadata/UrbanSound8K.csv (slice_file_name, fold, classID, class) and
+             audio/fold1..10/; the split is the corpus's own: one fold (--test_fold, default 10) is
+             test, the other folds train, never mixed (slices of one recording share a fold);
+             labels in classID order
+    csv      a Kaggle-style table (--csv_path) with a `file` and a `label` column and an optional
+             `speaker` column; files relative to --data_dir (default: the table's folder); split by
+             speaker when there is a speaker column, else by file; labels sorted by name
+
 The lists carry a third column, the speaker, when a corpus's groups are speakers (voices,
 actors): every corpus above but tess, and folder with --speaker_pattern.
 
-Label names are shared across corpora (fear -> fearful, ANG -> angry, pleasant surprise ->
-surprised, ...) and ordered by LABEL_ORDER, keeping the labels present; `folder` labels are its
-folder names, sorted. Paths are data_dir joined with the path below it, so a relative data_dir
+The emotion corpora share label names (fear -> fearful, ANG -> angry, pleasant surprise ->
+surprised, ...) ordered by LABEL_ORDER, keeping the labels present; the others keep their own
+labels: `folder` its folder names, sorted, `csv` its label column, sorted, `urbansound8k` its
+classes in classID order. Paths are data_dir joined with the path below it, so a relative data_dir
 gives paths relative to the working directory that create_data.py ran in.
 """
+import csv
 import functools
 import os
 import re
@@ -83,6 +95,7 @@ class Split:
     test: List[Record]
     seed: int
     test_ratio: float
+    how: str = ""   # a split the corpus defines itself (e.g. 'test fold 10'); "" for the seeded search
 
 
 def stem(relative_path: str) -> str:
@@ -174,9 +187,117 @@ def audio_files(data_dir: str) -> List[str]:
     return found
 
 
+# ---- corpora described by a table -------------------------------------------------------------
+
+URBANSOUND8K_TABLE = os.path.join("metadata", "UrbanSound8K.csv")
+URBANSOUND8K_COLUMNS = ("slice_file_name", "fold", "classID", "class")
+CSV_COLUMNS = ("file", "label")
+TABLE_CORPORA = ("urbansound8k", "csv")
+DATASETS = (*PARSERS, *TABLE_CORPORA)
+
+
+def read_table(path: str, required: Sequence[str], what: str) -> List[Dict[str, str]]:
+    """Rows of a CSV file as {column: value}, columns matched without regard to case or spaces."""
+    if not os.path.isfile(path):
+        raise DataError(f"{what} {path} not found")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = {name.strip().lower(): name for name in reader.fieldnames or []}
+            missing = [name for name in required if name.lower() not in columns]
+            if missing:
+                raise DataError(f"{path} has no {' or '.join(repr(m) for m in missing)} column "
+                                f"(its columns: {', '.join(reader.fieldnames or []) or 'none'}); {what} needs "
+                                f"{', '.join(required)}")
+            return [{key: (row.get(name) or "").strip() for key, name in columns.items()} for row in reader]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path} is not a readable CSV file: {e}") from None
+
+
+def add_record(corpus: Corpus, path: str, label: str, group: str, shown: str) -> None:
+    if not os.path.isfile(path):
+        corpus.skipped["listed but missing"] += 1
+        corpus.skipped_examples.setdefault("listed but missing", shown)
+    elif not path.lower().endswith(AUDIO_EXTENSIONS):
+        corpus.skipped["not an audio file"] += 1
+        corpus.skipped_examples.setdefault("not an audio file", shown)
+    else:
+        corpus.records.append(Record(path, label, group))
+
+
+def load_urbansound8k(data_dir: str) -> Corpus:
+    """UrbanSound8K: metadata/UrbanSound8K.csv and audio/foldN/; group = fold, labels in classID order."""
+    rows = read_table(os.path.join(data_dir, URBANSOUND8K_TABLE), URBANSOUND8K_COLUMNS,
+                      "the UrbanSound8K metadata table")
+    corpus = Corpus("urbansound8k", data_dir, [], [], "fold")
+    class_ids = {}
+    for line, row in enumerate(rows, start=2):
+        fold, class_id, name = row["fold"], row["classid"], row["class"]
+        if not (fold.isdigit() and class_id.isdigit() and name and row["slice_file_name"]):
+            raise DataError(f"{os.path.join(data_dir, URBANSOUND8K_TABLE)} line {line}: fold and classID must be "
+                            f"numbers and slice_file_name and class filled in, got {row['slice_file_name']!r}, "
+                            f"fold {fold!r}, classID {class_id!r}, class {name!r}")
+        if class_ids.setdefault(name, int(class_id)) != int(class_id):
+            raise DataError(f"{os.path.join(data_dir, URBANSOUND8K_TABLE)} line {line}: class {name} has classID "
+                            f"{class_id} here and {class_ids[name]} before")
+        relative = os.path.join("audio", f"fold{int(fold)}", row["slice_file_name"])
+        add_record(corpus, os.path.join(data_dir, relative), name, f"fold{int(fold)}", relative)
+    corpus.labels = sorted({record.label for record in corpus.records}, key=class_ids.get)
+    return corpus
+
+
+def load_csv_table(csv_path: str, data_dir: Optional[str] = None) -> Corpus:
+    """A `file,label[,speaker]` table; group = speaker when the table has that column, else the file."""
+    rows = read_table(csv_path, CSV_COLUMNS, "the --csv_path table")
+    root = data_dir if data_dir is not None else os.path.dirname(csv_path)
+    has_speaker = bool(rows) and "speaker" in rows[0]
+    corpus = Corpus("csv", root, [], [], "speaker" if has_speaker else "file")
+    for line, row in enumerate(rows, start=2):
+        if not row["file"] or not row["label"]:
+            raise DataError(f"{csv_path} line {line}: empty file or label")
+        if has_speaker and not row["speaker"]:
+            raise DataError(f"{csv_path} line {line}: empty speaker (the table has a speaker column)")
+        path = row["file"] if os.path.isabs(row["file"]) else os.path.join(root, row["file"])
+        add_record(corpus, path, row["label"], row["speaker"] if has_speaker else row["file"], row["file"])
+    corpus.labels = sorted({record.label for record in corpus.records})
+    return corpus
+
+
+def load_table_corpus(name: str, data_dir: Optional[str], csv_path: Optional[str], min_labels: int) -> Corpus:
+    if name == "urbansound8k":
+        if not os.path.isdir(data_dir):
+            raise DataError(f"data directory not found: {data_dir} (--data_dir must point at the UrbanSound8K "
+                            f"folder holding metadata/ and audio/)")
+        corpus = load_urbansound8k(data_dir)
+    else:
+        if not csv_path:
+            raise DataError("--dataset csv needs --csv_path: a table with file and label columns")
+        corpus = load_csv_table(csv_path, data_dir)
+    num_rows = len(corpus.records) + sum(corpus.skipped.values())
+    if not num_rows:
+        raise DataError(f"the {name} table lists no clips")
+    check_usable(corpus, num_rows, min_labels)
+    return corpus
+
+
+def split_by_fold(corpus: Corpus, test_fold: int) -> Split:
+    """The corpus's own folds: `test_fold` is test, every other fold train; no fold is divided."""
+    folds = sorted({int(record.group[len("fold"):]) for record in corpus.records})
+    if test_fold not in folds:
+        raise DataError(f"--test_fold {test_fold}: {corpus.data_dir} has no clips in fold {test_fold} "
+                        f"(folds: {', '.join(map(str, folds))})")
+    if len(folds) < 2:
+        raise DataError(f"{corpus.data_dir} has clips in fold {test_fold} only: nothing is left to train on")
+    test_group = f"fold{test_fold}"
+    train = [record for record in corpus.records if record.group != test_group]
+    test = [record for record in corpus.records if record.group == test_group]
+    return Split(train, test, 0, len(test) / len(corpus.records),
+                 how=f"test fold {test_fold}, train folds {', '.join(str(f) for f in folds if f != test_fold)}")
+
+
 def make_parser(name: str, speaker_pattern: Optional[str], include_song: bool) -> Callable[[str], Tuple[str, str]]:
     if name not in PARSERS:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(PARSERS)}")
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if speaker_pattern and name != "folder":
         raise DataError(f"--speaker_pattern applies to --dataset folder only; {name} names its speakers itself")
     if name == "folder":
@@ -187,10 +308,15 @@ def make_parser(name: str, speaker_pattern: Optional[str], include_song: bool) -
     return PARSERS[name]
 
 
-def load_corpus(name: str, data_dir: str, speaker_pattern: Optional[str] = None,
-                include_song: bool = False, min_labels: int = 2) -> Corpus:
-    """Parse every audio file under data_dir with the parser of corpus `name`; a corpus to train on
-    needs `min_labels` labels (a test-only corpus may have one)."""
+def load_corpus(name: str, data_dir: Optional[str], speaker_pattern: Optional[str] = None,
+                include_song: bool = False, min_labels: int = 2, csv_path: Optional[str] = None) -> Corpus:
+    """Parse every audio file under data_dir with the parser of corpus `name` (or read the table of
+    urbansound8k / csv); a corpus to train on needs `min_labels` labels (a test-only corpus may
+    have one)."""
+    if name in TABLE_CORPORA:
+        if speaker_pattern:
+            raise DataError(f"--speaker_pattern applies to --dataset folder only, not {name}")
+        return load_table_corpus(name, data_dir, csv_path, min_labels)
     parse = make_parser(name, speaker_pattern, include_song)
     if not os.path.isdir(data_dir):
         raise DataError(f"data directory not found: {data_dir} (--data_dir must point at the {name} corpus)")
@@ -224,7 +350,7 @@ def check_usable(corpus: Corpus, num_files: int, min_labels: int = 2) -> None:
                         f"as --dataset {corpus.name}: {reasons}")
     labels = {record.label for record in corpus.records}
     if len(labels) < min_labels:
-        raise DataError(f"{corpus.data_dir} holds one label only ({labels.pop()}); "
+        raise DataError(f"{corpus.data_dir} holds one label only ({labels.pop()}) for --dataset {corpus.name}; "
                         "a classifier needs at least two")
 
 
@@ -351,7 +477,8 @@ def format_summary(corpus: Corpus, split: Split) -> str:
     if corpus.name == "tess":
         lines.append("tess has two speakers only: split by spoken word, so test words are unseen "
                      "but test speakers are heard in training")
-    lines.append(f"split by {kind} (seed {split.seed}, test_ratio {split.test_ratio}):")
+    lines.append(f"split by {kind}: {split.how}:" if split.how else
+                 f"split by {kind} (seed {split.seed}, test_ratio {split.test_ratio}):")
     for name, records in (("train", split.train), ("test", split.test)):
         lines.append(f"  {name:<5} {len(records):>6} clips, {len({r.group for r in records}):>5} {plural(kind)}")
     test_groups = sorted({r.group for r in split.test})
