@@ -8,6 +8,9 @@ identity that freshly initialised BN layers compute in eval mode.
 import copy
 import inspect
 import io
+import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +19,8 @@ import torch
 from mser.errors import ConfigError, MSERError
 from mser.models import MODELS as MODEL_REGISTRY
 from mser.models import build_model, list_models
-from mser.models.base import ClipTooShortError, ModelInputError, masked_batch_norm
+from mser.models.base import ClipTooShortError, ModelInputError
+from mser.models.layers import masked_batch_norm
 from mser.models.pooling import POOLINGS, build_pooling
 
 SMALL_ARGS = {
@@ -322,9 +326,56 @@ def test_cnn_transformer_attention_sees_other_frames():
     ("CNNTransformer", dict(channels=(8, 8), pools=((2, 2), (2, 2))), "at most 1"),
     ("CNNTransformer", dict(pools=((2, 0),)), "positive sizes"),
     ("Res2Net", dict(channels=2, base_width=16), "raise channels or base_width"),
+    ("ERes2NetV2", dict(channels=2, base_width=16), "raise channels or base_width"),
+    ("ERes2Net", dict(channels=1), "raise channels or base_width"),
     ("ERes2NetV2", dict(layers=(3,)), "at least two stages"),
 ])
 def test_bad_sizes_are_one_line_config_errors(name, bad, message):
     with pytest.raises(ConfigError, match=message) as error:
         build_model(name, input_size=80, num_class=6, **bad)
     assert "\n" not in str(error.value)
+
+
+STATE_KEYS = Path(__file__).parent / "data" / "model_state_keys.json"
+
+
+def state_shapes(name: str, input_size: int, num_class: int) -> dict:
+    """{state_dict key: shape} of a model at its defaults, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = build_model(name, input_size=input_size, num_class=num_class)
+    return {key: list(value.shape) for key, value in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_state_dict_keys_and_shapes_match_the_record(name):
+    """Weights saved by an earlier version keep loading: every parameter and buffer keeps its name
+    and shape (tests/data/model_state_keys.json, recorded before the shared layers moved)."""
+    record = json.loads(STATE_KEYS.read_text())
+    assert name in record["models"], (f"{name} has no recorded state_dict keys; record them once with "
+                                      f"`.venv/bin/python tests/test_models.py --record-state-keys`")
+    expected = record["models"][name]
+    actual = state_shapes(name, record["input_size"], record["num_class"])
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(set(actual) - set(expected))
+    reshaped = sorted(key for key in set(expected) & set(actual) if expected[key] != actual[key])
+    assert not (missing or extra or reshaped), (f"{name}: missing {missing[:5]}, new {extra[:5]}, "
+                                                f"reshaped {reshaped[:5]} (of {len(missing)}, {len(extra)}, "
+                                                f"{len(reshaped)})")
+
+
+def record_missing_state_keys() -> None:
+    """Add models registered since the record; recorded models are never rewritten."""
+    record = json.loads(STATE_KEYS.read_text())
+    added = [name for name in MODELS if name not in record["models"]]
+    for name in added:
+        record["models"][name] = state_shapes(name, record["input_size"], record["num_class"])
+    models = record.pop("models")
+    lines = [f" {json.dumps(key)}: {json.dumps(value)}," for key, value in record.items()]
+    lines += [" \"models\": {", ",\n".join(f"  {json.dumps(name)}: {json.dumps(models[name], separators=(',', ':'))}"
+                                             for name in sorted(models)), " }"]
+    STATE_KEYS.write_text("{\n" + "\n".join(lines) + "\n}\n")
+    print(f"recorded {', '.join(added) or 'nothing (every model is recorded)'}")
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--record-state-keys"]:
+    record_missing_state_keys()

@@ -11,7 +11,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mser.models import register_model
-from mser.models.base import SERModel, masked_batch_norm
+from mser.models.base import SERModel
+from mser.models.layers import masked_batch_norm
 from mser.models.pooling import build_pooling
 
 

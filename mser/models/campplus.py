@@ -11,18 +11,13 @@ import torch
 from torch import nn
 
 from mser.models import register_model
-from mser.models.base import MaskedConv1d, MaskedConv2d, SERModel, masked_batch_norm, zero_padding
+from mser.models.base import SERModel
+from mser.models.layers import (MaskedConv1d, MaskedConv2d, ResidualBlock, fold_frequency, halved,
+                                masked_batch_norm, zero_padding)
 from mser.models.pooling import build_pooling, masked_mean
 
 
-def halved(size: int, times: int) -> int:
-    """A size after `times` stride-2, kernel-3, padding-1 convolutions: ceil(size / 2) each time."""
-    for _ in range(times):
-        size = (size + 1) // 2
-    return size
-
-
-class FrequencyResBlock(nn.Module):
+class FrequencyResBlock(ResidualBlock):
     """2-D basic residual block over (batch, channels, frames, freq), striding frequency only."""
 
     def __init__(self, in_channels: int, out_channels: int, freq_stride: int):
@@ -32,17 +27,12 @@ class FrequencyResBlock(nn.Module):
         self.norm1 = nn.BatchNorm2d(out_channels)
         self.conv2 = MaskedConv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.norm2 = nn.BatchNorm2d(out_channels)
-        self.shortcut = None
-        if freq_stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=(1, freq_stride), bias=False)
-            self.shortcut_norm = nn.BatchNorm2d(out_channels)
+        self.add_shortcut(in_channels, out_channels, (1, freq_stride))
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         out = torch.relu(masked_batch_norm(self.norm1, self.conv1(x, lengths), lengths))
         out = masked_batch_norm(self.norm2, self.conv2(out, lengths), lengths)
-        if self.shortcut is not None:
-            x = masked_batch_norm(self.shortcut_norm, self.shortcut(x), lengths)
-        return torch.relu(out + x)
+        return torch.relu(out + self.residual(x, lengths))
 
 
 class FrontEndConv(nn.Module):
@@ -63,9 +53,7 @@ class FrontEndConv(nn.Module):
         x = torch.relu(masked_batch_norm(self.norm_in, self.conv_in(features[:, None], lengths), lengths))
         for block in self.blocks:
             x = block(x, lengths)
-        x = torch.relu(masked_batch_norm(self.norm_out, self.conv_out(x, lengths), lengths))
-        batch, channels, frames, freq = x.shape
-        return x.permute(0, 1, 3, 2).reshape(batch, channels * freq, frames)
+        return fold_frequency(torch.relu(masked_batch_norm(self.norm_out, self.conv_out(x, lengths), lengths)))
 
 
 def masked_segment_mean(x: torch.Tensor, lengths: Optional[torch.Tensor], segment: int) -> torch.Tensor:

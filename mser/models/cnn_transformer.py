@@ -19,7 +19,8 @@ from torch import nn
 
 from mser.errors import ConfigError
 from mser.models import register_model
-from mser.models.base import MaskedConv2d, SERModel, frame_mask, masked_batch_norm, strided_lengths
+from mser.models.base import SERModel
+from mser.models.layers import MaskedConv2d, frame_mask, masked_batch_norm, strided_lengths
 from mser.models.pooling import masked_mean
 
 

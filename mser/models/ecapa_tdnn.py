@@ -12,22 +12,9 @@ from torch import nn
 
 from mser.errors import ConfigError
 from mser.models import register_model
-from mser.models.base import MaskedConv1d, SERModel, masked_batch_norm
-from mser.models.pooling import build_pooling, masked_mean
-
-
-class ConvReluBn(nn.Module):
-    """Conv1d (masked, 'same' padding) -> ReLU -> BatchNorm1d over (batch, channels, frames)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1):
-        super().__init__()
-        self.conv = MaskedConv1d(in_channels, out_channels, kernel_size, dilation=dilation,
-                                 padding=dilation * (kernel_size - 1) // 2)
-        self.norm = nn.BatchNorm1d(out_channels)
-
-    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
-        """lengths is required (None for full clips): the batch norm needs it in training."""
-        return masked_batch_norm(self.norm, torch.relu(self.conv(x, lengths)), lengths)
+from mser.models.base import SERModel
+from mser.models.layers import ConvReluBn, SqueezeExcitation
+from mser.models.pooling import build_pooling
 
 
 class Res2Conv(nn.Module):
@@ -52,18 +39,6 @@ class Res2Conv(nn.Module):
         return torch.cat(outputs, dim=1)
 
 
-class SqueezeExcitation1d(nn.Module):
-    """Channel gates from the clip's mean over its real frames. x: (batch, channels, frames)."""
-
-    def __init__(self, channels: int, bottleneck: int):
-        super().__init__()
-        self.gate = nn.Sequential(nn.Linear(channels, bottleneck), nn.ReLU(),
-                                  nn.Linear(bottleneck, channels), nn.Sigmoid())
-
-    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return x * self.gate(masked_mean(x, lengths))[:, :, None]
-
-
 class SERes2Block(nn.Module):
     """k=1 conv -> Res2 dilated conv -> k=1 conv -> squeeze-excitation, plus the residual."""
 
@@ -72,7 +47,7 @@ class SERes2Block(nn.Module):
         self.conv_in = ConvReluBn(channels, channels)
         self.res2 = Res2Conv(channels, kernel_size, dilation, scale)
         self.conv_out = ConvReluBn(channels, channels)
-        self.se = SqueezeExcitation1d(channels, se_channels)
+        self.se = SqueezeExcitation(channels, se_channels)
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         out = self.conv_out(self.res2(self.conv_in(x, lengths), lengths), lengths)

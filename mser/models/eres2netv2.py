@@ -20,9 +20,9 @@ from torch import nn
 
 from mser.errors import ConfigError
 from mser.models import register_model
-from mser.models.base import MaskedConv2d, SERModel, masked_batch_norm
-from mser.models.campplus import halved
-from mser.models.eres2net import AttentionalFusion, halved_lengths
+from mser.models.base import SERModel
+from mser.models.layers import (AttentionalFusion, ERes2Block, MaskedConv2d, fold_frequency, halved,
+                                halved_lengths, masked_batch_norm)
 from mser.models.pooling import build_pooling
 
 ACTIVATION_CLIP = 20.0  # the reference's ReLU, a hardtanh(0, 20)
@@ -30,48 +30,6 @@ ACTIVATION_CLIP = 20.0  # the reference's ReLU, a hardtanh(0, 20)
 
 def clipped_relu(x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(x, 0.0, ACTIVATION_CLIP)
-
-
-class ERes2NetV2Block(nn.Module):
-    """1x1 conv (carrying the stride) -> Res2 3x3 convs over `scale` groups -> 1x1 conv, plus the
-    residual. With `fuse`, each group is fused with the previous group's output by AFF (local
-    feature fusion) rather than added to it. Output channels: expansion * planes."""
-
-    def __init__(self, in_channels: int, planes: int, stride: int, fuse: bool, base_width: int = 26,
-                 scale: int = 2, expansion: int = 2):
-        super().__init__()
-        width = planes * base_width // 64
-        if width < 1:
-            raise ConfigError(f"ERes2NetV2: planes={planes} with base_width={base_width} leaves groups "
-                              f"of less than one channel; raise channels or base_width")
-        out_channels = planes * expansion
-        self.width = width
-        self.conv_in = nn.Conv2d(in_channels, width * scale, 1, stride=stride, bias=False)
-        self.norm_in = nn.BatchNorm2d(width * scale)
-        self.convs = nn.ModuleList(MaskedConv2d(width, width, 3, padding=1, bias=False) for _ in range(scale))
-        self.norms = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(scale))
-        self.fusions = nn.ModuleList(AttentionalFusion(width) for _ in range(scale - 1)) if fuse else None
-        self.conv_out = nn.Conv2d(width * scale, out_channels, 1, bias=False)
-        self.norm_out = nn.BatchNorm2d(out_channels)
-        self.shortcut = None
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
-            self.shortcut_norm = nn.BatchNorm2d(out_channels)
-
-    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
-        """x: (batch, in_channels, frames, freq); lengths are those of the output (after the stride)."""
-        out = clipped_relu(masked_batch_norm(self.norm_in, self.conv_in(x), lengths))
-        groups = torch.split(out, self.width, dim=1)
-        outputs = []
-        for index, (group, conv, norm) in enumerate(zip(groups, self.convs, self.norms)):
-            if index > 0:
-                previous = outputs[-1]
-                group = previous + group if self.fusions is None else self.fusions[index - 1](previous, group, lengths)
-            outputs.append(clipped_relu(masked_batch_norm(norm, conv(group, lengths), lengths)))
-        out = masked_batch_norm(self.norm_out, self.conv_out(torch.cat(outputs, dim=1)), lengths)
-        if self.shortcut is not None:
-            x = masked_batch_norm(self.shortcut_norm, self.shortcut(x), lengths)
-        return clipped_relu(out + x)
 
 
 @register_model
@@ -98,9 +56,10 @@ class ERes2NetV2(SERModel):
         in_channels = channels
         for stage, num_blocks in enumerate(layers):
             planes = channels * 2 ** stage
-            blocks = [ERes2NetV2Block(in_channels if index == 0 else planes * expansion, planes,
-                                      stride=2 if stage > 0 and index == 0 else 1, fuse=stage >= len(layers) - 2,
-                                      base_width=base_width, scale=scale, expansion=expansion)
+            blocks = [ERes2Block(in_channels if index == 0 else planes * expansion, planes,
+                                 stride=2 if stage > 0 and index == 0 else 1, fuse=stage >= len(layers) - 2,
+                                 base_width=base_width, scale=scale, expansion=expansion,
+                                 activation=clipped_relu, model="ERes2NetV2")
                       for index in range(num_blocks)]
             self.stages.append(nn.ModuleList(blocks))
             stage_channels, in_channels = in_channels, planes * expansion
@@ -122,6 +81,4 @@ class ERes2NetV2(SERModel):
             for block in blocks:
                 x = block(x, lengths)
         fused = self.fusion(x, self.downsample(before_last, before_last_lengths), lengths)
-        batch, channels, frames, freq = fused.shape
-        fused = fused.permute(0, 1, 3, 2).reshape(batch, channels * freq, frames)
-        return self.embed(self.pooling(fused, lengths))
+        return self.embed(self.pooling(fold_frequency(fused), lengths))

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from mser.models import register_model
-from mser.models.base import MaskedConv2d, SERModel, masked_batch_norm, zero_padding
+from mser.models.base import SERModel
+from mser.models.layers import MaskedConv2d, masked_batch_norm, zero_padding
 from mser.models.pooling import masked_max, masked_mean
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mser.errors import ConfigError
-from mser.models.base import frame_mask, masked_batch_norm
+from mser.models.layers import frame_mask, masked_batch_norm
 from mser.registry import nearest
 
 VARIANCE_FLOOR = 1e-6  # keeps sqrt differentiable for constant or one-frame clips

@@ -17,21 +17,13 @@ from torch import nn
 
 from mser.errors import ConfigError
 from mser.models import register_model
-from mser.models.base import MaskedConv2d, SERModel, masked_batch_norm, strided_lengths, zero_padding
-from mser.models.campplus import halved
+from mser.models.base import SERModel
+from mser.models.layers import (MaskedConv2d, ResidualBlock, fold_frequency, halved, masked_batch_norm,
+                                res2_group_width, strided_lengths, zero_padding)
 from mser.models.pooling import build_pooling
 
 
-def group_width(planes: int, base_width: int) -> int:
-    """Channels of one Res2 group: floor(planes * base_width / 64), as in the paper's 26w notation."""
-    width = planes * base_width // 64
-    if width < 1:
-        raise ConfigError(f"Res2Net: planes={planes} with base_width={base_width} leaves groups of "
-                          f"{planes * base_width / 64:.2f} channels; raise channels or base_width")
-    return width
-
-
-class Bottle2neck(nn.Module):
+class Bottle2neck(ResidualBlock):
     """1x1 conv -> Res2 3x3 convs over `scale` groups -> 1x1 conv to planes * 4, plus the residual.
 
     first: the first block of a stage (carries `stride`; groups are not cascaded and the untouched
@@ -43,7 +35,7 @@ class Bottle2neck(nn.Module):
     def __init__(self, in_channels: int, planes: int, stride: int = 1, base_width: int = 26,
                  scale: int = 4, first: bool = False):
         super().__init__()
-        width = group_width(planes, base_width)
+        width = res2_group_width(planes, base_width, "Res2Net")
         out_channels = planes * self.expansion
         self.width, self.scale, self.first = width, scale, first
         self.conv_in = nn.Conv2d(in_channels, width * scale, 1, bias=False)
@@ -56,10 +48,7 @@ class Bottle2neck(nn.Module):
         self.pool = nn.AvgPool2d(3, stride=stride, padding=1) if first and scale > 1 else None
         self.conv_out = nn.Conv2d(width * scale, out_channels, 1, bias=False)
         self.norm_out = nn.BatchNorm2d(out_channels)
-        self.shortcut = None
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
-            self.shortcut_norm = nn.BatchNorm2d(out_channels)
+        self.add_shortcut(in_channels, out_channels, stride)
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor]
                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -75,9 +64,7 @@ class Bottle2neck(nn.Module):
             last = groups[-1]
             outputs.append(last if self.pool is None else self.pool(zero_padding(last, lengths, time_dim=2)))
         out = masked_batch_norm(self.norm_out, self.conv_out(torch.cat(outputs, dim=1)), out_lengths)
-        if self.shortcut is not None:
-            x = masked_batch_norm(self.shortcut_norm, self.shortcut(x), out_lengths)
-        return torch.relu(out + x), out_lengths
+        return torch.relu(out + self.residual(x, out_lengths)), out_lengths
 
 
 @register_model
@@ -128,6 +115,4 @@ class Res2Net(SERModel):
         x, lengths = self.stem_forward(features, lengths)
         for block in self.blocks:
             x, lengths = block(x, lengths)
-        batch, channels, frames, freq = x.shape
-        x = x.permute(0, 1, 3, 2).reshape(batch, channels * freq, frames)
-        return self.embed_norm(self.embed(self.pool_norm(self.pooling(x, lengths))))
+        return self.embed_norm(self.embed(self.pool_norm(self.pooling(fold_frequency(x), lengths))))

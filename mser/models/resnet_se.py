@@ -12,33 +12,13 @@ import torch
 from torch import nn
 
 from mser.models import register_model
-from mser.models.base import MaskedConv2d, SERModel, masked_batch_norm, zero_padding
-from mser.models.campplus import halved
+from mser.models.base import SERModel
+from mser.models.layers import (MaskedConv2d, ResidualBlock, SqueezeExcitation, fold_frequency, halved,
+                                masked_batch_norm)
 from mser.models.pooling import build_pooling
 
 
-class SqueezeExcitation2d(nn.Module):
-    """Channel gates from the mean over real frames and all frequency bins.
-
-    x: (batch, channels, frames, freq).
-    """
-
-    def __init__(self, channels: int, reduction: int):
-        super().__init__()
-        hidden = max(channels // reduction, 1)
-        self.gate = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(),
-                                  nn.Linear(hidden, channels), nn.Sigmoid())
-
-    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if lengths is None:
-            squeezed = x.mean(dim=(2, 3))
-        else:
-            per_frame = zero_padding(x, lengths, time_dim=2).mean(dim=3).sum(dim=2)
-            squeezed = per_frame / lengths[:, None].clamp(min=1).to(x.dtype)
-        return x * self.gate(squeezed)[:, :, None, None]
-
-
-class SEBasicBlock(nn.Module):
+class SEBasicBlock(ResidualBlock):
     """Two 3x3 convolutions with BN, an SE gate, and the (projected when strided) residual."""
 
     def __init__(self, in_channels: int, channels: int, stride: int, se_reduction: int):
@@ -47,12 +27,8 @@ class SEBasicBlock(nn.Module):
         self.norm1 = nn.BatchNorm2d(channels)
         self.conv2 = MaskedConv2d(channels, channels, 3, padding=1, bias=False)
         self.norm2 = nn.BatchNorm2d(channels)
-        self.se = SqueezeExcitation2d(channels, se_reduction)
-        self.shortcut = None
-        if stride != 1 or in_channels != channels:
-            # a 1x1 kernel with this stride keeps exactly the frames conv1's centres land on
-            self.shortcut = nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False)
-            self.shortcut_norm = nn.BatchNorm2d(channels)
+        self.se = SqueezeExcitation(channels, max(channels // se_reduction, 1))
+        self.add_shortcut(in_channels, channels, stride)
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None):
         """x: (batch, in_channels, frames, freq) -> ((batch, channels, frames', freq'), lengths')."""
@@ -60,9 +36,7 @@ class SEBasicBlock(nn.Module):
         out = torch.relu(masked_batch_norm(self.norm1, self.conv1(x, lengths), out_lengths))
         out = masked_batch_norm(self.norm2, self.conv2(out, out_lengths), out_lengths)
         out = self.se(out, out_lengths)
-        if self.shortcut is not None:
-            x = masked_batch_norm(self.shortcut_norm, self.shortcut(x), out_lengths)
-        return torch.relu(out + x), out_lengths
+        return torch.relu(out + self.residual(x, out_lengths)), out_lengths
 
 
 @register_model
@@ -98,6 +72,4 @@ class ResNetSE(SERModel):
         x = torch.relu(masked_batch_norm(self.norm_in, self.conv_in(features[:, None], lengths), lengths))
         for block in self.blocks:
             x, lengths = block(x, lengths)
-        batch, channels, frames, freq = x.shape
-        x = x.permute(0, 1, 3, 2).reshape(batch, channels * freq, frames)
-        return self.embed_norm(self.embed(self.pool_norm(self.pooling(x, lengths))))
+        return self.embed_norm(self.embed(self.pool_norm(self.pooling(fold_frequency(x), lengths))))

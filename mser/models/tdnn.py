@@ -12,7 +12,7 @@ from torch import nn
 
 from mser.models import register_model
 from mser.models.base import SERModel
-from mser.models.ecapa_tdnn import ConvReluBn
+from mser.models.layers import ConvReluBn
 from mser.models.pooling import build_pooling
 
 
