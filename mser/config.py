@@ -82,6 +82,8 @@ DEFAULT_CONFIG: Dict[str, Any] = {
         "best_metric": "unweighted_accuracy",
         "keep_last_epochs": 3,
         "keep_best": 0,              # also keep the epoch_N of the best k validation scores
+        "loss": "CrossEntropy",      # or FocalLoss (mser.losses)
+        "loss_args": {},             # e.g. {gamma: 2.0} for FocalLoss; label_smoothing/class_weights apply too
         "test_every_epoch": False,   # evaluate the test list after every epoch for the VisualDL curves
     },
 }
@@ -92,6 +94,7 @@ OPEN_SECTIONS = {
     ("model_conf", "model_args"),
     ("optimizer_conf", "optimizer_args"),
     ("optimizer_conf", "scheduler_args"),
+    ("train_conf", "loss_args"),
 }
 
 

@@ -1,4 +1,6 @@
 """Classification metrics (from scikit-learn) and the confusion-matrix figure."""
+import json
+import os
 from typing import Any, Dict, Sequence
 
 import numpy as np
@@ -76,3 +78,11 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]], labels: Sequence[st
                       fontsize=8, color="white" if value > 0.5 else "black")
     figure.tight_layout()
     return figure
+
+
+def write_evaluation(metrics: Dict[str, Any], labels: Sequence[str], output_dir: str) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2)
+    plot_confusion_matrix(metrics["confusion_matrix"], labels, os.path.join(output_dir, "confusion_matrix.png"),
+                          title=f"UA {metrics['unweighted_accuracy']:.3f}, accuracy {metrics['accuracy']:.3f}")

@@ -57,7 +57,8 @@ class LabelListWarning(MSERWarning):
 class MSERPredictor:
     """Load a trained model from a checkpoint directory and classify audio with it.
 
-    model_path: a checkpoint directory (e.g. models/EcapaTdnn_Fbank/best_model)
+    model_path: a checkpoint directory (e.g. models/EcapaTdnn_Fbank/best_model), or an ensemble
+                folder (mser.ensemble: returns an EnsemblePredictor)
     configs:    optional YAML that replaces the config stored in the checkpoint
     overwrites: optional "a.b=1,c.d=2" applied on top of that config
     use_gpu:    run on the GPU when there is one (as train.py and eval.py do)
@@ -67,6 +68,13 @@ class MSERPredictor:
     A label list named by `configs` or `overwrites` (dataset_conf.label_list_path) must hold the
     labels the checkpoint was trained on, or a CheckpointError says what differs.
     """
+
+    def __new__(cls, model_path: Optional[str] = None, *args, **kwargs):
+        from mser.ensemble import is_ensemble
+        if cls is MSERPredictor and is_ensemble(model_path):   # an ensemble folder (mser.ensemble)
+            from mser.ensemble import EnsemblePredictor
+            return super().__new__(EnsemblePredictor)
+        return super().__new__(cls)
 
     def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
                  threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch"):
@@ -129,6 +137,10 @@ class MSERPredictor:
         normalizer = SpeakerNormalizer(self.featurizer.feature_dim, conf["prior_clips"])
         normalizer.load_state_dict(state)
         return normalizer.to(self.device)
+
+    def new_session(self) -> Optional[SpeakerStats]:
+        """Empty running statistics for one recording or session (None without speaker normalisation)."""
+        return SpeakerStats(self.speaker_norm.feature_dim) if self.speaker_norm is not None else None
 
     def reset_speakers(self) -> None:
         """Forget the running statistics of every speaker named in `predict(..., speaker=...)`."""
@@ -328,7 +340,7 @@ class MSERPredictor:
         else:
             raise ConfigError(f"segmentation must be 'fixed' or 'vad', got {segmentation!r}")
         times, probs = [], []
-        recording = SpeakerStats(self.speaker_norm.feature_dim) if self.speaker_norm is not None else None
+        recording = self.new_session()
         for batch in batched(pieces, self.batch_size):
             times.extend((start, end) for start, end, _ in batch)
             probs.append(self.session_probabilities([waveform for _, _, waveform in batch], recording))

@@ -1,6 +1,5 @@
 """MSERTrainer: trains any registered model on any featurizer from one YAML config."""
 import contextlib
-import json
 import math
 import os
 import random
@@ -25,7 +24,7 @@ from mser.errors import CheckpointError, ConfigError, DataError
 from mser.factory import check_same_setup, featurizer_from_config, load_matching_weights, model_for_featurizer
 from mser.features import feature_name
 from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats, valid_frames
-from mser.metrics import compute_metrics, confusion_matrix_figure, format_report, plot_confusion_matrix
+from mser.metrics import compute_metrics, confusion_matrix_figure, format_report, write_evaluation
 from mser.optim import build_optimizer, build_scheduler, class_weights, trainable_parameters
 
 BEST_METRICS = ("unweighted_accuracy", "accuracy", "macro_f1")
@@ -218,6 +217,7 @@ class MSERTrainer:
         scheduler, scheduler_unit = build_scheduler(optimizer, self.config["optimizer_conf"],
                                                     steps_per_epoch, train_conf["max_epoch"])
         amp = Amp(train_conf, self.device)
+        criterion = self.criterion(train_items)   # an unknown loss or argument fails here too
         self.model_dir = os.path.join(save_model_path, self.model_name)
         self.prepare_model_dir(resumed=bool(resume_model), overwrite=overwrite)
         if self.uses_cache:
@@ -236,7 +236,6 @@ class MSERTrainer:
         elif pretrained_model:
             self.load_pretrained(pretrained_model)
         train_model = self.wrap_for_training(model)
-        criterion = self.criterion(train_items)
         writer = self.log_writer(log_dir)
         self.spec_augment = self.build_spec_augment()
         train_dataset = self.dataset(train_items, train=True)
@@ -301,7 +300,13 @@ class MSERTrainer:
         if self.config["train_conf"]["class_weights"]:
             weights = class_weights([item.label for item in train_items], len(self.labels)).to(self.device)
             self.log("class weights: " + ", ".join(f"{n} {w:.2f}" for n, w in zip(self.labels, weights)))
-        return nn.CrossEntropyLoss(weight=weights, label_smoothing=self.config["train_conf"]["label_smoothing"])
+        from mser.losses import build_loss
+        train_conf = self.config["train_conf"]
+        loss_args = dict(train_conf["loss_args"])
+        loss_args.setdefault("label_smoothing", train_conf["label_smoothing"])
+        if weights is not None:
+            loss_args.setdefault("weight", weights)
+        return build_loss(train_conf["loss"], num_class=len(self.labels), **loss_args).to(self.device)
 
     def build_spec_augment(self) -> Optional[nn.Module]:
         if self.augment_config is None:
@@ -688,6 +693,19 @@ class MSERTrainer:
                  output_dir: Optional[str] = None) -> Dict[str, Any]:
         """Evaluate a checkpoint (or the current model) on the test list (or `list_path`).
         Writes metrics.json and confusion_matrix.png into `output_dir` when given."""
+        items = self.prepare_evaluation(resume_model, list_path)
+        metrics = self.evaluate_items(items)
+        if output_dir:
+            write_evaluation(metrics, self.labels, output_dir)
+        return metrics
+
+    def predict_checkpoint(self, resume_model: Optional[str] = None, list_path: Optional[str] = None):
+        """(true labels (clips,), logits (clips, num_class)) of a checkpoint (or the current model)
+        on the test list (or `list_path`), prepared as `evaluate` prepares it."""
+        return self.predict_items(self.prepare_evaluation(resume_model, list_path))
+
+    def prepare_evaluation(self, resume_model: Optional[str], list_path: Optional[str]) -> List[ListItem]:
+        """Load the checkpoint's weights, featurizer state and speaker statistics; the list's items."""
         if self.model is None:
             self.build_model()
         if resume_model:
@@ -704,10 +722,7 @@ class MSERTrainer:
             table = self.speaker_table(items)
             self.log(f"speaker normalisation: statistics of {len(table)} speakers of {list_path}"
                      + ("" if table else " (the list names none: the training set's global statistics)"))
-        metrics = self.evaluate_items(items)
-        if output_dir:
-            write_evaluation(metrics, self.labels, output_dir)
-        return metrics
+        return items
 
     def eval_cache(self, list_path: str, items: Sequence[ListItem]) -> Optional[List[Dict[str, Any]]]:
         """The list's cache when the config enables caching and one exists; else features from audio."""
@@ -859,14 +874,6 @@ def load_augment(path: Optional[str], sample_rate: int):
         return None
     from mser.data.augment import load_augmentation_config
     return load_augmentation_config(path, sample_rate)
-
-
-def write_evaluation(metrics: Dict[str, Any], labels: Sequence[str], output_dir: str) -> None:
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2)
-    plot_confusion_matrix(metrics["confusion_matrix"], labels, os.path.join(output_dir, "confusion_matrix.png"),
-                          title=f"UA {metrics['unweighted_accuracy']:.3f}, accuracy {metrics['accuracy']:.3f}")
 
 
 def figure_to_array(figure) -> np.ndarray:

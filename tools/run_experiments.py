@@ -18,6 +18,10 @@ Two kinds of runs:
         validates on its own voices, so the score is speaker-independent; the mean validation UA
         over the folds is the score. The test lists are not touched.
 
+Ensembles (kinds ensemble / cv_ensemble) train nothing: they combine member runs of the same seed
+(or fold) into an ensemble folder (mser.ensemble) and score its averaged probabilities with eval.py;
+their training time is the members' total. Run the members first.
+
 Baselines (kind "baseline") fit a scikit-learn logistic regression on clip-level statistics
 (log-mel mean and sd, or openSMILE eGeMAPS functionals) on the same lists: in full mode scored on
 both test lists, in cv mode on the same folds.
@@ -139,6 +143,20 @@ experiment("cv_compare_spknorm", "configs/compare.yml", SPEAKER_NORM, kind="cv",
 experiment("tdnn_prosody_chanaug", PROSODY, NO_CACHE, augment="configs/augmentation_channel.yml",
            groups=("augment",), note="tdnn_prosody.yml with configs/augmentation_channel.yml")
 
+# --- ensembles of runs above (same seed, or same fold): the members' averaged probabilities
+ENSEMBLE_MEMBERS = ("egemaps", "compare", "tdnn_prosody_chanaug")
+experiment("ensemble", "configs/ensemble.yml", {"members": ENSEMBLE_MEMBERS}, kind="ensemble", groups=("ensembles",),
+           note="configs/ensemble.yml: eGeMAPS + ComParE + tdnn_prosody with channel augmentation")
+experiment("ensemble_plain", "", {"members": ("egemaps", "compare", "tdnn_prosody")}, kind="ensemble",
+           groups=("ensembles",), note="eGeMAPS + ComParE + tdnn_prosody (no channel augmentation)")
+for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spknorm", "cv_compare_spknorm"),
+                 ("cv_prosody_spknorm", "cv_compare_spknorm"),
+                 ("cv_egemaps_spknorm", "cv_prosody_spknorm", "cv_compare_spknorm"),
+                 ("cv_egemaps_spknorm", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm"),
+                 ("cv_egemaps_spknorm", "cv_prosody_spknorm", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm")):
+    experiment("cv_ens_" + "+".join(m[3:].replace("_spknorm", "") for m in _members), "", {"members": _members},
+               kind="cv_ensemble", groups=("cv", "ensembles"), note="averaged probabilities of " + ", ".join(_members))
+
 
 def list_lines(path: str) -> List[str]:
     with open(os.path.join(REPO, path), encoding="utf-8-sig") as f:
@@ -235,7 +253,7 @@ def timed_training(command: List[str], run_dir: str, label: str, environment: Di
 def evaluate_on(python: str, checkpoint: str, list_path: str, output_dir: str, label: str) -> dict:
     """eval.py --json of a checkpoint on one list (its own config otherwise)."""
     command = [python, "eval.py", "--resume_model", checkpoint, "--use_gpu", "false", "--json",
-               "--output_dir", output_dir, "--overwrites", f"dataset_conf.test_list={list_path}"]
+               "--output_dir", output_dir, "--test_list", list_path]
     evaluation = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if evaluation.returncode != 0:
         raise SystemExit(f"[{label}] eval.py on {list_path} failed: {evaluation.stderr}")
@@ -284,6 +302,53 @@ def finish(row: dict, out_dir: str, label: str, summary: str) -> None:
         f.write(json.dumps(row) + "\n")
     wall = f" | {row['train_wall_s']:.0f} s wall, load {row['load_mean']}" if "train_wall_s" in row else ""
     print(f"[{label}] {summary}{wall}", flush=True)
+
+
+# ---------------------------------------------------------------------------- ensembles
+
+def latest_rows(out_dir: str) -> Dict[tuple, dict]:
+    """The last results.jsonl row of every (name, seed, fold)."""
+    path = os.path.join(out_dir, "results.jsonl")
+    rows = [json.loads(line) for line in open(path, encoding="utf-8")] if os.path.isfile(path) else []
+    return {(r["name"], r.get("seed"), r.get("fold")): r for r in rows}
+
+
+def run_ensemble(name: str, out_dir: str, python: str, fold: Optional[int] = None, num_folds: int = 4,
+                 seed: Optional[int] = None) -> Optional[dict]:
+    """Combine the member runs of the same seed (or fold) into an ensemble folder and score it with
+    eval.py: on both test lists (kind ensemble) or on the fold's validation voices (cv_ensemble).
+    The training time is the members' total. Skipped when a member run is missing."""
+    config, changes, _, kind, _, note = EXPERIMENTS[name]
+    label = name + (f"/fold{fold}" if fold is not None else "") + (f"/seed{seed}" if seed is not None else "")
+    rows = latest_rows(out_dir)
+    members = [rows.get((member, seed, fold)) for member in changes["members"]]
+    if any(row is None for row in members):
+        missing = [m for m, row in zip(changes["members"], members) if row is None]
+        print(f"[{label}] skipped: run {', '.join(missing)} first", flush=True)
+        return None
+    sys.path.insert(0, REPO)
+    from mser.ensemble import ENSEMBLE_DIR, write_manifest
+    run_dir = os.path.join(out_dir, label)
+    ensemble_dir = os.path.join(run_dir, ENSEMBLE_DIR)
+    write_manifest(ensemble_dir, [row["checkpoint"] for row in members])
+    row = {"name": name, "fold": fold, "num_folds": num_folds if fold is not None else None, "seed": seed,
+           "config": config, "changes": changes, "augment": None, "kind": kind, "note": note,
+           "checkpoint": ensemble_dir, "train_wall_s": round(sum(r["train_wall_s"] for r in members), 1),
+           "load_mean": round(float(np.mean([r["load_mean"] for r in members])), 2)}
+    if kind == "cv_ensemble":
+        val_list = fold_lists(out_dir, fold, num_folds)["val"]
+        metrics = evaluate_on(python, ensemble_dir, val_list, os.path.join(run_dir, "eval_val"), label)
+        row["val"] = {key: metrics[key] for key in ("accuracy", "unweighted_accuracy", "macro_f1")}
+        summary = f"val UA {metrics['unweighted_accuracy']:.3f}"
+    else:
+        summary = ""
+        for key, list_path in (("test", TEST_LIST), ("cross", CROSS_LIST)):
+            metrics = evaluate_on(python, ensemble_dir, list_path, os.path.join(run_dir, f"eval_{key}"), label)
+            row.update({f"{key}_accuracy": metrics["accuracy"], f"{key}_ua": metrics["unweighted_accuracy"],
+                        f"{key}_macro_f1": metrics["macro_f1"]})
+            summary += f" | {key} UA {metrics['unweighted_accuracy']:.3f}"
+    finish(row, out_dir, label, summary.lstrip(" |"))
+    return row
 
 
 # ---------------------------------------------------------------------------- baselines
@@ -423,9 +488,9 @@ def table(out_dir: str) -> str:
     full: Dict[str, Dict[object, dict]] = {}
     folds: Dict[str, Dict[int, dict]] = {}
     for r in rows:
-        if r["kind"] == "full":
+        if r["kind"] in ("full", "ensemble"):
             full.setdefault(r["name"], {})[r.get("seed")] = r
-        elif r["kind"] == "cv":
+        elif r["kind"] in ("cv", "cv_ensemble"):
             folds.setdefault(r["name"], {})[(r.get("num_folds"), r["fold"])] = r
     lines = ["| run | seeds | unseen voices UA | cross-synthesiser UA | best epochs | train wall | load |",
              "|---|---:|---:|---:|---|---:|---:|"]
@@ -511,6 +576,12 @@ def main(argv=None):
         elif kind == "cv":
             for fold in folds:
                 run_one(name, out_dir, args.python, environment, fold, args.cv_folds)
+        elif kind == "cv_ensemble":
+            for fold in folds:
+                run_ensemble(name, out_dir, args.python, fold, args.cv_folds)
+        elif kind == "ensemble":
+            for seed in args.seeds:
+                run_ensemble(name, out_dir, args.python, seed=seed)
         else:
             for seed in args.seeds:
                 run_one(name, out_dir, args.python, environment, seed=seed)

@@ -47,16 +47,29 @@ def evaluation_config(args: argparse.Namespace) -> dict:
     return config
 
 
+def evaluate(args: argparse.Namespace) -> dict:
+    """The metrics of a checkpoint, or of an ensemble folder's averaged members (mser.ensemble)."""
+    from mser import ensemble
+    from mser.errors import ConfigError
+    from mser.trainer import MSERTrainer
+    if ensemble.is_ensemble(args.resume_model):
+        if args.configs or args.overwrites:
+            raise ConfigError(f"{args.resume_model} is an ensemble: its members are evaluated with their stored "
+                              f"configs (--configs/--overwrites apply to one checkpoint; --test_list still works)")
+        return ensemble.evaluate(args.resume_model, args.test_list, args.use_gpu, args.output_dir)
+    trainer = MSERTrainer(configs=evaluation_config(args), use_gpu=args.use_gpu)
+    return trainer.evaluate(resume_model=args.resume_model, list_path=args.test_list, output_dir=args.output_dir)
+
+
 @exits_cleanly
 def main(argv=None):
     args = parse_args(argv)
     from mser.metrics import format_report
-    from mser.trainer import MSERTrainer
     if args.output_dir:
         check_output_folder(args.output_dir)  # fails now, not after evaluating; created once there are results
-    trainer = MSERTrainer(configs=evaluation_config(args), use_gpu=args.use_gpu)
-    metrics = trainer.evaluate(resume_model=args.resume_model, list_path=args.test_list,
-                               output_dir=args.output_dir)
+    metrics = evaluate(args)
+    for member, score in metrics.get("members", {}).items():
+        print(f"ensemble member {member}: unweighted accuracy {score:.4f}")
     print(format_report(metrics))
     print(f"wrote {os.path.join(args.output_dir, 'metrics.json')} and "
           f"{os.path.join(args.output_dir, 'confusion_matrix.png')}")

@@ -1,0 +1,262 @@
+"""Ensembles: several trained models, each on its own features, deciding together.
+
+An ensemble is a folder holding `ensemble.yml`, which names member checkpoint directories (paths
+relative to the folder). Each member keeps its own config, featurizer, speaker normalisation and
+weights; the ensemble's class probabilities are the mean of the members' probabilities. Models on
+different features (functionals such as eGeMAPS and ComParE, frame-level Fbank+prosody) make
+different mistakes, so their average is right more often than any one of them (README, Results).
+
+    train.py --configs configs/ensemble.yml           # trains every member, then writes the manifest
+    eval.py --resume_model models/Ensemble            # scores the averaged probabilities
+    infer.py --model_path models/Ensemble --audio_path clip.wav
+    MSERPredictor(model_path="models/Ensemble")       # an EnsemblePredictor
+
+The members must share the label list and the audio settings that decide how a clip is loaded
+(sample rate, dB normalisation), so that one decoded clip serves them all.
+"""
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import yaml
+
+from mser.errors import CheckpointError, ConfigError
+from mser.predictor import MSERPredictor
+
+MANIFEST_FILE = "ensemble.yml"
+ENSEMBLE_DIR = "Ensemble"
+# dataset_conf.dataset keys that decide the waveform a member sees
+LOADING_KEYS = ("sample_rate", "use_dB_normalization", "target_dB")
+
+
+def is_ensemble(path: Optional[str]) -> bool:
+    """Whether `path` is an ensemble folder (holds ensemble.yml)."""
+    return bool(path) and os.path.isfile(os.path.join(path, MANIFEST_FILE))
+
+
+def write_manifest(directory: str, members: Sequence[str]) -> str:
+    """Write `directory`/ensemble.yml naming `members` (checkpoint directories), after checking
+    that they exist and agree on labels and audio loading. Written atomically. Returns its path."""
+    if len(members) < 2:
+        raise ConfigError(f"an ensemble needs at least two members, got {len(members)}")
+    check_members([os.path.abspath(m) for m in members])
+    os.makedirs(directory, exist_ok=True)
+    relative = [os.path.relpath(os.path.abspath(m), os.path.abspath(directory)) for m in members]
+    path = os.path.join(directory, MANIFEST_FILE)
+    staging = path + ".tmp"
+    with open(staging, "w", encoding="utf-8") as f:
+        yaml.safe_dump({"members": relative}, f, sort_keys=False)
+    os.replace(staging, path)
+    return path
+
+
+def read_members(directory: str) -> List[str]:
+    """The member checkpoint directories of an ensemble folder, as paths usable from here."""
+    path = os.path.join(directory, MANIFEST_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        raise CheckpointError(f"cannot read the ensemble manifest {path}: {e}") from None
+    members = manifest.get("members") if isinstance(manifest, dict) else None
+    if not isinstance(members, list) or not all(isinstance(m, str) for m in members) or len(members) < 2:
+        raise CheckpointError(f"{path} must hold 'members:', a list of at least two checkpoint directories")
+    resolved = [os.path.normpath(os.path.join(directory, m)) for m in members]
+    missing = [m for m in resolved if not os.path.isdir(m)]
+    if missing:
+        raise CheckpointError(f"ensemble {directory}: member checkpoint {missing[0]} not found")
+    return resolved
+
+
+def check_members(members: Sequence[str]) -> List[str]:
+    """The members' shared labels; CheckpointError when labels or audio loading differ."""
+    from mser import checkpoint
+    first_config, labels = checkpoint.load_config_and_labels(members[0])
+    first_loading = loading_settings(first_config)
+    for member in members[1:]:
+        config, member_labels = checkpoint.load_config_and_labels(member)
+        if member_labels != labels:
+            raise CheckpointError(f"ensemble members disagree on the labels: {members[0]} has {labels}, "
+                                  f"{member} has {member_labels}")
+        if loading_settings(config) != first_loading:
+            raise CheckpointError(f"ensemble members load audio differently: {members[0]} {first_loading}, "
+                                  f"{member} {loading_settings(config)}")
+    return labels
+
+
+def loading_settings(config: Dict[str, Any]) -> Dict[str, Any]:
+    dataset = config["dataset_conf"]["dataset"]
+    return {key: dataset[key] for key in LOADING_KEYS}
+
+
+# ---- training ------------------------------------------------------------------------------
+
+MEMBER_KEYS = {"configs", "data_augment_configs", "overwrites"}
+
+
+def is_ensemble_config(path: Optional[str]) -> bool:
+    """Whether the YAML at `path` (a file or a shipped config's name) describes an ensemble."""
+    from mser.config import read_yaml, resolve_config_path
+    if not path:
+        return False
+    try:
+        resolved = resolve_config_path(path)
+    except ConfigError:
+        return False   # the trainer reports the missing file
+    content = read_yaml(resolved)
+    return isinstance(content, dict) and "ensemble" in content
+
+
+def read_ensemble_config(path: str) -> List[Dict[str, Optional[str]]]:
+    """The member specs of an ensemble YAML: [{configs, data_augment_configs, overwrites}], with
+    relative file names resolved against the YAML's own folder (or naming shipped configs)."""
+    from mser.config import read_yaml, resolve_config_path
+    resolved = resolve_config_path(path)
+    content = read_yaml(resolved)
+    extra = sorted(set(content) - {"ensemble"})
+    members = content["ensemble"].get("members") if isinstance(content["ensemble"], dict) else None
+    if extra or not isinstance(members, list) or len(members) < 2:
+        raise ConfigError(f"{resolved}: an ensemble config holds only 'ensemble: {{members: [...]}}' with at least "
+                          f"two members" + (f" (unexpected: {', '.join(extra)})" if extra else ""))
+    folder = os.path.dirname(os.path.abspath(resolved))
+    return [member_spec(resolved, folder, index, member) for index, member in enumerate(members)]
+
+
+def member_spec(path: str, folder: str, index: int, member: Any) -> Dict[str, Optional[str]]:
+    if not isinstance(member, dict) or "configs" not in member or set(member) - MEMBER_KEYS:
+        raise ConfigError(f"{path}: member {index + 1} must be a mapping with 'configs' and optionally "
+                          f"'data_augment_configs' and 'overwrites', got {member!r}")
+    spec = {key: (None if member.get(key) is None else str(member.get(key))) for key in sorted(MEMBER_KEYS)}
+    for key in ("configs", "data_augment_configs"):
+        if spec[key] and not os.path.isabs(spec[key]) and os.path.isfile(os.path.join(folder, spec[key])):
+            spec[key] = os.path.join(folder, spec[key])
+    return spec
+
+
+def train(config_path: str, save_model_path: str = "models/", log_dir: str = "log/", use_gpu: bool = True,
+          overwrites: Optional[str] = None, data_augment_configs: Optional[str] = None,
+          overwrite: bool = False) -> str:
+    """Train every member of an ensemble config in turn into <save_model_path>/Ensemble/<Model>_<Feature>/
+    and write the manifest there. `overwrites` apply to every member (after the member's own);
+    `data_augment_configs` to members that name none. Returns the ensemble folder."""
+    from mser.trainer import MSERTrainer
+    specs = read_ensemble_config(config_path)
+    directory = os.path.join(save_model_path, ENSEMBLE_DIR)
+    trainers = [MSERTrainer(configs=spec["configs"], use_gpu=use_gpu,
+                            overwrites=joined_overwrites(spec["overwrites"], overwrites),
+                            data_augment_configs=spec["data_augment_configs"] or data_augment_configs)
+                for spec in specs]   # every member's config is checked before the first one trains
+    names = [trainer.model_name for trainer in trainers]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{config_path}: ensemble members must differ in model or features, got {', '.join(names)}")
+    for number, trainer in enumerate(trainers, 1):
+        trainer.log(f"ensemble member {number}/{len(trainers)}: {trainer.model_name}")
+        trainer.train(save_model_path=directory, log_dir=log_dir, overwrite=overwrite)
+    if trainers[0].context.is_main:
+        write_manifest(directory, [os.path.join(directory, name, "best_model") for name in names])
+        trainers[0].log(f"ensemble of {len(names)} models written to {directory} "
+                        f"(eval.py --resume_model {directory})")
+    return directory
+
+
+def joined_overwrites(*parts: Optional[str]) -> Optional[str]:
+    text = ",".join(part for part in parts if part)
+    return text or None
+
+
+# ---- evaluation ----------------------------------------------------------------------------
+
+def member_probabilities(member: str, list_path: Optional[str], use_gpu: bool):
+    """(true labels, (clips, classes) probabilities, the list used) of one member on a list,
+    evaluated as eval.py evaluates a single checkpoint (speaker statistics from the list)."""
+    import torch
+
+    from mser.trainer import MSERTrainer
+    trainer = MSERTrainer(configs=member_config(member), use_gpu=use_gpu)
+    list_path = list_path or trainer.config["dataset_conf"]["test_list"]
+    y_true, logits = trainer.predict_checkpoint(member, list_path)
+    return y_true.numpy(), torch.softmax(logits.float(), dim=1).numpy(), list_path
+
+
+def member_config(member: str) -> Dict[str, Any]:
+    from mser import checkpoint
+    config, _ = checkpoint.load_config_and_labels(member)
+    config["dataset_conf"]["label_list_path"] = os.path.join(checkpoint.resolve(member), checkpoint.LABEL_FILE)
+    return config
+
+
+def evaluate(directory: str, list_path: Optional[str] = None, use_gpu: bool = True,
+             output_dir: Optional[str] = None) -> Dict[str, Any]:
+    """eval.py for an ensemble folder: the metrics of the members' averaged probabilities on
+    `list_path` (default: the first member's test list). Writes metrics.json and the confusion
+    matrix into `output_dir` when given; the metrics also carry each member's unweighted accuracy."""
+    from mser.metrics import compute_metrics, write_evaluation
+    members = read_members(directory)
+    labels = check_members(members)
+    y_true, total, member_scores = None, None, {}
+    for member in members:
+        y, probs, list_path = member_probabilities(member, list_path, use_gpu)
+        if y_true is not None and (len(y) != len(y_true) or (y != y_true).any()):
+            raise CheckpointError(f"ensemble member {member} could not use the same clips of {list_path} "
+                                  f"as the others (the lines starting 'skipping' say which)")
+        y_true = y
+        total = probs if total is None else total + probs
+        member_scores[member] = compute_metrics(y.tolist(), probs.argmax(1).tolist(), labels)["unweighted_accuracy"]
+    metrics = compute_metrics(y_true.tolist(), (total / len(members)).argmax(1).tolist(), labels)
+    metrics["members"] = member_scores
+    if output_dir:
+        write_evaluation(metrics, labels, output_dir)
+    return metrics
+
+
+# ---- prediction ----------------------------------------------------------------------------
+
+def mean_probabilities(parts: Sequence[np.ndarray]) -> np.ndarray:
+    return np.mean(np.stack(parts), axis=0).astype(np.float32)
+
+
+
+class EnsemblePredictor(MSERPredictor):
+    """MSERPredictor over an ensemble folder: every call runs each member and averages their class
+    probabilities. `MSERPredictor(model_path=<ensemble folder>)` returns one. Members keep their own
+    speaker statistics (`speaker=`, per recording in predict_long). `embed` concatenates the
+    members' embeddings. configs/overwrites are refused: each member runs on its stored config."""
+
+    def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
+                 threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch"):
+        if configs or overwrites:
+            raise ConfigError(f"{model_path} is an ensemble: its members run on their stored configs "
+                              f"(--configs/--overwrites apply to a single checkpoint)")
+        if not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"threshold must be a probability between 0 and 1, got {threshold}")
+        paths = read_members(model_path)
+        self.labels = check_members(paths)
+        self.members = [MSERPredictor(path, use_gpu=use_gpu, backend=backend) for path in paths]
+        first = self.members[0]
+        self.device, self.threshold, self.config = first.device, threshold, first.config
+        self.featurizer = self.model = self.speaker_norm = self.onnx = None
+        self.sample_rate, self.segment_duration, self.window = first.sample_rate, first.segment_duration, first.window
+        self.min_duration = max(member.min_duration for member in self.members)
+        self.batch_size = min(member.batch_size for member in self.members)
+        self.backend = "+".join(sorted({member.backend for member in self.members}))
+        self.backend_note = ""
+
+    def reset_speakers(self) -> None:
+        for member in self.members:
+            member.reset_speakers()
+
+    def speaker_stats(self, speaker: Optional[str]):
+        """One running-statistics object per member (None for no speaker)."""
+        if speaker is None:
+            return None
+        return [member.speaker_stats(speaker) for member in self.members]
+
+    def new_session(self):
+        return [member.new_session() for member in self.members]
+
+    def session_probabilities(self, waveforms: Sequence[np.ndarray], stats) -> np.ndarray:
+        return mean_probabilities([member.session_probabilities(waveforms, None if stats is None else stats[i])
+                                   for i, member in enumerate(self.members)])
+
+    def embeddings(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        return np.concatenate([member.embeddings(waveforms) for member in self.members], axis=1)

@@ -1,0 +1,123 @@
+"""Ensembles through the real scripts: train.py on an ensemble config, eval.py and infer.py on the
+ensemble folder, MSERPredictor on it, and the one-line errors of a bad manifest or config."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, assert_one_line_error, run_script, tiny_overwrites
+
+MEMBERS = ("BiLSTM_Fbank", "TDNN_FbankProsody")
+
+
+def common_overwrites(list_dir) -> str:
+    """tiny_overwrites without the model and feature choices, which the members make."""
+    keep = [part for part in tiny_overwrites(list_dir).split(",")
+            if not part.startswith(("model_conf.", "preprocess_conf."))]
+    return ",".join(keep)
+
+
+def write_ensemble_config(path, members) -> None:
+    path.write_text(yaml.safe_dump({"ensemble": {"members": members}}))
+
+
+@pytest.fixture(scope="module")
+def ensemble(demo_lists, tmp_path_factory):
+    work = tmp_path_factory.mktemp("ensemble")
+    config = work / "ensemble.yml"
+    write_ensemble_config(config, [
+        {"configs": str(REPO / "configs" / "bi_lstm.yml"),
+         "overwrites": "model_conf.model_args.hidden_size=32,preprocess_conf.feature_method=Fbank,"
+                       "preprocess_conf.method_args.num_mel_bins=40,preprocess_conf.speaker_norm.enable=true"},
+        {"configs": str(REPO / "configs" / "tdnn_prosody.yml"),
+         "overwrites": "model_conf.model_args.channels=32,model_conf.model_args.stats_channels=64,"
+                       "model_conf.model_args.embd_dim=32"}])
+    result = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
+                        "--save_model_path", work / "models", "--overwrites", common_overwrites(demo_lists))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work / "models" / "Ensemble", result
+
+
+def test_train_writes_members_and_manifest(ensemble):
+    directory, result = ensemble
+    manifest = yaml.safe_load((directory / "ensemble.yml").read_text())
+    assert manifest["members"] == [f"{name}/best_model" for name in MEMBERS]
+    for name in MEMBERS:
+        assert (directory / name / "best_model" / "model.pth").is_file()
+    assert "ensemble member 2/2" in result.stdout and "ensemble of 2 models" in result.stdout
+
+
+def test_eval_scores_the_averaged_probabilities(ensemble, demo_lists, tmp_path):
+    directory, _ = ensemble
+    result = run_script("eval.py", "--resume_model", directory, "--use_gpu", "false", "--json",
+                        "--output_dir", tmp_path, "--test_list", demo_lists / "test_list.txt")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["num_samples"] == len((demo_lists / "test_list.txt").read_text().splitlines())
+    assert sorted(metrics["members"]) == sorted(str(directory / name / "best_model") for name in MEMBERS)
+    assert (tmp_path / "confusion_matrix.png").is_file()
+
+
+def test_predictor_averages_its_members(ensemble, demo_lists):
+    from mser import MSERPredictor
+    from mser.ensemble import EnsemblePredictor
+    directory, _ = ensemble
+    clip = (demo_lists / "test_list.txt").read_text().splitlines()[0].split("\t")[0]
+    clip = clip if clip.startswith("/") else str(REPO / clip)
+    predictor = MSERPredictor(model_path=str(directory), use_gpu=False)
+    assert isinstance(predictor, EnsemblePredictor)
+    members = [MSERPredictor(model_path=str(directory / name / "best_model"), use_gpu=False) for name in MEMBERS]
+    scores = predictor.predict_scores(clip)
+    member_scores = [member.predict_scores(clip) for member in members]
+    for label, probability in scores.items():
+        assert probability == pytest.approx(np.mean([s[label] for s in member_scores]), abs=1e-5)
+    label, score = predictor.predict(clip)
+    assert label == next(iter(scores)) and score == pytest.approx(scores[label], abs=1e-6)
+    segments = predictor.predict_long(clip, window=1.0, hop=0.5)
+    assert segments and all(segment[2] in predictor.labels for segment in segments)
+    assert predictor.embed(clip).shape == (sum(m.embed(clip).shape[0] for m in members),)
+
+
+def test_infer_script_on_an_ensemble(ensemble, demo_lists):
+    directory, _ = ensemble
+    clip = (demo_lists / "test_list.txt").read_text().splitlines()[0].split("\t")[0]
+    result = run_script("infer.py", "--model_path", directory, "--audio_path", clip, "--use_gpu", "false",
+                        "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["label"]
+
+
+def test_a_missing_member_is_one_line(ensemble, tmp_path):
+    directory, _ = ensemble
+    copy = tmp_path / "Ensemble"
+    shutil.copytree(directory, copy)
+    shutil.rmtree(copy / MEMBERS[1])
+    result = run_script("eval.py", "--resume_model", copy, "--use_gpu", "false", "--output_dir", tmp_path / "out")
+    assert_one_line_error(result, "member checkpoint")
+
+
+def test_members_with_other_labels_are_refused(ensemble, tmp_path):
+    from mser.ensemble import write_manifest
+    from mser.errors import CheckpointError
+    directory, _ = ensemble
+    other = tmp_path / "other"
+    shutil.copytree(directory / MEMBERS[1] / "best_model", other)
+    (other / "label_list.txt").write_text("calm\nexcited\n")
+    with pytest.raises(CheckpointError, match="disagree on the labels"):
+        write_manifest(str(tmp_path / "Ensemble"), [str(directory / MEMBERS[0] / "best_model"), str(other)])
+
+
+@pytest.mark.parametrize("members, fragment", [
+    ([{"configs": "bi_lstm.yml"}], "at least two members"),
+    ([{"configs": "bi_lstm.yml"}, {"configs": "bi_lstm.yml", "epochs": 3}], "member 2 must be a mapping"),
+    ([{"configs": "bi_lstm.yml"}, {"configs": "bi_lstm.yml"}], "must differ in model or features"),
+])
+def test_bad_ensemble_configs_are_one_line(members, fragment, tmp_path, demo_lists):
+    config = tmp_path / "ensemble.yml"
+    write_ensemble_config(config, members)
+    result = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
+                        "--save_model_path", tmp_path / "models", "--overwrites", common_overwrites(demo_lists))
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "models").exists()
