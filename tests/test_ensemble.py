@@ -121,3 +121,14 @@ def test_bad_ensemble_configs_are_one_line(members, fragment, tmp_path, demo_lis
                         "--save_model_path", tmp_path / "models", "--overwrites", common_overwrites(demo_lists))
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "models").exists()
+
+
+def test_shipped_ensemble_config_names_loadable_members():
+    from mser.config import load_config
+    from mser.ensemble import is_ensemble_config, read_ensemble_config
+    assert is_ensemble_config("ensemble") and not is_ensemble_config("egemaps")
+    specs = read_ensemble_config(str(REPO / "configs" / "ensemble.yml"))
+    assert len(specs) == 3
+    for spec in specs:
+        assert load_config(spec["configs"])["preprocess_conf"]["speaker_norm"]["enable"]
+        assert spec["data_augment_configs"] is None or spec["data_augment_configs"].endswith(".yml")
