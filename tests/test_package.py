@@ -187,3 +187,25 @@ def test_wheel_builds_with_build_isolation(tmp_path):
     pip("wheel", "--no-deps", "--wheel-dir", str(tmp_path / "dist"), str(source), cwd=tmp_path)
     [wheel] = (tmp_path / "dist").glob("mser-*.whl")
     assert "mser/configs/egemaps.yml" in zipfile.ZipFile(wheel).namelist()
+
+
+# ---------------------------------------------------------------- ranges and the tested pins agree
+
+
+def test_every_dependency_is_pinned_in_constraints_within_its_range():
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version.strip()
+    requirements = [Requirement(text) for text in project["dependencies"]]
+    requirements += [Requirement(text) for group in project["optional-dependencies"].values() for text in group]
+    for requirement in requirements:
+        pinned = pins.get(canonicalize_name(requirement.name))
+        assert pinned, f"{requirement.name} is not pinned in constraints.txt"
+        assert requirement.specifier.contains(pinned, prereleases=True), f"{requirement} excludes the tested {pinned}"
