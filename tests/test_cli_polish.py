@@ -162,9 +162,9 @@ def test_a_single_process_says_so(demo_lists, tmp_path):
 # ---------------------------------------------------------------- shipped configs by name, no output before the inputs
 
 
-@pytest.mark.parametrize("script", ["train.py", "eval.py", "extract_features.py"])
+@pytest.mark.parametrize("script", ["train.py", "eval.py", "extract_features.py", "infer.py", "infer_record.py"])
 def test_list_configs(script, tmp_path):
-    # from another folder, and before eval.py's required --resume_model is asked for
+    # from another folder, and before a required option (eval.py --resume_model, infer.py --model_path) is asked for
     result = run_script(script, "--list-configs", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")}
