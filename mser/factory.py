@@ -4,7 +4,7 @@ from typing import Any, Dict
 from torch import nn
 
 from mser.errors import ConfigError
-from mser.features import Featurizer, build_featurizer
+from mser.features import Featurizer, build_encoder_featurizer, build_featurizer, uses_encoder
 from mser.models import build_model
 
 
@@ -18,9 +18,9 @@ def featurizer_from_config(config: Dict[str, Any]) -> Featurizer:
     preprocess = config["preprocess_conf"]
     refuse_derived_keys(preprocess["method_args"], {"sample_rate": "dataset_conf.dataset.sample_rate"},
                         "preprocess_conf.method_args")
-    return build_featurizer(preprocess["feature_method"],
-                            sample_rate=config["dataset_conf"]["dataset"]["sample_rate"],
-                            **preprocess["method_args"])
+    build = build_encoder_featurizer if uses_encoder(preprocess) else build_featurizer
+    return build(preprocess["feature_method"], sample_rate=config["dataset_conf"]["dataset"]["sample_rate"],
+                 **preprocess["method_args"])
 
 
 def model_from_config(config: Dict[str, Any], input_size: int, num_class: int) -> nn.Module:
@@ -29,6 +29,16 @@ def model_from_config(config: Dict[str, Any], input_size: int, num_class: int) -
                                                    "num_class": "the label list"}, "model_conf.model_args")
     return build_model(model_conf["model"], input_size=input_size, num_class=num_class,
                        **model_conf["model_args"])
+
+
+def model_for_featurizer(config: Dict[str, Any], featurizer: Featurizer, num_class: int) -> nn.Module:
+    """The config's model for `featurizer`'s features. A speech encoder's features get its front
+    (the trainable layer mix and the encoder's identity, mser.features.hf.EncoderFront) inside the
+    model, so that it trains, is saved and is checked with the model's weights."""
+    front = featurizer.model_front() if hasattr(featurizer, "model_front") else None
+    if front is None:
+        return model_from_config(config, featurizer.feature_dim, num_class)
+    return front.wrap(model_from_config(config, front.output_dim, num_class))
 
 
 def load_for_inference(directory: str, config: Dict[str, Any] = None, device="cpu"):
@@ -45,14 +55,20 @@ def load_for_inference(directory: str, config: Dict[str, Any] = None, device="cp
     featurizer_state = checkpoint.load_featurizer_state(directory)
     if featurizer_state:
         featurizer.load_state_dict(featurizer_state)
-    model = model_from_config(config, featurizer.feature_dim, len(labels))
+    model = model_for_featurizer(config, featurizer, len(labels))
     load_matching_weights(model, checkpoint.load_weights(directory), directory)
     return config, labels, featurizer.to(device).eval(), model.to(device).eval()
 
 
 def check_same_setup(config: Dict[str, Any], stored: Dict[str, Any], directory: str) -> None:
     from mser.errors import CheckpointError
+    if uses_encoder(config["preprocess_conf"]) != uses_encoder(stored["preprocess_conf"]):
+        raise CheckpointError(f"checkpoint {directory} was trained with preprocess_conf.use_hf_model="
+                              f"{str(uses_encoder(stored['preprocess_conf'])).lower()}, but the config asks for "
+                              f"{str(uses_encoder(config['preprocess_conf'])).lower()}")
     for section, key in (("preprocess_conf", "feature_method"), ("model_conf", "model")):
+        if (section, uses_encoder(config["preprocess_conf"])) == ("preprocess_conf", True):
+            continue   # a speech encoder may move: its content digest, stored with the weights, decides
         if config[section][key] != stored[section][key]:
             raise CheckpointError(f"checkpoint {directory} was trained with {section}.{key}="
                                   f"{stored[section][key]}, but the config asks for {config[section][key]}")
@@ -61,6 +77,8 @@ def check_same_setup(config: Dict[str, Any], stored: Dict[str, Any], directory: 
 def load_matching_weights(model: nn.Module, state: Dict[str, Any], directory: str) -> None:
     """Load weights strictly, explaining a mismatch (another label set, another model size)."""
     from mser.errors import CheckpointError
+    if hasattr(model, "check_checkpoint"):   # e.g. features of another speech encoder
+        model.check_checkpoint(state, directory)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

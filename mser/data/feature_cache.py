@@ -21,6 +21,7 @@ from mser.audio import load_audio
 from mser.data.dataset import ListDataset, Sample, pad_batch
 from mser.data.lists import ListItem
 from mser.errors import AudioError, DataError
+from mser.features import feature_name, uses_encoder
 from mser.features.base import Featurizer
 
 
@@ -44,7 +45,7 @@ def cache_path(config: Dict[str, Any], list_path: str, items: Sequence[ListItem]
     name = os.path.splitext(os.path.basename(list_path))[0]
     setup_hash, list_hash = short_hash(feature_setup(config)), short_hash(list_identity(list_path, items))
     return os.path.join(cache["cache_dir"],
-                        f"{config['preprocess_conf']['feature_method']}_{setup_hash}_{name}_{list_hash}.pt")
+                        f"{feature_name(config['preprocess_conf'])}_{setup_hash}_{name}_{list_hash}.pt")
 
 
 def scaler_path(config: Dict[str, Any], train_list: str, train_items: Sequence[ListItem]) -> str:
@@ -52,7 +53,7 @@ def scaler_path(config: Dict[str, Any], train_list: str, train_items: Sequence[L
     setup and the training list it was fitted on, so that other settings or splits fit their own."""
     list_dir = os.path.dirname(os.path.abspath(config["dataset_conf"]["label_list_path"]))
     made_from = short_hash(feature_setup(config) + "\n" + list_identity(train_list, train_items))
-    return os.path.join(list_dir, f"{config['preprocess_conf']['feature_method']}_scaler_{made_from}.json")
+    return os.path.join(list_dir, f"{feature_name(config['preprocess_conf'])}_scaler_{made_from}.json")
 
 
 def feature_setup(config: Dict[str, Any]) -> str:
@@ -64,6 +65,11 @@ def feature_setup(config: Dict[str, Any]) -> str:
              "target_dB": clip["target_dB"], "max_duration": config["dataset_conf"]["eval_conf"]["max_duration"],
              "float16": config["dataset_conf"]["feature_cache"]["float16"],
              "audio_cleaning": AUDIO_CLEANING}
+    if uses_encoder(config["preprocess_conf"]):   # the encoder's content, wherever it lives
+        from mser.features.hf import source_digest
+        setup["encoder_digest"] = source_digest(config["preprocess_conf"]["feature_method"],
+                                                config["preprocess_conf"]["method_args"].get("revision"))
+        del setup["feature_method"]
     return json.dumps(setup, sort_keys=True, default=str)
 
 
