@@ -126,12 +126,14 @@ def test_infer_record_prints_one_warning_line_for_a_narrow_band_microphone(pulse
     # a clip stored at 8 kHz holds nothing above 4 kHz: half the band of the 16 kHz model
     narrow = write_clip(tmp_path / "narrow.wav", synthetic_clip("low", 4.0, np.random.default_rng(3), 8000), 8000)
     with LoopedClip(pulse_loopback, narrow):
+        # --vad none: a synthetic tone is no speech to the silero gate, which would answer "silence"
         result = run_script("infer_record.py", "--model_path", tiny_model, "--max_loops", "1",
-                            "--record_seconds", "1.5", "--threshold", "0")
+                            "--record_seconds", "1.5", "--threshold", "0", "--vad", "none")
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("warning: ") and "band-limited" in lines[0], result.stderr
-    assert result.stdout.splitlines()[1].startswith("[1] "), result.stdout
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "band-limited" in lines[0], \
+        result.stderr + result.stdout
+    assert result.stdout.splitlines()[1].startswith("[1] ") and "silence" not in result.stdout, result.stdout
 
 
 # ---------------------------------------------------------------- torchrun
