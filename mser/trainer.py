@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from mser import checkpoint, distributed
+from mser.clip import ClipSettings
 from mser.config import format_config, load_config
 from mser.data import feature_cache
 from mser.data.dataset import AudioDataset, collate, worker_init
@@ -71,8 +72,9 @@ class MSERTrainer:
                               f"got {train_conf['best_metric']!r}")
         seed_everything(train_conf["seed"] + self.context.rank)
         self.labels = read_label_list(self.config["dataset_conf"]["label_list_path"])
+        self.clip = ClipSettings.from_config(self.config)
         self.featurizer = featurizer_from_config(self.config).to(self.device)
-        self.augment_config = load_augment(data_augment_configs, self.config["dataset_conf"]["dataset"]["sample_rate"])
+        self.augment_config = load_augment(data_augment_configs, self.clip.sample_rate)
         self.model: Optional[nn.Module] = None
         self.caches: Optional[List[Dict[str, Any]]] = None
         self.state = TrainState()
@@ -143,25 +145,19 @@ class MSERTrainer:
     def max_frames(self, seconds: float) -> Optional[int]:
         if not hasattr(self.featurizer, "frame_lengths"):
             return None
-        samples = int(seconds * self.config["dataset_conf"]["dataset"]["sample_rate"])
+        samples = int(seconds * self.clip.sample_rate)
         return int(self.featurizer.frame_lengths(torch.tensor([samples]))[0])
 
     def dataset(self, items: Sequence[ListItem], train: bool):
-        dataset_conf = self.config["dataset_conf"]
-        clip = dataset_conf["dataset"]
         if self.caches is not None and not (train and self.training_reads_audio()):
-            return feature_cache.CachedFeatureDataset(items, self.caches, self.max_frames(clip["max_duration"]),
+            return feature_cache.CachedFeatureDataset(items, self.caches, self.max_frames(self.clip.max_duration),
                                                       train=train, seed=self.config["train_conf"]["seed"])
         augmenter = None
         if train and self.augment_config is not None:
             from mser.data.augment import WaveformAugmenter
-            augmenter = WaveformAugmenter(self.augment_config, clip["sample_rate"],
+            augmenter = WaveformAugmenter(self.augment_config, self.clip.sample_rate,
                                           self.config["train_conf"]["seed"])
-        return AudioDataset(
-            items, sample_rate=clip["sample_rate"], min_duration=clip["min_duration"],
-            max_duration=clip["max_duration"] if train else dataset_conf["eval_conf"]["max_duration"],
-            train=train, use_db_normalization=clip["use_dB_normalization"], target_db=clip["target_dB"],
-            augmenter=augmenter, seed=self.config["train_conf"]["seed"])
+        return AudioDataset(items, self.clip, train=train, augmenter=augmenter, seed=self.config["train_conf"]["seed"])
 
     def loader(self, dataset, train: bool, epoch: int = 0) -> DataLoader:
         dataset_conf = self.config["dataset_conf"]
@@ -735,8 +731,7 @@ class MSERTrainer:
         if not self.context.is_main:
             return
         import torchinfo
-        seconds = self.config["dataset_conf"]["dataset"]["max_duration"]
-        samples = int(seconds * self.config["dataset_conf"]["dataset"]["sample_rate"])
+        samples = int(self.clip.max_duration * self.clip.sample_rate)
         with torch.no_grad(), preserved_rng(self.device), evaluation_mode(self.featurizer):
             features, _ = self.featurizer(torch.zeros(1, samples, device=self.device))
             self.log(str(torchinfo.summary(model, input_data=[features], verbose=0, depth=2, device=self.device)))

@@ -5,10 +5,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mser.audio import load_audio
+from mser.clip import ClipSettings
 from mser.data.lists import ListItem
 from mser.errors import AudioError
-
 
 
 class Sample(NamedTuple):
@@ -49,27 +48,22 @@ class ListDataset(Dataset):
 class AudioDataset(ListDataset):
     """Decodes, resamples, crops and (in training) augments the clips of a data list.
 
-    Training crops a random `max_duration` window; evaluation keeps the first `max_duration`
-    seconds. An unusable clip is returned as None with the reason, for the trainer to count.
+    Training crops a random `clip.max_duration` window; evaluation keeps the first
+    `clip.eval_max_duration` seconds. An unusable clip is returned as None with the reason, for
+    the trainer to count.
     """
 
-    def __init__(self, items: Sequence[ListItem], sample_rate: int, max_duration: float,
-                 min_duration: float = 0.0, train: bool = False, use_db_normalization: bool = False,
-                 target_db: float = -20.0, augmenter: Optional[Callable] = None, seed: int = 0):
+    def __init__(self, items: Sequence[ListItem], clip: ClipSettings, train: bool = False,
+                 augmenter: Optional[Callable] = None, seed: int = 0):
         super().__init__(items, train, seed)
-        self.sample_rate = sample_rate
-        self.max_samples = int(max_duration * sample_rate) if max_duration and max_duration > 0 else None
-        self.min_duration = min_duration
-        self.use_db_normalization = use_db_normalization
-        self.target_db = target_db
+        self.clip = clip
+        self.max_samples = clip.max_samples(train)
         self.augmenter = augmenter
 
     def __getitem__(self, index: int) -> Sample:
         path, label, speaker = self.items[index]
         try:
-            samples = load_audio(path, self.sample_rate, min_duration=self.min_duration,
-                                 use_db_normalization=self.use_db_normalization, target_db=self.target_db,
-                                 clean=True)
+            samples = self.clip.load(path)
         except AudioError as e:
             return Sample(None, label, path, str(e), speaker)
         rng = self.rng(index)

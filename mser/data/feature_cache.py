@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from tqdm import tqdm
 
-from mser.audio import load_audio
+from mser.clip import ClipSettings
 from mser.data.dataset import ListDataset, Sample, pad_batch
 from mser.data.lists import ListItem
 from mser.errors import AudioError, DataError
@@ -58,11 +58,11 @@ def scaler_path(config: Dict[str, Any], train_list: str, train_items: Sequence[L
 
 def feature_setup(config: Dict[str, Any]) -> str:
     """Everything in the config that shapes the cached features, as canonical JSON."""
-    clip = config["dataset_conf"]["dataset"]
+    clip = ClipSettings.from_config(config)
     setup = {"feature_method": config["preprocess_conf"]["feature_method"],
              "method_args": config["preprocess_conf"]["method_args"],
-             "sample_rate": clip["sample_rate"], "use_dB_normalization": clip["use_dB_normalization"],
-             "target_dB": clip["target_dB"], "max_duration": config["dataset_conf"]["eval_conf"]["max_duration"],
+             "sample_rate": clip.sample_rate, "use_dB_normalization": clip.use_db_normalization,
+             "target_dB": clip.target_db, "max_duration": clip.eval_max_duration,
              "float16": config["dataset_conf"]["feature_cache"]["float16"],
              "audio_cleaning": AUDIO_CLEANING}
     if uses_encoder(config["preprocess_conf"]):   # the encoder's content, wherever it lives
@@ -103,16 +103,14 @@ def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: 
 
 def extract_all(features_of: FeatureFunction, items: Sequence[ListItem], config: Dict[str, Any],
                 batch_size: int, device, desc: str) -> Dict[str, Any]:
-    clip = config["dataset_conf"]["dataset"]
-    max_samples = int(config["dataset_conf"]["eval_conf"]["max_duration"] * clip["sample_rate"])
+    clip = ClipSettings.from_config(config)
+    max_samples = clip.max_samples(train=False)
     features, skipped = {}, {}
     for start in tqdm(range(0, len(items), batch_size), desc=desc, leave=False, dynamic_ncols=True):
         paths, waveforms = [], []
         for path, *_ in items[start:start + batch_size]:
             try:
-                samples = load_audio(path, clip["sample_rate"], min_duration=clip["min_duration"],
-                                     use_db_normalization=clip["use_dB_normalization"], target_db=clip["target_dB"],
-                                     clean=True)
+                samples = clip.load(path)
             except AudioError as e:
                 skipped[path] = str(e)
                 continue
