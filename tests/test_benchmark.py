@@ -1,10 +1,11 @@
 """tools/benchmark.py runs and keeps its --json contract (a reduced --quick set; numbers are not checked)."""
 import importlib.util
 import json
+import socket
 
 import pytest
 
-from conftest import REPO, run_script
+from conftest import PYTHON, REPO, run_script
 from mser.features import list_featurizers, missing_extra
 
 
@@ -67,3 +68,101 @@ def test_vad_section_scores_every_backend_on_every_condition():
     assert len(rows) == per_backend * len(backends)
     for row in rows:
         assert all(0 <= row[key] <= 1 for key in ("precision", "recall", "f1", "window_false_alarm", "window_miss"))
+
+
+FAKE_PEER = '''
+import json, sys
+log = open("{log}", "a")
+for line in sys.stdin:
+    command = json.loads(line)
+    log.write(line)
+    log.flush()
+    name = command["cmd"]
+    if name == "quit":
+        break
+    answer = {{"ok": True}}
+    if name == "setup":
+        answer.update(versions={{"macls": "fake"}}, upstream_mser={{"error": "ModuleNotFoundError: mser"}},
+                      parameters=123, threads=command["threads"], setup="FakeTdnn on Fbank")
+    elif name == "train_epoch":
+        answer.update(clips=8, seconds=2.0)
+    elif name == "predict":
+        answer.update(ms=[100.0] * len(command["paths"]))
+    print(json.dumps(answer), flush=True)
+'''
+
+SMALL_ECAPA = "model_conf.model_args.channels=16,model_conf.model_args.mfa_channels=48,model_conf.model_args.embd_dim=8"
+
+
+def run_with_fake_peer(tmp_path):
+    log = tmp_path / "peer_commands.jsonl"
+    worker = tmp_path / "fake_peer.py"
+    worker.write_text(FAKE_PEER.format(log=log))
+    result = run_script("tools/benchmark.py", "--sections", "peers", "--peers_python", PYTHON, "--peers_worker",
+                        worker, "--batch_size", "2", "--batches", "1", "--peers_rounds", "2", "--overwrites",
+                        SMALL_ECAPA, "--work_dir", tmp_path, "--json", env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = [json.loads(line) for line in log.read_text().splitlines()]
+    return json.loads(result.stdout.strip().splitlines()[-1]), commands, result.stdout
+
+
+def test_peers_section_alternates_ours_and_the_peer_and_reports_medians(tmp_path):
+    """The peers plumbing with a fake peer worker (no PyPI, no macls): what it is asked, in which order,
+    and how its answers land in the table and the JSON."""
+    results, commands, stdout = run_with_fake_peer(tmp_path)
+    names = [command["cmd"] for command in commands]
+    assert names[:2] == ["setup", "warmup"] and names[-1] == "quit"
+    assert names.count("train_epoch") == 2 and names.index("predictor") > names.index("train_epoch")
+    setup = commands[0]
+    assert setup["threads"] == 1 and setup["batch_size"] == 2 and setup["use_gpu"] is False
+    predicted = [command["paths"] for command in commands if command["cmd"] == "predict"]
+    assert len(predicted) == 1 + 2 and all(len(paths) == 4 for paths in predicted[1:])   # warm-up, 2 rounds
+    peers = results["peers"]
+    rows = {row["library"]: row for row in peers["rows"]}
+    assert set(rows) >= {"mser torch", "macls"} and set(rows) <= {"mser torch", "mser onnx", "mser torch bf16", "macls"}
+    assert rows["macls"]["predict_ms"] == 100.0 and rows["macls"]["predict_vs_macls"] == 1.0
+    assert rows["macls"]["train_clips_per_s"] == 4.0 and rows["macls"]["train_round_clips_per_s"] == [4.0, 4.0]
+    assert rows["macls"]["parameters"] == 123 and rows["macls"]["setup"] == "FakeTdnn on Fbank"
+    ours = rows["mser torch"]
+    assert ours["predict_ms"] > 0 and len(ours["predict_round_medians_ms"]) == 2 and ours["train_clips_per_s"] > 0
+    assert ours["predict_vs_macls"] == pytest.approx(ours["predict_ms"] / 100.0, abs=0.01)
+    assert "channels=16" in ours["setup"] and ours["parameters"] > 0
+    assert len(peers["load_before"]) == 3 and peers["threads"] == 1 and "error" in peers["upstream_mser"]
+    assert "## peers" in stdout and "upstream mser: not usable" in stdout
+
+
+def test_a_peer_that_fails_is_one_line_and_the_rest_still_runs(tmp_path):
+    result = run_script("tools/benchmark.py", "--quick", "--sections", "hardware", "--peers", "--peers_python",
+                        tmp_path / "no-such-python", "--work_dir", tmp_path, "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(result.stdout.strip().splitlines()[-1])
+    assert results["hardware"]["fp32_gflops"] > 0
+    assert results["peers"] == {"error": results["peers"]["error"]} and "could not start" in results["peers"]["error"]
+    assert f"peers: not measured: {results['peers']['error']}" in result.stdout
+
+
+def test_peers_is_left_out_unless_asked_for(tmp_path):
+    benchmark = load_benchmark()
+    assert "peers" not in benchmark.parse_args([]).sections
+    assert benchmark.parse_args(["--sections", "infer", "--peers"]).sections == ["infer", "peers"]
+    assert benchmark.parse_args(["--sections", "peers"]).sections == ["peers"]
+
+
+@pytest.mark.network
+def test_peer_environment_installs_macls_beside_our_torch(tmp_path):
+    """The real peer environment: macls from PyPI with --no-deps, our torch through the .pth file.
+    Needs PyPI: skipped offline."""
+    if not pypi_reachable():
+        pytest.skip("PyPI is not reachable (macls is installed from it)")
+    benchmark = load_benchmark()
+    python = benchmark.ensure_peer_venv(str(tmp_path / "peers"))
+    assert benchmark.peer_missing_module(python) is None   # macls imports, with our torch (checked inside)
+    assert benchmark.ensure_peer_venv(str(tmp_path / "peers")) == python   # the second time: nothing to do
+
+
+def pypi_reachable() -> bool:
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+    except OSError:
+        return False
+    return True

@@ -1,7 +1,7 @@
 """Measure mser on this machine: featurizers, training (data pipeline against the model alone),
 inference, memory, the hardware's matmul peak, and bfloat16.
 
-Sections (--sections, all by default):
+Sections (--sections, all but peers by default):
   hardware  fp32 and bf16 matmul GFLOP/s (2048 x 2048); per model the fwd+bwd GFLOP of one clip
             and the share of the fp32 peak its training step reaches on precomputed features
   features  clips/s and real-time factor of every featurizer whose optional extra is installed
@@ -22,6 +22,22 @@ Sections (--sections, all by default):
             and F1 of speech_segments() against "inside a clip", and on 1.5 s windows (hop 0.5 s)
             the share of speech-free windows is_speech() calls speech and of windows with >= 0.5 s
             of speech it calls silence (80 clips; --quick 20)
+  peers     (only with --peers or when named) upstream macls beside ours in one run, on the same 3 s
+            clips, torch, torchaudio and threads: the same EcapaTdnn (C=512, 1536, 192-d, ASP on 80-bin
+            kaldi Fbank, 6 classes) trained for --batches batches per round and then loaded as a
+            predictor; predict(path) in ms (ours with the torch and the onnx backend, MAClsPredictor)
+            in --peers_rounds alternating rounds of 4 calls (a different one first each round), and
+            training clips/s (ours through the trainer's train_epoch in fp32 and, where the CPU has it,
+            bf16 autocast; theirs through MAClsTrainer's own epoch loop) in up to 3 alternating rounds;
+            medians. macls runs in tools/peers/macls_worker.py under the Python of a virtual environment
+            of its own (--peers_venv, default ~/.cache/mser-bench/peers; never ours), made on first use:
+            `python -m venv`, a file zz_mser_bench_shared.pth in its site-packages naming our
+            site-packages, so they come after its own on sys.path (our torch, torchaudio, numpy,
+            librosa, ...: no second torch is downloaded, nothing is installed into ours), then
+            `pip install --no-deps` of macls==1.0.6 and of the requirements ours lacks (loguru,
+            yeaudio, av, kaldi-native-fbank), and of mser==0.0.11 (upstream mser: it only has BiLSTM,
+            so it is reported, not compared). When macls cannot be installed or run, the section says
+            why in one line and the other sections still run
 
 The 3 s clips are demo-corpus speech joined end to end. Timings on a shared machine vary with its
 load; the load average is printed with the results. There, torch's OpenMP threads spin-wait for
@@ -30,6 +46,7 @@ run with OMP_WAIT_POLICY=PASSIVE (recorded in the results) to measure what the c
 
     .venv/bin/python tools/benchmark.py --quick
     .venv/bin/python tools/benchmark.py --models EcapaTdnn,CAMPPlus --sections train,infer --json
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python tools/benchmark.py --sections peers --batches 2 --json
     .venv/bin/python tools/benchmark.py --models EcapaTdnn --sections train \
         --overwrites "model_conf.model_args.channels=512,model_conf.model_args.mfa_channels=1536"
 
@@ -68,19 +85,23 @@ from mser.models import list_models  # noqa: E402
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 3.0
 LABELS = ["neutral", "happy", "sad", "angry", "fearful", "surprised"]
-SECTIONS = ("hardware", "features", "train", "infer", "bf16", "memory", "vad")
+SECTIONS = ("hardware", "features", "train", "infer", "bf16", "memory", "vad", "peers")
+DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name != "peers")   # peers installs from PyPI: asked for
 QUICK_MODELS = ("BiLSTM", "EcapaTdnn")
 # openSMILE analyses one clip at a time on the CPU, 8-23 clips/s against ~1300 for Fbank: the two sets
 # took 10 s of a --quick run (3 batches of 32 clips each) on 2 busy cores
 SLOW_FEATURIZERS = ("eGeMAPS", "ComParE")
 BF16_MODEL = "EcapaTdnn"
 LONG_FILE_SECONDS = 600.0
+PEER_WORKER = os.path.join(REPO, "tools", "peers", "macls_worker.py")
+DEFAULT_PEERS_VENV = os.path.join(os.path.expanduser("~"), ".cache", "mser-bench", "peers")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated sections to run")
+    parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
+                        help="comma-separated sections to run (peers only when named, or with --peers)")
     parser.add_argument("--models", default=None,
                         help="comma-separated models (default: every registered one; --quick: "
                              + ",".join(QUICK_MODELS) + ")")
@@ -105,10 +126,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="a reduced set in under two minutes: the quick models, 1 batch, 2 runs, "
                              "memory of BiLSTM training only")
+    parser.add_argument("--peers", action="store_true",
+                        help="add the peers section: upstream macls side by side with ours (installs macls from "
+                             "PyPI into --peers_venv on first use)")
+    parser.add_argument("--peers_venv", default=DEFAULT_PEERS_VENV,
+                        help="the peers' own virtual environment (made and filled on first use; never ours)")
+    parser.add_argument("--peers_python", default=None,
+                        help="an interpreter that already has macls (no virtual environment is made or filled)")
+    parser.add_argument("--peers_rounds", type=int, default=5,
+                        help="alternating predictor rounds (4 calls each) and training rounds (1 epoch of "
+                             "--batches batches each, at most 3) per library")
+    parser.add_argument("--peers_worker", default=PEER_WORKER, help=argparse.SUPPRESS)   # tests: a fake peer
     parser.add_argument("--json", action="store_true", help="print all results as one JSON object on the last line")
     parser.add_argument("--work_dir", default=None, help="where clips and checkpoints go (default: a temporary folder)")
     args = parser.parse_args(argv)
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    if args.peers and "peers" not in args.sections:
+        args.sections.append("peers")
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
@@ -655,6 +689,304 @@ def vad_section(clips: int) -> List[Dict[str, Any]]:
     return rows
 
 
+# ---------------------------------------------------------------- peers
+
+# The release the worker drives (it calls MAClsTrainer's own epoch loop, a private method).
+PEER_PACKAGES = ("macls==1.0.6",)
+PEER_OPTIONAL = ("mser==0.0.11",)   # upstream mser: installed to report what it offers; it has no EcapaTdnn
+# Requirements of macls and yeaudio (its audio loader) that our environment does not provide; the rest
+# (numpy, scipy, librosa, soundfile, torchinfo, visualdl, ...) come from ours through the .pth file.
+PEER_DEPENDENCIES = ("loguru", "yeaudio", "av", "kaldi-native-fbank")
+PEER_PROBE = "import macls.predict, macls.trainer, torch; print(torch.__file__)"
+PEER_MODULE_PACKAGES = {"sklearn": "scikit-learn", "yaml": "pyyaml", "PIL": "pillow", "cv2": "opencv-python"}
+PEER_SHARED_PTH = "zz_mser_bench_shared.pth"   # sorts last: the peer's own packages come first
+PEER_MARKER = "mser-bench-peers.json"
+# The paper-sized EcapaTdnn macls ships (ecapa_tdnn.yml: C=512, 1536, 192-d embedding, ASP on 80-bin
+# Fbank) in ours; speaker normalisation off, as macls has none
+PEER_OVERWRITES = ("model_conf.model_args.channels=512,model_conf.model_args.mfa_channels=1536,"
+                   "model_conf.model_args.embd_dim=192,model_conf.model_args.pooling_type=ASP,"
+                   "preprocess_conf.speaker_norm.enable=false")
+PEER_CALLS_PER_ROUND = 4
+PEER_TRAIN_ROUNDS = 3
+
+
+class PeerUnavailable(Exception):
+    """The peer could not be installed or run; the message is one line."""
+
+
+def shared_site_packages() -> str:
+    """Our environment's site-packages: the folder our torch is imported from."""
+    return os.path.dirname(os.path.dirname(torch.__file__))
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def peer_pip(python: str, packages: Sequence[str]) -> Optional[str]:
+    """pip install --no-deps into the peer environment; None, or pip's last line when it failed."""
+    result = subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", *packages],
+                            capture_output=True, text=True, timeout=900)
+    return None if result.returncode == 0 else last_line(result.stderr)
+
+
+def peer_missing_module(python: str) -> Optional[str]:
+    """The module the peer's import stops at, None when macls imports with our torch."""
+    result = subprocess.run([python, "-c", PEER_PROBE], capture_output=True, text=True, timeout=300,
+                            cwd=tempfile.gettempdir())
+    if result.returncode == 0:
+        if not os.path.realpath(result.stdout.strip()).startswith(os.path.realpath(shared_site_packages())):
+            raise PeerUnavailable(f"the peer environment imports another torch ({result.stdout.strip()})")
+        return None
+    message = last_line(result.stderr)
+    if message.startswith("ModuleNotFoundError: No module named "):
+        return message.split("'")[1].split(".")[0]
+    raise PeerUnavailable(f"macls does not import in {python}: {message}")
+
+
+def ensure_peer_venv(venv: str) -> str:
+    """The Python of `venv`, a virtual environment of its own where upstream macls imports; made on
+    first use: `python -m venv` (the interpreter ours is made from), a .pth file that appends our
+    site-packages to its sys.path after its own (torch, torchaudio, numpy, ... are ours: no second
+    torch is downloaded, nothing is installed into ours), then `pip install --no-deps` of macls and
+    of the few requirements ours lacks, and of any further module the import of macls asks for."""
+    python = os.path.join(venv, "bin", "python")
+    wanted = {"packages": [*PEER_PACKAGES, *PEER_DEPENDENCIES], "shared": shared_site_packages()}
+    marker = os.path.join(venv, PEER_MARKER)
+    if os.path.exists(marker) and os.path.exists(python):
+        with open(marker, encoding="utf-8") as f:
+            if json.load(f) == wanted:
+                return python
+    if not os.path.exists(python):
+        made = subprocess.run([sys.executable, "-m", "venv", venv], capture_output=True, text=True)
+        if made.returncode != 0:
+            raise PeerUnavailable(f"could not make a virtual environment in {venv}: {last_line(made.stderr)}")
+    site_packages = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+    with open(os.path.join(site_packages, PEER_SHARED_PTH), "w", encoding="utf-8") as f:
+        f.write(shared_site_packages() + "\n")
+    failed = peer_pip(python, wanted["packages"])
+    if failed:
+        raise PeerUnavailable(f"pip could not install {' '.join(PEER_PACKAGES)} into {venv}: {failed}")
+    peer_pip(python, PEER_OPTIONAL)   # optional: the worker reports whether it is there
+    for _ in range(8):
+        module = peer_missing_module(python)
+        if module is None:
+            break
+        failed = peer_pip(python, [PEER_MODULE_PACKAGES.get(module, module)])
+        if failed:
+            raise PeerUnavailable(f"macls needs the module {module}, which pip could not install: {failed}")
+    else:
+        raise PeerUnavailable("macls still misses modules after 8 installs; see "
+                              f"{python} -c '{PEER_PROBE}'")
+    with open(marker, "w", encoding="utf-8") as f:
+        json.dump(wanted, f)
+    return python
+
+
+class PeerProcess:
+    """The peer worker (tools/peers/macls_worker.py) under the peer's Python: one JSON command per
+    line in, one JSON answer per line out; its log (what macls prints) goes to `log_path`."""
+
+    def __init__(self, python: str, worker: str, log_path: str, threads: int, cwd: str):
+        environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        environment.update(OMP_NUM_THREADS=str(threads), PYTHONNOUSERSITE="1", PYTHONUNBUFFERED="1")
+        self.log_path = log_path
+        self.log = open(log_path, "w", encoding="utf-8")
+        try:
+            self.process = subprocess.Popen([python, worker], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=self.log, text=True, cwd=cwd, env=environment)
+        except OSError as e:
+            self.log.close()
+            raise PeerUnavailable(f"could not start {python}: {e.strerror or e}") from e
+
+    def ask(self, command: str, **fields) -> Dict[str, Any]:
+        try:
+            self.process.stdin.write(json.dumps({"cmd": command, **fields}) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            self.log.flush()
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                raise PeerUnavailable(f"the peer process ended during {command} (exit {self.process.poll()}): "
+                                      f"{last_line(f.read())}")
+        answer = json.loads(line)
+        if not answer.pop("ok"):
+            raise PeerUnavailable(answer["error"])
+        return answer
+
+    def close(self) -> None:
+        try:
+            self.process.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def median(values: Sequence[float]) -> float:
+    return float(np.median(values))
+
+
+def rotated(items: Sequence, by: int) -> list:
+    """`items` starting at `by`: each round puts another contestant first."""
+    by %= len(items)
+    return list(items[by:]) + list(items[:by])
+
+
+def save_mser_checkpoint(rig: "TrainingRig", directory: str) -> str:
+    """Our trained EcapaTdnn as a checkpoint directory MSERPredictor loads."""
+    from mser.checkpoint import save_checkpoint
+    config = rig.config
+    state = {"model": config["model_conf"]["model"], "num_class": len(LABELS),
+             "feature_method": config["preprocess_conf"]["feature_method"]}
+    return save_checkpoint(directory, rig.model.state_dict(), state, config, LABELS)
+
+
+def mser_predictors(checkpoint: str) -> Dict[str, Any]:
+    """{"torch": MSERPredictor, "onnx": MSERPredictor or the one-line reason it fell back}."""
+    import warnings
+
+    from mser.predictor import MSERPredictor
+    predictors: Dict[str, Any] = {"torch": MSERPredictor(checkpoint)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        onnx = MSERPredictor(checkpoint, backend="onnx")
+    predictors["onnx"] = onnx if onnx.backend == "onnx" else last_line(str(caught[-1].message) if caught else "")
+    return predictors
+
+
+def timed_predictions(predictor, paths: Sequence[str]) -> List[float]:
+    milliseconds = []
+    for path in paths:
+        started = time.perf_counter()
+        predictor.predict(path)
+        milliseconds.append((time.perf_counter() - started) * 1000)
+    return milliseconds
+
+
+def peer_training(peer: PeerProcess, rigs: Dict[str, "TrainingRig"], rounds: int) -> Dict[str, List[float]]:
+    """Clips/s of one epoch per round and contestant, the contestants in turn (a different one first
+    each round), after one untimed step each."""
+    peer.ask("warmup")
+    for rig in rigs.values():
+        rig.step(*rig.feature_batches()[0][2:])
+
+    def ours(rig):
+        return rig.pipeline_clips_per_s()["clips_per_s"]
+
+    def theirs():
+        answer = peer.ask("train_epoch")
+        return answer["clips"] / answer["seconds"]
+
+    contestants = {**{name: (lambda rig=rig: ours(rig)) for name, rig in rigs.items()}, "macls": theirs}
+    speeds: Dict[str, List[float]] = {name: [] for name in contestants}
+    for index in range(rounds):
+        for name in rotated(list(contestants), index):
+            speeds[name].append(contestants[name]())
+    return speeds
+
+
+def peer_latency(peer: PeerProcess, predictors: Dict[str, Any], paths: Sequence[str],
+                 rounds: int) -> Dict[str, List[List[float]]]:
+    """ms of predict(path) on 3 s clips: per contestant, a list of PEER_CALLS_PER_ROUND calls per round,
+    the contestants in turn on the same clips, after 3 untimed calls each."""
+    contestants = {f"mser {name}": (lambda clips, p=p: timed_predictions(p, clips)) for name, p in predictors.items()}
+    contestants["macls"] = lambda clips: peer.ask("predict", paths=list(clips))["ms"]
+    for predict in contestants.values():
+        predict(paths[:3])
+    rounds_ms: Dict[str, List[List[float]]] = {name: [] for name in contestants}
+    for index in range(rounds):
+        start = (index * PEER_CALLS_PER_ROUND) % max(1, len(paths) - PEER_CALLS_PER_ROUND)
+        clips = paths[start:start + PEER_CALLS_PER_ROUND]
+        for name in rotated(list(contestants), index):
+            rounds_ms[name].append(contestants[name](clips))
+    return rounds_ms
+
+
+def peer_rows(latency: Dict[str, List[List[float]]], speeds: Dict[str, List[float]],
+              setups: Dict[str, str], parameters: Dict[str, int]) -> List[Dict[str, Any]]:
+    """One row per contestant: median predict ms (all calls), the round medians, median clips/s."""
+    reference = median([ms for one_round in latency["macls"] for ms in one_round])
+    rows = []
+    for name in [*latency, *(name for name in speeds if name not in latency)]:
+        row: Dict[str, Any] = {"library": name, "setup": setups[name], "parameters": parameters[name]}
+        if name in latency:
+            calls = [ms for one_round in latency[name] for ms in one_round]
+            row.update(predict_ms=round(median(calls), 1), predict_vs_macls=round(median(calls) / reference, 2),
+                       predict_round_medians_ms=[round(median(r), 1) for r in latency[name]])
+        training = speeds.get(name)
+        if training:
+            row.update(train_clips_per_s=round(median(training), 2),
+                       train_round_clips_per_s=[round(value, 2) for value in training])
+        rows.append(row)
+    return rows
+
+
+def compare_with_peer(peer: PeerProcess, workspace: Workspace, args) -> Dict[str, Any]:
+    """The same EcapaTdnn (C=512 on 80-bin Fbank, 6 classes) trained and then run as a predictor in
+    ours and in macls, on the same 3 s clips with the same torch and threads."""
+    import mser
+    load_before = load_average()
+    clips = args.batch_size * args.batches
+    overwrites = PEER_OVERWRITES + (f",{args.overwrites}" if args.overwrites else "")
+    rigs: Dict[str, TrainingRig] = {}
+    for name, amp in (("mser torch", False), ("mser torch bf16", "auto")):
+        config = benchmark_config("EcapaTdnn", workspace, args.batch_size, clips, amp, args.num_workers, overwrites)
+        rig = TrainingRig(config, args.use_gpu)
+        if not amp or rig.amp.enabled:   # "auto": bf16 only where the CPU has it natively
+            rigs[name] = rig
+    config = rigs["mser torch"].config
+    info = peer.ask("setup", train_list=config["dataset_conf"]["train_list"],
+                    test_list=config["dataset_conf"]["test_list"], label_list=workspace.label_list,
+                    batch_size=args.batch_size, num_workers=config["dataset_conf"]["dataLoader"]["num_workers"],
+                    threads=torch.get_num_threads(), use_gpu=args.use_gpu)
+    speeds = peer_training(peer, rigs, min(args.peers_rounds, PEER_TRAIN_ROUNDS))
+    checkpoint = save_mser_checkpoint(rigs["mser torch"], os.path.join(workspace.directory, "peers_mser", "best_model"))
+    peer.ask("predictor", model_dir=os.path.join(workspace.directory, "peers_macls"))
+    predictors = mser_predictors(checkpoint)
+    onnx_note = predictors.pop("onnx") if isinstance(predictors["onnx"], str) else None
+    latency = peer_latency(peer, predictors, workspace.paths, args.peers_rounds)
+    ours_parameters = sum(p.numel() for p in rigs["mser torch"].model.parameters())
+    setups = {name: describe_model(rig.config) + f", {rig.config['optimizer_conf']['optimizer']}, "
+              f"{'bf16 autocast' if rig.amp.enabled else 'fp32'}" for name, rig in rigs.items()}
+    setups.update({"mser onnx": describe_model(config) + ", ONNX Runtime", "macls": info["setup"]})
+    parameters = {name: ours_parameters for name in setups}
+    parameters["macls"] = info["parameters"]
+    result = {"rows": peer_rows(latency, speeds, setups, parameters),
+              "versions": {"mser": mser.__version__, "torch": torch.__version__, "peer": info["versions"]},
+              "upstream_mser": info["upstream_mser"], "threads": torch.get_num_threads(),
+              "train_clips_per_epoch": clips, "predict_calls_per_round": PEER_CALLS_PER_ROUND,
+              "rounds": {"predict": args.peers_rounds, "train": min(args.peers_rounds, PEER_TRAIN_ROUNDS)},
+              "macls_trainer": "MAClsTrainer's own epoch loop (_MAClsTrainer__train_epoch: their dataset, "
+                               "collate, featurizer per clip in the loader, Adam, fp32), VisualDL writer stubbed"}
+    if onnx_note:
+        result["onnx_note"] = onnx_note
+    result.update(load_before=load_before, load_after=load_average())
+    return result
+
+
+def peers_section(workspace: Workspace, args) -> Dict[str, Any]:
+    """Upstream macls beside ours in one run ({"error": one line} when it cannot be installed or run)."""
+    try:
+        python = args.peers_python or ensure_peer_venv(args.peers_venv)
+        peer = PeerProcess(python, args.peers_worker, os.path.join(workspace.directory, "peer.log"),
+                           torch.get_num_threads(), workspace.directory)
+    except (PeerUnavailable, subprocess.SubprocessError, OSError) as e:
+        return {"error": last_line(str(e))}
+    try:
+        return compare_with_peer(peer, workspace, args)
+    except PeerUnavailable as e:
+        return {"error": last_line(str(e))}
+    finally:
+        peer.close()
+
+
 def table(title: str, rows: List[Dict[str, Any]], columns: Sequence[str]) -> str:
     if not rows:
         return ""
@@ -695,12 +1027,37 @@ def print_results(results: Dict[str, Any]) -> None:
     print(table("voice activity detection (demo clips at -26 dBFS, gaps of 0.3-3.5 s)", results.get("vad", []),
                 ["backend", "noise", "snr_db", "precision", "recall", "f1", "window_false_alarm", "window_miss",
                  "real_time_factor"]))
+    print_peers(results.get("peers"), meta)
     if "memory" in results:
         print("\n## peak RSS")
         for task, values in results["memory"].items():
             print(f"{task}: {values}")
     if results.get("train"):
         print("\nsetups: " + "; ".join(row["setup"] for row in results["train"]))
+
+
+def print_peers(peers: Optional[Dict[str, Any]], meta: Dict[str, Any]) -> None:
+    if not peers:
+        return
+    if "error" in peers:
+        print(f"\npeers: not measured: {peers['error']}")
+        return
+    seconds = meta.get("section_seconds", {}).get("peers")
+    print(table(f"peers: the same EcapaTdnn in one run ({peers['threads']} threads, medians of "
+                f"{peers['rounds']['predict']} alternating predictor rounds x {peers['predict_calls_per_round']} calls "
+                f"and {peers['rounds']['train']} training rounds x {peers['train_clips_per_epoch']} clips; "
+                f"load average {peers['load_before']} -> {peers['load_after']})", peers["rows"],
+                ["library", "predict_ms", "predict_vs_macls", "predict_round_medians_ms", "train_clips_per_s",
+                 "train_round_clips_per_s", "parameters"]))
+    print("setups: " + "; ".join(f"{row['library']}: {row['setup']}" for row in peers["rows"]))
+    print(f"versions: {peers['versions']}; macls training: {peers['macls_trainer']}"
+          + (f"; section {seconds} s" if seconds else ""))
+    upstream = peers["upstream_mser"]
+    offers = "" if "error" in upstream else f"{upstream['version']}, models {', '.join(upstream['models'])}"
+    print("upstream mser: " + (f"not usable ({upstream['error']})" if "error" in upstream else
+                               f"{offers}: no EcapaTdnn to compare"))
+    if peers.get("onnx_note"):
+        print(f"mser onnx: not measured: {peers['onnx_note']}")
 
 
 def cpu_name() -> str:
@@ -737,6 +1094,7 @@ def run(args) -> Dict[str, Any]:
             "bf16": lambda: bf16_section(workspace, args, peak, device),
             "memory": lambda: memory_section(workspace, args),
             "vad": lambda: vad_section(20 if args.quick else 80),
+            "peers": lambda: peers_section(workspace, args),
         }
         results["meta"]["section_seconds"] = {}
         if "features" in args.sections:
