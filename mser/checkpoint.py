@@ -12,7 +12,9 @@ A checkpoint is a directory:
     + any extra files (e.g. the CustomFeatures scaler), copied in by name
 
 It is written to a temporary directory and renamed into place, so a crash leaves either the old
-checkpoint or the new one, never a half-written one.
+checkpoint or the new one, never a half-written one. `Checkpointer` saves and recovers a
+name -> object dict into this layout (the trainer's model, optimizer, scheduler, scaler, random
+states and epoch counter); a new entry, e.g. EMA weights, becomes a key of optimizer.pth.
 """
 import glob
 import json
@@ -223,3 +225,62 @@ def checkpoint_directories(model_dir: str) -> List[str]:
         return []
     return sorted(os.path.join(model_dir, name) for name in os.listdir(model_dir)
                   if os.path.isfile(os.path.join(model_dir, name, MODEL_FILE)))
+
+
+class Checkpointer:
+    """Saves and recovers a name -> object dict, as 3D-Speaker's Checkpointer does: each object has
+    `state_dict()` and `load_state_dict(state)`; adding one (e.g. EMA weights) is one entry.
+
+    Where an entry lives in the checkpoint directory is fixed by its name, so folders written
+    before the Checkpointer load unchanged: `model` -> model.pth, `featurizer` -> featurizer.pth,
+    `speaker_norm` -> speaker_norm.pth (each left out when its state is empty), `counter` ->
+    model.state (JSON, with the `info` given to `save`); every other entry (optimizer,
+    scheduler, scaler, rng, ...) is a key of optimizer.pth, written when there is any.
+    An entry that is None is skipped.
+    """
+
+    TENSOR_FILES = {"model": MODEL_FILE, "featurizer": FEATURIZER_FILE, "speaker_norm": SPEAKER_NORM_FILE}
+    COUNTER = "counter"
+
+    def __init__(self, recoverables: Optional[Dict[str, Any]] = None):
+        self.recoverables: Dict[str, Any] = {}
+        for name, obj in (recoverables or {}).items():
+            self.add(name, obj)
+
+    def add(self, name: str, obj: Any) -> None:
+        """Save and recover `obj` under `name` (None: leave it out)."""
+        if obj is not None:
+            self.recoverables[name] = obj
+
+    def training_entries(self) -> List[str]:
+        return [name for name in self.recoverables if name not in self.TENSOR_FILES and name != self.COUNTER]
+
+    def save(self, directory: str, config: Dict[str, Any], labels: List[str],
+             info: Optional[Dict[str, Any]] = None) -> str:
+        """Write every entry into the checkpoint `directory` atomically; returns its path."""
+        states = {name: obj.state_dict() for name, obj in self.recoverables.items()}
+        counter = states.get(self.COUNTER, {})
+        training = {name: states[name] for name in self.training_entries()}
+        return save_checkpoint(directory, states.get("model", {}), {**counter, **(info or {})}, config, labels,
+                               training_state=training or None,
+                               featurizer_state=states.get("featurizer") or None,
+                               speaker_norm_state=states.get("speaker_norm") or None)
+
+    def recover(self, directory: str, map_location="cpu") -> Dict[str, Any]:
+        """Load every entry from `directory`; returns the raw training state (optimizer.pth), {}
+        when no entry lives there. An entry with no saved state (an empty dict, as a disabled AMP
+        scaler saves) keeps its own; a missing model or training file raises CheckpointError."""
+        for name, file_name in self.TENSOR_FILES.items():
+            if name in self.recoverables:
+                path = os.path.join(resolve(directory), file_name)
+                if name == "model" or os.path.isfile(path):
+                    self.recoverables[name].load_state_dict(load_tensor_file(path, map_location))
+        if self.COUNTER in self.recoverables:
+            self.recoverables[self.COUNTER].load_state_dict(load_state(directory))
+        if not self.training_entries():
+            return {}
+        training = load_training_state(directory, map_location)
+        for name in self.training_entries():
+            if training.get(name):
+                self.recoverables[name].load_state_dict(training[name])
+        return training

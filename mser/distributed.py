@@ -47,6 +47,13 @@ def setup(use_gpu: bool) -> Context:
     return Context(rank, local_rank, world_size, device, backend)
 
 
+def local_context(use_gpu: bool) -> Context:
+    """This process alone, whatever torchrun's environment says: the first GPU when `use_gpu` and
+    there is one, else the CPU. No process group is started (evaluation, feature extraction, tools)."""
+    on_gpu = use_gpu and torch.cuda.is_available()
+    return Context(0, 0, 1, torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu"))
+
+
 def sum_across_ranks(values, context: Context) -> list:
     """Element-wise sum of a list of numbers over all ranks."""
     if not context.distributed:
