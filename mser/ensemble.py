@@ -138,7 +138,9 @@ def train(config_path: str, save_model_path: str = "models/", log_dir: str = "lo
           overwrite: bool = False) -> str:
     """Train every member of an ensemble config in turn into <save_model_path>/Ensemble/<Model>_<Feature>/
     and write the manifest there. `overwrites` apply to every member (after the member's own);
-    `data_augment_configs` to members that name none. Returns the ensemble folder."""
+    `data_augment_configs` to members that name none. Running the same command again after a kill
+    skips the members that finished and resumes the one that did not; `overwrite` retrains all.
+    Returns the ensemble folder."""
     from mser.trainer import MSERTrainer
     specs = read_ensemble_config(config_path)
     directory = os.path.join(save_model_path, ENSEMBLE_DIR)
@@ -150,13 +152,36 @@ def train(config_path: str, save_model_path: str = "models/", log_dir: str = "lo
     if len(set(names)) != len(names):
         raise ConfigError(f"{config_path}: ensemble members must differ in model or features, got {', '.join(names)}")
     for number, trainer in enumerate(trainers, 1):
-        trainer.log(f"ensemble member {number}/{len(trainers)}: {trainer.model_name}")
-        trainer.train(save_model_path=directory, log_dir=log_dir, overwrite=overwrite)
+        member_dir = os.path.join(directory, trainer.model_name)
+        resume = None if overwrite else resume_point(member_dir, trainer.config["train_conf"]["max_epoch"])
+        if resume == "done":
+            trainer.log(f"ensemble member {number}/{len(trainers)}: {trainer.model_name} already trained "
+                        f"({member_dir}; --overwrite trains it again)")
+            continue
+        trainer.log(f"ensemble member {number}/{len(trainers)}: {trainer.model_name}"
+                    + (f", resuming from {resume}" if resume else ""))
+        trainer.train(save_model_path=directory, log_dir=log_dir, overwrite=overwrite, resume_model=resume)
     if trainers[0].context.is_main:
         write_manifest(directory, [os.path.join(directory, name, "best_model") for name in names])
         trainers[0].log(f"ensemble of {len(names)} models written to {directory} "
                         f"(eval.py --resume_model {directory})")
     return directory
+
+
+def resume_point(member_dir: str, max_epoch: int) -> Optional[str]:
+    """How an earlier run of a member left its folder: "done" (all epochs and a best model), the
+    checkpoint to resume (an interrupted epoch first), or None (nothing there: train afresh)."""
+    from mser import checkpoint
+    from mser.trainer import INTERRUPTED
+    last = os.path.join(member_dir, "last_model")
+    interrupted = os.path.join(member_dir, INTERRUPTED)
+    if os.path.isdir(interrupted):
+        return interrupted
+    if not os.path.isdir(last):
+        return None
+    if checkpoint.load_state(last)["epoch"] >= max_epoch and os.path.isdir(os.path.join(member_dir, "best_model")):
+        return "done"
+    return last
 
 
 def joined_overwrites(*parts: Optional[str]) -> Optional[str]:
@@ -171,10 +196,10 @@ def member_probabilities(member: str, list_path: Optional[str], use_gpu: bool):
     evaluated as eval.py evaluates a single checkpoint (speaker statistics from the list)."""
     import torch
 
-    from mser.trainer import MSERTrainer
-    trainer = MSERTrainer(configs=member_config(member), use_gpu=use_gpu)
-    list_path = list_path or trainer.config["dataset_conf"]["test_list"]
-    y_true, logits = trainer.predict_checkpoint(member, list_path)
+    from mser.executor import Executor
+    executor = Executor.from_config(member_config(member), use_gpu=use_gpu)
+    list_path = list_path or executor.config["dataset_conf"]["test_list"]
+    y_true, logits = executor.predict_checkpoint(member, list_path)
     return y_true.numpy(), torch.softmax(logits.float(), dim=1).numpy(), list_path
 
 
@@ -216,6 +241,10 @@ def mean_probabilities(parts: Sequence[np.ndarray]) -> np.ndarray:
 
 
 
+# what each member keeps for itself; every other attribute of a predictor is shared
+MEMBER_OWN = ("featurizer", "model", "speaker_norm", "onnx", "labels", "threshold")
+
+
 class EnsemblePredictor(MSERPredictor):
     """MSERPredictor over an ensemble folder: every call runs each member and averages their class
     probabilities. `MSERPredictor(model_path=<ensemble folder>)` returns one. Members keep their own
@@ -232,10 +261,11 @@ class EnsemblePredictor(MSERPredictor):
         paths = read_members(model_path)
         self.labels = check_members(paths)
         self.members = [MSERPredictor(path, use_gpu=use_gpu, backend=backend) for path in paths]
-        first = self.members[0]
-        self.device, self.threshold, self.config = first.device, threshold, first.config
+        # loading and windowing settings are the first member's (check_members: the same for all)
+        self.__dict__.update({name: value for name, value in vars(self.members[0]).items()
+                              if name not in MEMBER_OWN})
+        self.threshold = threshold
         self.featurizer = self.model = self.speaker_norm = self.onnx = None
-        self.sample_rate, self.segment_duration, self.window = first.sample_rate, first.segment_duration, first.window
         self.min_duration = max(member.min_duration for member in self.members)
         self.batch_size = min(member.batch_size for member in self.members)
         self.backend = "+".join(sorted({member.backend for member in self.members}))

@@ -132,3 +132,23 @@ def test_shipped_ensemble_config_names_loadable_members():
     for spec in specs:
         assert load_config(spec["configs"])["preprocess_conf"]["speaker_norm"]["enable"]
         assert spec["data_augment_configs"] is None or spec["data_augment_configs"].endswith(".yml")
+
+
+def test_a_second_run_skips_finished_members_and_resumes_the_rest(ensemble, demo_lists, tmp_path):
+    directory, _ = ensemble
+    copy = tmp_path / "models" / "Ensemble"
+    shutil.copytree(directory, copy)
+    (copy / "ensemble.yml").unlink()   # as if killed before the end: one more epoch asked of each member
+    config = directory.parent.parent / "ensemble.yml"
+    result = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
+                        "--save_model_path", tmp_path / "models",
+                        "--overwrites", common_overwrites(demo_lists) + ",train_conf.max_epoch=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "BiLSTM_Fbank, resuming from" in result.stdout and "TDNN_FbankProsody, resuming from" in result.stdout
+    assert (copy / "ensemble.yml").is_file()
+    assert json.loads((copy / MEMBERS[1] / "last_model" / "model.state").read_text())["epoch"] == 2
+    again = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
+                       "--save_model_path", tmp_path / "models",
+                       "--overwrites", common_overwrites(demo_lists) + ",train_conf.max_epoch=2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already trained") == 2
