@@ -91,7 +91,7 @@ def test_malformed_speaker_column_through_train_is_one_line(tmp_path, demo_lists
     path, label = lines[0].split("\t")[:2]
     (tmp_path / "train_list.txt").write_text(f"{lines[0]}\n{path}\t{label}\t\n")
     result = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false", "--log_dir", "",
-                        "--overwrites", tiny_overwrites(demo_lists, **{
+                        "--save_model_path", tmp_path / "models", "--overwrites", tiny_overwrites(demo_lists, **{
                             "dataset_conf.train_list": tmp_path / "train_list.txt"}))
     assert_one_line_error(result, "line 2 of")
 

@@ -114,12 +114,13 @@ def test_torchrun_two_processes_on_cpu(demo_lists, tmp_path):
     ("configs/bi_lstm.yml", "model_conf.model_args.hidden=3", "unknown key 'hidden'"),
     ("configs/bi_lstm.yml", "dataset_conf.train_list=/nonexistent.txt", "data list not found"),
 ])
-def test_train_bad_input_is_one_line(config, extra, fragment, demo_lists):
+def test_train_bad_input_is_one_line(config, extra, fragment, demo_lists, tmp_path):
     overwrites = tiny_overwrites(demo_lists) + ("," + extra if extra else "")
     result = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
-                        "--overwrites", overwrites)
+                        "--save_model_path", tmp_path / "models", "--overwrites", overwrites)
     assert_one_line_error(result, fragment)
 
 
 def test_eval_missing_checkpoint_is_one_line(tmp_path):
-    assert_one_line_error(run_script("eval.py", "--resume_model", tmp_path / "nothing"), "not found")
+    assert_one_line_error(run_script("eval.py", "--resume_model", tmp_path / "nothing", "--output_dir",
+                                     tmp_path / "eval"), "not found")

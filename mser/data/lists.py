@@ -7,6 +7,7 @@ load). Files saved with a UTF-8 byte-order mark load too.
 import os
 from typing import List, NamedTuple, Sequence
 
+from mser.config import path_tried
 from mser.errors import DataError
 
 LINE_FORMAT = "'path<TAB>label_index' or 'path<TAB>label_index<TAB>speaker'"
@@ -21,7 +22,7 @@ class ListItem(NamedTuple):
 
 def read_label_list(path: str) -> List[str]:
     if not os.path.isfile(path):
-        raise DataError(f"label list not found: {path} (run create_data.py first)")
+        raise DataError(f"label list not found: {path_tried(path)}; run create_data.py first")
     with open(path, encoding="utf-8-sig") as f:
         labels = [line.strip() for line in f if line.strip()]
     if not labels:
@@ -35,7 +36,7 @@ def read_label_list(path: str) -> List[str]:
 def read_data_list(path: str, num_class: int, check_files: bool = True) -> List[ListItem]:
     """Read and check a data list; a bad line is reported with the file and line number."""
     if not os.path.isfile(path):
-        raise DataError(f"data list not found: {path} (run create_data.py first)")
+        raise DataError(f"data list not found: {path_tried(path)}; run create_data.py first")
     items = []
     with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is dropped, not read as a path
         for number, line in enumerate(f, start=1):
@@ -65,7 +66,7 @@ def parse_line(line: str, path: str, number: int, num_class: int, check_files: b
         raise DataError(f"label {label} on line {number} of {path} is out of range: "
                         f"the label list has {num_class} labels")
     if check_files and not os.path.isfile(audio_path):
-        raise DataError(f"audio file {audio_path} on line {number} of {path} does not exist")
+        raise DataError(f"audio file {path_tried(audio_path)} on line {number} of {path} does not exist")
     return ListItem(audio_path, label, speaker)
 
 

@@ -3,7 +3,7 @@ import importlib.util
 from typing import Any, Dict, List
 
 from mser.features.base import FEATURIZERS, Featurizer, mask_frames, register_featurizer
-from mser.features import fbank, spectrogram, mfcc, custom, prosody, opensmile  # noqa: F401  (registers the featurizers)
+from mser.features import fbank, spectrogram, mfcc, custom, prosody, opensmile, emotion2vec  # noqa: F401  (registers the featurizers)
 
 
 def build_featurizer(name: str, sample_rate: int = 16000, **method_args) -> Featurizer:
