@@ -4,8 +4,9 @@ Preferred graph: featurizer + model + softmax in one, taking raw audio
     waveforms (batch, samples) float32 mono in [-1, 1] at the model's sample rate
     -> logits (batch, num_class), probabilities (batch, num_class)
 so that onnxruntime + numpy + soundfile run the model with no mser or torch code. It needs the
-torch.export-based exporter (`pip install onnxscript`). When the featurizer or the model does not
-go through it (the BiLSTM's LSTM, clip-level CustomFeatures), the model alone is exported, taking
+torch.export-based exporter (`pip install "mser[onnx]"`, which brings onnxscript). When the
+featurizer or the model does not go through it (the BiLSTM's LSTM, clip-level CustomFeatures), the
+model alone is exported, taking
     features (batch, frames, feature_dim) from mser's featurizer
 and the metadata says so (`input` = "features").
 

@@ -1,4 +1,4 @@
-"""Microphone capture through pyaudio (optional: `pip install -e .[mic]`).
+"""Microphone capture through pyaudio (optional: `pip install "mser[mic]"`).
 
 pyaudio is imported, and PyAudio() created, only when a function here is called: `import mser`
 works without it, and PortAudio lists devices once at init, so an instance made at import time
@@ -18,7 +18,7 @@ import soundfile
 from mser.errors import MSERError
 
 INSTALL_HINT = ("apt-get install portaudio19-dev (Debian/Ubuntu; brew install portaudio on macOS), "
-                "then pip install -e .[mic]")
+                "then pip install 'mser[mic]'")
 
 
 class MicrophoneError(MSERError):

@@ -31,8 +31,9 @@ import soundfile
 import torch
 
 from mser import checkpoint
-from mser.audio import (AudioSource, describe, input_name, load_audio, load_audio_and_rate, normalize_db, resample,
+from mser.audio import (AudioSource, describe, input_name, load_audio, normalize_db, resample,
                         warn_if_band_limited)
+from mser.clip import ClipSettings
 from mser.config import apply_overwrites, load_config
 from mser.errors import AudioError, CheckpointError, ConfigError, MSERWarning
 from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats
@@ -91,13 +92,13 @@ class MSERPredictor:
         if configs or label_list_overwritten(overwrites):
             check_label_list(self.config, self.labels, model_path)
         self.speaker_norm = self.load_speaker_norm(model_path)
-        dataset_conf = self.config["dataset_conf"]
-        self.sample_rate = int(dataset_conf["dataset"]["sample_rate"])
-        self.min_duration = float(dataset_conf["dataset"]["min_duration"])
-        self.segment_duration = float(dataset_conf["dataset"]["max_duration"])
-        eval_duration = dataset_conf["eval_conf"]["max_duration"]
+        self.clip = ClipSettings.from_config(self.config)
+        self.sample_rate = int(self.clip.sample_rate)
+        self.min_duration = float(self.clip.min_duration)
+        self.segment_duration = float(self.clip.max_duration)
+        eval_duration = self.clip.eval_max_duration
         self.window = float(eval_duration) if eval_duration and eval_duration > 0 else self.segment_duration
-        self.batch_size = max(1, int(dataset_conf["eval_conf"]["batch_size"]))
+        self.batch_size = max(1, int(self.config["dataset_conf"]["eval_conf"]["batch_size"]))
         self.backend, self.backend_note, self.onnx = "torch", "", None
         if backend == "onnx":
             self.start_onnx(model_path, use_gpu)
@@ -162,10 +163,7 @@ class MSERPredictor:
         shorter than dataset_conf.dataset.min_duration. Warns (mser.errors.BandwidthWarning) when
         the clip is much narrower-band than the model's audio, e.g. 8 kHz telephone audio.
         """
-        dataset = self.config["dataset_conf"]["dataset"]
-        samples, native_rate = load_audio_and_rate(
-            audio, self.sample_rate, sample_rate=sample_rate, min_duration=self.min_duration,
-            use_db_normalization=dataset["use_dB_normalization"], target_db=dataset["target_dB"], clean=True)
+        samples, native_rate = self.clip.load_with_rate(audio, sample_rate)
         warn_if_band_limited(samples, self.sample_rate, native_rate, input_name(audio))   # BandwidthWarning
         return samples
 
@@ -361,37 +359,35 @@ class MSERPredictor:
         if samples.shape[0]:
             warn_if_band_limited(samples[:int(READ_BLOCK_SECONDS * rate)], rate, sample_rate, input_name(audio))
         duration = samples.shape[0] / rate
-        dataset = self.config["dataset_conf"]["dataset"]
         with warnings.catch_warnings():   # loading Silero's TorchScript model: torch.jit deprecation notes
             warnings.simplefilter("ignore", FutureWarning)
             speech = speech_segments(samples, rate, vad)
         for start, end in speech_windows(speech, window, hop, self.min_duration, duration):
             first, last = round(start * rate), round(end * rate)
-            yield self.segment(samples[first:last], first, rate, dataset)
+            yield self.segment(samples[first:last], first, rate, self.clip)
 
     def segments(self, audio: AudioSource, window: float, hop: float,
                  sample_rate: Optional[int] = None) -> Iterator[Tuple[float, float, np.ndarray]]:
         """(start_s, end_s, (samples,) float32) windows of the recording, read block by block."""
         rate = self.sample_rate
         window_n, hop_n, min_n = round(window * rate), max(1, round(hop * rate)), round(self.min_duration * rate)
-        dataset = self.config["dataset_conf"]["dataset"]
         buffer, offset, covered = np.zeros(0, dtype=np.float32), 0, 0   # offset: sample index of buffer[0]
         for index, block in enumerate(read_blocks(audio, rate, sample_rate)):
             if index == 0:   # the first 10 s tell the recording's bandwidth (BandwidthWarning)
                 warn_if_band_limited(block, rate, sample_rate, input_name(audio))
             buffer = np.concatenate([buffer, block])
             while buffer.shape[0] >= window_n:
-                yield self.segment(buffer[:window_n], offset, rate, dataset)
+                yield self.segment(buffer[:window_n], offset, rate, self.clip)
                 covered = offset + window_n
                 buffer, offset = buffer[hop_n:], offset + hop_n
         # The tail: only when it holds audio no full window has covered, and is long enough.
         if offset + buffer.shape[0] > covered and buffer.shape[0] >= max(min_n, 1):
-            yield self.segment(buffer, offset, rate, dataset)
+            yield self.segment(buffer, offset, rate, self.clip)
 
     @staticmethod
-    def segment(samples: np.ndarray, offset: int, rate: int, dataset: dict) -> Tuple[float, float, np.ndarray]:
-        if dataset["use_dB_normalization"]:
-            samples = normalize_db(samples, dataset["target_dB"])
+    def segment(samples: np.ndarray, offset: int, rate: int, clip: ClipSettings) -> Tuple[float, float, np.ndarray]:
+        if clip.use_db_normalization:
+            samples = normalize_db(samples, clip.target_db)
         return offset / rate, (offset + samples.shape[0]) / rate, np.ascontiguousarray(samples)
 
 

@@ -2,7 +2,7 @@
 
 One interface, two backends:
 
-- "silero": the Silero VAD network (`pip install silero-vad`; the model file ships inside the
+- "silero": the Silero VAD network (`pip install "mser[vad]"`; the model file ships inside the
   package, nothing is downloaded). Tells speech from noise by its spectral shape.
 - "energy": frame level above an adaptive noise floor (no dependency). Exact on clean input and
   digital silence, blind to loud noise.
@@ -27,7 +27,7 @@ FRAME_SAMPLES = 512                       # Silero's window at 16 kHz; the energ
 FRAME_SECONDS = FRAME_SAMPLES / VAD_RATE  # 0.032 s
 BACKENDS = ("silero", "energy")
 DEFAULT_BACKEND = "silero"                # chosen by tools/vad_benchmark.py, see README
-SILERO_HINT = "pip install silero-vad (its model ships inside the package)"
+SILERO_HINT = "pip install \"mser[vad]\" (silero-vad; its model ships inside the package)"
 
 Segment = Tuple[float, float]
 

@@ -51,14 +51,14 @@ def evaluate(args: argparse.Namespace) -> dict:
     """The metrics of a checkpoint, or of an ensemble folder's averaged members (mser.ensemble)."""
     from mser import ensemble
     from mser.errors import ConfigError
-    from mser.trainer import MSERTrainer
+    from mser.executor import Executor
     if ensemble.is_ensemble(args.resume_model):
         if args.configs or args.overwrites:
             raise ConfigError(f"{args.resume_model} is an ensemble: its members are evaluated with their stored "
                               f"configs (--configs/--overwrites apply to one checkpoint; --test_list still works)")
         return ensemble.evaluate(args.resume_model, args.test_list, args.use_gpu, args.output_dir)
-    trainer = MSERTrainer(configs=evaluation_config(args), use_gpu=args.use_gpu)
-    return trainer.evaluate(resume_model=args.resume_model, list_path=args.test_list, output_dir=args.output_dir)
+    executor = Executor.from_config(evaluation_config(args), use_gpu=args.use_gpu)   # no trainer, no reseeding
+    return executor.evaluate(resume_model=args.resume_model, list_path=args.test_list, output_dir=args.output_dir)
 
 
 @exits_cleanly

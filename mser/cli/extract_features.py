@@ -20,10 +20,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 @exits_cleanly
 def main(argv=None):
     args = parse_args(argv)
-    from mser.trainer import MSERTrainer
+    from mser.executor import Executor
     started = time.time()
-    trainer = MSERTrainer(configs=args.configs, use_gpu=args.use_gpu, overwrites=args.overwrites)
-    caches = trainer.prepare_caches(rebuild=True)
+    executor = Executor.from_config(args.configs, use_gpu=args.use_gpu, overwrites=args.overwrites)
+    caches = executor.prepare_caches(rebuild=True)
     clips = sum(len(cache["features"]) for cache in caches)
     print(f"cached {clips} clips in {time.time() - started:.1f} s")
 

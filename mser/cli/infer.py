@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(silence gets no label)")
     parser.add_argument("--vad", choices=("silero", "energy"), default=None,
                         help="the voice activity detector of --segmentation vad: silero (a network that tells "
-                             "speech from noise; pip install silero-vad) or energy (level above the noise floor) "
+                             "speech from noise; pip install 'mser[vad]') or energy (level above the noise floor) "
                              "(default: silero when installed, else energy)")
     parser.add_argument("--window", type=float, default=None,
                         help="segment length in seconds for long files (default: dataset_conf.dataset.max_duration)")

@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds from one window's start to the next, at most --record_seconds "
                              "(default: a third of --record_seconds; windows overlap, nothing is skipped)")
     parser.add_argument("--vad", choices=["auto", *vad.BACKENDS, "none"], default="auto",
-                        help="voice activity gate: silero (pip install silero-vad), energy (level above "
+                        help="voice activity gate: silero (pip install 'mser[vad]'), energy (level above "
                              "the noise floor; fails in noise), none, or auto: silero when installed")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="top probability below which the loop says it is unsure (default: 0.5)")
