@@ -86,7 +86,7 @@ for line in sys.stdin:
                       parameters=123, threads=command["threads"], setup="FakeTdnn on Fbank")
     elif name == "train_epoch":
         answer.update(clips=8, seconds=2.0)
-    elif name == "predict":
+    elif name in ("predict", "model"):
         answer.update(ms=[100.0] * len(command["paths"]))
     print(json.dumps(answer), flush=True)
 '''
@@ -117,6 +117,7 @@ def test_peers_section_alternates_ours_and_the_peer_and_reports_medians(tmp_path
     assert setup["threads"] == 1 and setup["batch_size"] == 2 and setup["use_gpu"] is False
     predicted = [command["paths"] for command in commands if command["cmd"] == "predict"]
     assert len(predicted) == 1 + 2 and all(len(paths) == 4 for paths in predicted[1:])   # warm-up, 2 rounds
+    assert names.count("model") == 1 + 2 and names.index("model") > names.index("predict")
     peers = results["peers"]
     rows = {row["library"]: row for row in peers["rows"]}
     assert set(rows) >= {"mser torch", "macls"} and set(rows) <= {"mser torch", "mser onnx", "mser torch bf16", "macls"}
@@ -125,6 +126,8 @@ def test_peers_section_alternates_ours_and_the_peer_and_reports_medians(tmp_path
     assert rows["macls"]["parameters"] == 123 and rows["macls"]["setup"] == "FakeTdnn on Fbank"
     ours = rows["mser torch"]
     assert ours["predict_ms"] > 0 and len(ours["predict_round_medians_ms"]) == 2 and ours["train_clips_per_s"] > 0
+    assert ours["model_ms"] > 0 and len(ours["model_round_medians_ms"]) == 2 and rows["macls"]["model_ms"] == 100.0
+    assert "model_ms" not in rows.get("mser onnx", {})
     assert ours["predict_vs_macls"] == pytest.approx(ours["predict_ms"] / 100.0, abs=0.01)
     assert "channels=16" in ours["setup"] and ours["parameters"] > 0
     assert len(peers["load_before"]) == 3 and peers["threads"] == 1 and "error" in peers["upstream_mser"]

@@ -29,10 +29,12 @@ Sections (--sections, all but peers by default):
             in --peers_rounds alternating rounds of 4 calls (a different one first each round), and
             training clips/s (ours through the trainer's train_epoch in fp32 and, where the CPU has it,
             bf16 autocast; theirs through MAClsTrainer's own epoch loop) in up to 3 alternating rounds;
-            medians. macls runs in tools/peers/macls_worker.py under the Python of a virtual environment
-            of its own (--peers_venv, default ~/.cache/mser-bench/peers; never ours), made on first use:
-            `python -m venv`, a file zz_mser_bench_shared.pth in its site-packages naming our
-            site-packages, so they come after its own on sys.path (our torch, torchaudio, numpy,
+            medians; and the model call alone (ours in inference mode, theirs as their predict makes
+            it, autograd on) in as many alternating rounds. macls runs in tools/peers/macls_worker.py
+            under the Python of a virtual environment of its own (--peers_venv, default
+            ~/.cache/mser-bench/peers; never ours), made on first use: `python -m venv`, a file
+            zz_mser_bench_shared.pth in its site-packages naming our site-packages, so they come
+            after its own on sys.path (our torch, torchaudio, numpy,
             librosa, ...: no second torch is downloaded, nothing is installed into ours), then
             `pip install --no-deps` of macls==1.0.6 and of the requirements ours lacks (loguru,
             yeaudio, av, kaldi-native-fbank), and of mser==0.0.11 (upstream mser: it only has BiLSTM,
@@ -133,7 +135,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the peers' own virtual environment (made and filled on first use; never ours)")
     parser.add_argument("--peers_python", default=None,
                         help="an interpreter that already has macls (no virtual environment is made or filled)")
-    parser.add_argument("--peers_rounds", type=int, default=5,
+    parser.add_argument("--peers_rounds", type=int, default=10,
                         help="alternating predictor rounds (4 calls each) and training rounds (1 epoch of "
                              "--batches batches each, at most 3) per library")
     parser.add_argument("--peers_worker", default=PEER_WORKER, help=argparse.SUPPRESS)   # tests: a fake peer
@@ -870,6 +872,21 @@ def timed_predictions(predictor, paths: Sequence[str]) -> List[float]:
     return milliseconds
 
 
+def timed_model_calls(predictor, paths: Sequence[str]) -> List[float]:
+    """ms of our model call alone, as MSERPredictor's torch backend makes it (inference mode), on
+    the features of each clip (computed first, not timed)."""
+    milliseconds = []
+    for path in paths:
+        waveform = torch.from_numpy(predictor.load(path))[None].to(predictor.device)
+        with torch.inference_mode():
+            features, frame_lengths = predictor.featurizer(waveform, torch.tensor([waveform.shape[1]],
+                                                                                  device=predictor.device))
+            started = time.perf_counter()
+            predictor.model(features, frame_lengths)
+            milliseconds.append((time.perf_counter() - started) * 1000)
+    return milliseconds
+
+
 def peer_training(peer: PeerProcess, rigs: Dict[str, "TrainingRig"], rounds: int) -> Dict[str, List[float]]:
     """Clips/s of one epoch per round and contestant, the contestants in turn (a different one first
     each round), after one untimed step each."""
@@ -893,11 +910,17 @@ def peer_training(peer: PeerProcess, rigs: Dict[str, "TrainingRig"], rounds: int
 
 
 def peer_latency(peer: PeerProcess, predictors: Dict[str, Any], paths: Sequence[str],
-                 rounds: int) -> Dict[str, List[List[float]]]:
-    """ms of predict(path) on 3 s clips: per contestant, a list of PEER_CALLS_PER_ROUND calls per round,
-    the contestants in turn on the same clips, after 3 untimed calls each."""
-    contestants = {f"mser {name}": (lambda clips, p=p: timed_predictions(p, clips)) for name, p in predictors.items()}
-    contestants["macls"] = lambda clips: peer.ask("predict", paths=list(clips))["ms"]
+                 rounds: int, model_only: bool = False) -> Dict[str, List[List[float]]]:
+    """ms of predict(path) (or of its model call alone) on 3 s clips: per contestant, a list of
+    PEER_CALLS_PER_ROUND calls per round, the contestants in turn on the same clips, after 3 untimed
+    calls each."""
+    if model_only:
+        contestants = {"mser torch": lambda clips: timed_model_calls(predictors["torch"], clips),
+                       "macls": lambda clips: peer.ask("model", paths=list(clips))["ms"]}
+    else:
+        contestants = {f"mser {name}": (lambda clips, p=p: timed_predictions(p, clips))
+                       for name, p in predictors.items()}
+        contestants["macls"] = lambda clips: peer.ask("predict", paths=list(clips))["ms"]
     for predict in contestants.values():
         predict(paths[:3])
     rounds_ms: Dict[str, List[List[float]]] = {name: [] for name in contestants}
@@ -909,9 +932,11 @@ def peer_latency(peer: PeerProcess, predictors: Dict[str, Any], paths: Sequence[
     return rounds_ms
 
 
-def peer_rows(latency: Dict[str, List[List[float]]], speeds: Dict[str, List[float]],
-              setups: Dict[str, str], parameters: Dict[str, int]) -> List[Dict[str, Any]]:
-    """One row per contestant: median predict ms (all calls), the round medians, median clips/s."""
+def peer_rows(latency: Dict[str, List[List[float]]], model_latency: Dict[str, List[List[float]]],
+              speeds: Dict[str, List[float]], setups: Dict[str, str],
+              parameters: Dict[str, int]) -> List[Dict[str, Any]]:
+    """One row per contestant: median predict ms (all calls), the round medians, median model-only
+    ms, median clips/s."""
     reference = median([ms for one_round in latency["macls"] for ms in one_round])
     rows = []
     for name in [*latency, *(name for name in speeds if name not in latency)]:
@@ -920,6 +945,9 @@ def peer_rows(latency: Dict[str, List[List[float]]], speeds: Dict[str, List[floa
             calls = [ms for one_round in latency[name] for ms in one_round]
             row.update(predict_ms=round(median(calls), 1), predict_vs_macls=round(median(calls) / reference, 2),
                        predict_round_medians_ms=[round(median(r), 1) for r in latency[name]])
+        if name in model_latency:
+            row["model_ms"] = round(median([ms for one_round in model_latency[name] for ms in one_round]), 1)
+            row["model_round_medians_ms"] = [round(median(r), 1) for r in model_latency[name]]
         training = speeds.get(name)
         if training:
             row.update(train_clips_per_s=round(median(training), 2),
@@ -952,13 +980,14 @@ def compare_with_peer(peer: PeerProcess, workspace: Workspace, args) -> Dict[str
     predictors = mser_predictors(checkpoint)
     onnx_note = predictors.pop("onnx") if isinstance(predictors["onnx"], str) else None
     latency = peer_latency(peer, predictors, workspace.paths, args.peers_rounds)
+    model_latency = peer_latency(peer, predictors, workspace.paths, args.peers_rounds, model_only=True)
     ours_parameters = sum(p.numel() for p in rigs["mser torch"].model.parameters())
     setups = {name: describe_model(rig.config) + f", {rig.config['optimizer_conf']['optimizer']}, "
               f"{'bf16 autocast' if rig.amp.enabled else 'fp32'}" for name, rig in rigs.items()}
     setups.update({"mser onnx": describe_model(config) + ", ONNX Runtime", "macls": info["setup"]})
     parameters = {name: ours_parameters for name in setups}
     parameters["macls"] = info["parameters"]
-    result = {"rows": peer_rows(latency, speeds, setups, parameters),
+    result = {"rows": peer_rows(latency, model_latency, speeds, setups, parameters),
               "versions": {"mser": mser.__version__, "torch": torch.__version__, "peer": info["versions"]},
               "upstream_mser": info["upstream_mser"], "threads": torch.get_num_threads(),
               "train_clips_per_epoch": clips, "predict_calls_per_round": PEER_CALLS_PER_ROUND,
@@ -1047,8 +1076,8 @@ def print_peers(peers: Optional[Dict[str, Any]], meta: Dict[str, Any]) -> None:
                 f"{peers['rounds']['predict']} alternating predictor rounds x {peers['predict_calls_per_round']} calls "
                 f"and {peers['rounds']['train']} training rounds x {peers['train_clips_per_epoch']} clips; "
                 f"load average {peers['load_before']} -> {peers['load_after']})", peers["rows"],
-                ["library", "predict_ms", "predict_vs_macls", "predict_round_medians_ms", "train_clips_per_s",
-                 "train_round_clips_per_s", "parameters"]))
+                ["library", "predict_ms", "predict_vs_macls", "predict_round_medians_ms", "model_ms",
+                 "train_clips_per_s", "train_round_clips_per_s", "parameters"]))
     print("setups: " + "; ".join(f"{row['library']}: {row['setup']}" for row in peers["rows"]))
     print(f"versions: {peers['versions']}; macls training: {peers['macls_trainer']}"
           + (f"; section {seconds} s" if seconds else ""))
