@@ -5,22 +5,20 @@ from typing import Any, Dict, Optional
 import torch
 from torch import nn
 
-from mser.errors import ConfigError
 from mser.registry import Registry, check_kwargs
 
-OPTIMIZERS = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW, "SGD": torch.optim.SGD}
+OPTIMIZERS = Registry("optimizer")
+for _optimizer in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD):
+    OPTIMIZERS.register(_optimizer)
 SCHEDULERS = Registry("scheduler")
 
 
 def build_optimizer(parameters, optimizer_conf: Dict[str, Any]) -> torch.optim.Optimizer:
     name = optimizer_conf["optimizer"]
-    if name not in OPTIMIZERS:
-        from mser.registry import nearest
-        raise ConfigError(f"unknown optimizer '{name}'{nearest(name, OPTIMIZERS)}; "
-                          f"available: {', '.join(OPTIMIZERS)}")
+    optimizer = OPTIMIZERS.get(name)
     args = dict(optimizer_conf["optimizer_args"])
-    check_kwargs(OPTIMIZERS[name], args, f"optimizer_conf.optimizer_args of {name}")
-    return OPTIMIZERS[name](parameters, **args)
+    check_kwargs(optimizer, args, f"optimizer_conf.optimizer_args of {name}")
+    return optimizer(parameters, **args)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, optimizer_conf: Dict[str, Any],

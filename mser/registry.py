@@ -1,4 +1,5 @@
-"""The one registry pattern shared by models and featurizers (after timm's `register_model`)."""
+"""The one registry pattern shared by models, featurizers, poolings, optimizers, schedulers and
+losses (after timm's `register_model`)."""
 import difflib
 import inspect
 from typing import Callable, Dict, List
@@ -59,3 +60,6 @@ class Registry:
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
+
+    def __iter__(self):
+        return iter(self.names())

@@ -12,9 +12,8 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from mser.errors import ConfigError
 from mser.models.layers import frame_mask, masked_batch_norm
-from mser.registry import nearest
+from mser.registry import Registry
 
 VARIANCE_FLOOR = 1e-6  # keeps sqrt differentiable for constant or one-frame clips
 
@@ -134,12 +133,11 @@ class ASP(nn.Module):
         return torch.cat([mean.squeeze(-1), std], dim=1)
 
 
-POOLINGS = {"TAP": TAP, "TSTP": TSTP, "SAP": SAP, "ASP": ASP}
+POOLINGS = Registry("pooling_type")
+for _pooling in (TAP, TSTP, SAP, ASP):
+    POOLINGS.register(_pooling)
 
 
 def build_pooling(pooling_type: str, in_dim: int) -> nn.Module:
     """A pooling layer by name ('TAP', 'TSTP', 'SAP', 'ASP'); its width is `.out_dim`."""
-    if pooling_type not in POOLINGS:
-        raise ConfigError(f"unknown pooling_type '{pooling_type}'{nearest(pooling_type, POOLINGS)}; "
-                          f"choose one of {', '.join(POOLINGS)}")
-    return POOLINGS[pooling_type](in_dim)
+    return POOLINGS.get(pooling_type)(in_dim)
