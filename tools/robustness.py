@@ -42,7 +42,7 @@ import torchaudio.functional as AF
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mser.audio import load_audio  # noqa: E402
-from mser.data.lists import read_data_list, read_label_list  # noqa: E402
+from mser.data.lists import read_data_list  # noqa: E402
 from mser.metrics import compute_metrics  # noqa: E402
 
 SAMPLE_RATE = 16000
@@ -142,8 +142,7 @@ def evaluate(model_path: str, test_list: str, names: Sequence[str], use_gpu: boo
     from mser.errors import BandwidthWarning
     warnings.filterwarnings("ignore", category=BandwidthWarning)  # telephone_8k is narrow on purpose
     predictor = MSERPredictor(model_path=model_path, use_gpu=use_gpu)
-    label_list = os.path.join(model_path, "label_list.txt")
-    items = read_data_list(test_list, len(read_label_list(label_list)))
+    items = read_data_list(test_list, len(predictor.labels))   # a checkpoint's or an ensemble's labels
     clips = [load_audio(item[0], SAMPLE_RATE) for item in items]
     truth = [item[1] for item in items]
     speakers = [item.speaker if by_speaker else "" for item in items]
