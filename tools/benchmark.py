@@ -356,21 +356,21 @@ def featurizer_rows(workspace: Workspace, device: torch.device, batch_size: int,
 
 
 class TrainingRig:
-    """A trainer, model, optimizer and AMP for one config, as MSERTrainer.train sets them up."""
+    """An executor, model, optimizer and AMP for one config, built as MSERTrainer.train builds them
+    (mser.builder.build_run), without a trainer: no process group, no reseeding."""
 
     def __init__(self, config: Dict[str, Any], use_gpu: bool):
-        from mser.optim import build_optimizer, trainable_parameters
-        from mser.trainer import Amp, MSERTrainer
+        from mser.builder import build_run
+        from mser.executor import Executor
         self.config = config
-        self.trainer = MSERTrainer(configs=config, use_gpu=use_gpu)
+        self.trainer = Executor.from_config(config, use_gpu=use_gpu)
         self.device = self.trainer.device
-        self.model = self.trainer.build_model()
-        self.optimizer = build_optimizer(trainable_parameters(self.model), config["optimizer_conf"])
-        self.amp = Amp(config["train_conf"], self.device)
-        self.trainer.spec_augment = None
         self.items = self.trainer.read_lists()[0]
+        run = build_run(config, self.trainer.featurizer, self.trainer.labels, self.items, self.device,
+                        log=self.trainer.log)
+        self.model, self.optimizer, self.amp, self.criterion = run.model, run.optimizer, run.amp, run.criterion
+        self.trainer.model = self.model
         self.dataset = self.trainer.dataset(self.items, train=True)
-        self.criterion = self.trainer.criterion(self.items)
         self.warmed_up = False
 
     def feature_batches(self) -> List[tuple]:
