@@ -285,19 +285,23 @@ class Executor:
         batches = iter(progress)
         for _ in range(already_done):  # the order of an epoch's batches is fixed by (seed, epoch)
             next(batches, None)
-        for batch in batches:
-            skipped += self.note_skipped(batch.skipped)
-            if not distributed.all_agree(len(batch) >= smallest, self.context):
-                skipped += self.skip_batch(batch, smallest)
-                continue
-            loss, batch_correct = self.train_batch(batch, model, speaker_table, criterion, optimizer,
-                                                   step_scheduler, amp)
-            loss_sum, correct, clips = loss_sum + loss * len(batch), correct + batch_correct, clips + len(batch)
-            if self.state.step % log_interval == 0:
-                lr = optimizer.param_groups[0]["lr"]
-                progress.set_postfix(loss=f"{loss_sum / clips:.4f}", acc=f"{correct / clips:.3f}", lr=f"{lr:.2e}")
-                if writer is not None:
-                    writer.add_scalar("Train/lr", lr, self.state.step)
+        try:
+            for batch in batches:
+                skipped += self.note_skipped(batch.skipped)
+                if not distributed.all_agree(len(batch) >= smallest, self.context):
+                    skipped += self.skip_batch(batch, smallest)
+                    continue
+                loss, batch_correct = self.train_batch(batch, model, speaker_table, criterion, optimizer,
+                                                       step_scheduler, amp)
+                loss_sum, correct, clips = loss_sum + loss * len(batch), correct + batch_correct, clips + len(batch)
+                if self.state.step % log_interval == 0:
+                    lr = optimizer.param_groups[0]["lr"]
+                    progress.set_postfix(loss=f"{loss_sum / clips:.4f}", acc=f"{correct / clips:.3f}", lr=f"{lr:.2e}")
+                    if writer is not None:
+                        writer.add_scalar("Train/lr", lr, self.state.step)
+        except BaseException:
+            progress.close()   # before Ctrl-C's messages, so the bar does not redraw after them
+            raise
         loss_sum, correct, clips, skipped = distributed.sum_across_ranks(
             [loss_sum, correct, clips, skipped], self.context)
         return EpochStats(loss=loss_sum / max(clips, 1), accuracy=correct / max(clips, 1), clips=int(clips),

@@ -87,7 +87,7 @@ def require_tools() -> None:
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not installed (apt-get install pulseaudio pulseaudio-utils)")
     pytest.importorskip("pyaudio", reason="pyaudio not installed (apt-get install portaudio19-dev; "
-                                          "pip install -e .[mic])")
+                                          "pip install 'mser[mic]')")
 
 
 def start_server(log: str) -> None:

@@ -61,9 +61,9 @@ def test_enable_amp_takes_true_false_or_auto(tmp_path, value, expected):
 def test_amp_auto_is_bf16_on_a_cpu_with_native_bf16_only(monkeypatch, enable_amp, native_bf16, device, expected):
     import torch
 
-    from mser import trainer
-    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: native_bf16)
-    amp = trainer.Amp({"enable_amp": enable_amp, "amp_dtype": "bfloat16"}, torch.device(device))
+    from mser import builder
+    monkeypatch.setattr(builder, "cpu_has_native_bf16", lambda: native_bf16)
+    amp = builder.Amp({"enable_amp": enable_amp, "amp_dtype": "bfloat16"}, torch.device(device))
     assert amp.enabled is expected and amp.dtype == torch.bfloat16
     assert not amp.scaler.is_enabled()  # bf16 needs no gradient scaling
 

@@ -50,7 +50,7 @@ def test_without_pyaudio_the_message_says_what_to_install(script, tiny_model, ca
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pyaudio is not installed" in err
-    assert "portaudio19-dev" in err and "pip install -e .[mic]" in err
+    assert "portaudio19-dev" in err and "pip install 'mser[mic]'" in err
 
 
 def test_without_an_input_device_the_message_says_so(tmp_path):

@@ -122,7 +122,7 @@ def test_train_and_infer_with_the_egemaps_config(demo_lists, tmp_path):
                         "--overwrites", ",".join(f"{key}={value}" for key, value in overwrites.items()))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "fitted the eGeMAPS scaler" in result.stdout and "test set, best model" in result.stdout
-    assert list((tmp_path / "cache").glob("eGeMAPS_*_train_list.pt"))
+    assert list((tmp_path / "cache").glob("eGeMAPS_*_train_list_*.pt"))
     model = tmp_path / "models" / "BiLSTM_eGeMAPS" / "best_model"
     clip = (demo_lists / "test_list.txt").read_text().splitlines()[0].split("\t")[0]
     inferred = run_script("infer.py", "--model_path", model, "--audio_path", clip, "--json")

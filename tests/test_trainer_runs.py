@@ -3,6 +3,7 @@ never change training, re-runs into a used folder, schedulers, keep_best, evalua
 feature caches of lists with one file name, random-state round trips (issue 13)."""
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -49,7 +50,9 @@ def run_main(main, capsys, argv):
 
 
 def one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.strip().splitlines() if line.startswith("error: ")]
+    # in-process runs share stderr with the progress bars, whose cursor moves can precede a line
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", stderr)
+    lines = [line for line in plain.strip().splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
     return lines[0]
 
