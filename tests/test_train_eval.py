@@ -124,3 +124,17 @@ def test_train_bad_input_is_one_line(config, extra, fragment, demo_lists, tmp_pa
 def test_eval_missing_checkpoint_is_one_line(tmp_path):
     assert_one_line_error(run_script("eval.py", "--resume_model", tmp_path / "nothing", "--output_dir",
                                      tmp_path / "eval"), "not found")
+
+
+def test_eval_refuses_a_label_list_named_by_configs_that_differs(trained, demo_lists, tmp_path):
+    """A label list given through --configs is checked like one through --overwrites (issue 16)."""
+    import yaml
+    work, _ = trained
+    config = yaml.safe_load((REPO / "configs" / "bi_lstm.yml").read_text())
+    (tmp_path / "labels.txt").write_text("calm\nexcited\n")
+    config["dataset_conf"]["label_list_path"] = str(tmp_path / "labels.txt")
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
+    result = run_script("eval.py", "--resume_model", work / "models" / MODEL_DIR / "best_model", "--use_gpu", "false",
+                        "--configs", tmp_path / "config.yml", "--output_dir", tmp_path / "eval")
+    assert_one_line_error(result, "but the label list")
+    assert not (tmp_path / "eval").exists()

@@ -33,8 +33,11 @@ def evaluation_config(args: argparse.Namespace) -> dict:
     from mser import checkpoint
     from mser.config import apply_overwrites, load_config
     from mser.factory import check_same_setup
+    from mser.predictor import check_label_list
     if args.configs:
         config = load_config(args.configs)
+        # a label list the config names must be the one the checkpoint was trained on
+        check_label_list(config, checkpoint.load_config_and_labels(args.resume_model)[1], args.resume_model)
     else:
         config, _ = checkpoint.load_config_and_labels(args.resume_model)
     # The checkpoint's own label list is the one its output layer was trained on.
@@ -67,7 +70,9 @@ def main(argv=None):
     from mser.metrics import format_report
     if args.output_dir:
         check_output_folder(args.output_dir)  # fails now, not after evaluating; created once there are results
-    metrics = evaluate(args)
+    from mser.errors import warnings_as_lines
+    with warnings_as_lines():   # e.g. a label list the config names that is missing: one `warning:` line
+        metrics = evaluate(args)
     for member, score in metrics.get("members", {}).items():
         print(f"ensemble member {member}: unweighted accuracy {score:.4f}")
     print(format_report(metrics))
