@@ -17,5 +17,5 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 # constraints.txt: the exact releases the tests pass with (pyproject.toml only gives ranges)
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[mic,onnx,hf,opensmile,crepe,vad,dev]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[mic,onnx,hf,funasr,opensmile,crepe,vad,dev]"
 .venv/bin/python -c "import mser, torch, torchaudio; print('mser', mser.__version__, '| torch', torch.__version__, '| torchaudio', torchaudio.__version__)"

@@ -31,8 +31,12 @@ def feature_name(preprocess_conf: Dict[str, Any]) -> str:
     return preprocess_conf["feature_method"]
 
 
-def list_featurizers() -> List[str]:
-    return FEATURIZERS.names()
+def list_featurizers(include_pretrained: bool = False) -> List[str]:
+    """The registered featurizers' names. Those that need a pretrained model to be downloaded or
+    named (`pretrained = True`, e.g. Emotion2Vec) only with `include_pretrained`: the others build
+    from their defaults, which is what registry-wide tests and the benchmark rely on."""
+    return [name for name in FEATURIZERS.names()
+            if include_pretrained or not getattr(FEATURIZERS.get(name), "pretrained", False)]
 
 
 def missing_extra(name: str) -> str:

@@ -164,6 +164,7 @@ class Emotion2Vec(Featurizer):
     """
 
     extra = "funasr"   # the pip extra (and module) this featurizer needs
+    pretrained = True  # needs a model folder or hub id: left out of list_featurizers() by default
 
     def __init__(self, sample_rate: int = 16000, model: str = DEFAULT_MODEL, revision: Optional[str] = DEFAULT_REVISION,
                  hub: str = "ms", granularity: str = "frame"):
