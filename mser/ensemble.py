@@ -144,21 +144,26 @@ def train(config_path: str, save_model_path: str = "models/", log_dir: str = "lo
     from mser.trainer import MSERTrainer
     specs = read_ensemble_config(config_path)
     directory = os.path.join(save_model_path, ENSEMBLE_DIR)
-    trainers = [MSERTrainer(configs=spec["configs"], use_gpu=use_gpu,
-                            overwrites=joined_overwrites(spec["overwrites"], overwrites),
-                            data_augment_configs=spec["data_augment_configs"] or data_augment_configs)
-                for spec in specs]   # every member's config is checked before the first one trains
+
+    def member_trainer(spec):
+        return MSERTrainer(configs=spec["configs"], use_gpu=use_gpu,
+                           overwrites=joined_overwrites(spec["overwrites"], overwrites),
+                           data_augment_configs=spec["data_augment_configs"] or data_augment_configs)
+
+    trainers = [member_trainer(spec) for spec in specs]   # every member's config is checked first
     names = [trainer.model_name for trainer in trainers]
     if len(set(names)) != len(names):
         raise ConfigError(f"{config_path}: ensemble members must differ in model or features, got {', '.join(names)}")
-    for number, trainer in enumerate(trainers, 1):
+    for number, spec in enumerate(specs, 1):
+        # built again just before it trains: seeded as a run of that config alone would be
+        trainer = member_trainer(spec)
         member_dir = os.path.join(directory, trainer.model_name)
         resume = None if overwrite else resume_point(member_dir, trainer.config["train_conf"]["max_epoch"])
         if resume == "done":
-            trainer.log(f"ensemble member {number}/{len(trainers)}: {trainer.model_name} already trained "
+            trainer.log(f"ensemble member {number}/{len(specs)}: {trainer.model_name} already trained "
                         f"({member_dir}; --overwrite trains it again)")
             continue
-        trainer.log(f"ensemble member {number}/{len(trainers)}: {trainer.model_name}"
+        trainer.log(f"ensemble member {number}/{len(specs)}: {trainer.model_name}"
                     + (f", resuming from {resume}" if resume else ""))
         trainer.train(save_model_path=directory, log_dir=log_dir, overwrite=overwrite, resume_model=resume)
     if trainers[0].context.is_main:
