@@ -3,12 +3,11 @@ initialised encoders built from transformers configs and saved to tmp_path: noth
 import json
 import shutil
 
-import numpy as np
 import pytest
-import soundfile
 import torch
 
 from conftest import assert_one_line_error, run_script
+from tone_corpus import write_tone_corpus
 from mser.errors import CheckpointError, ConfigError
 
 transformers = pytest.importorskip("transformers")
@@ -124,21 +123,7 @@ def test_folder_without_weights_and_unreachable_hub_id(tmp_path, encoders):
 # ---- through the scripts ----------------------------------------------------------------------
 
 def write_corpus(root) -> dict:
-    """24 training and 8 test clips of 1 s: low hum or high whistle, with noise."""
-    rng = np.random.default_rng(0)
-    (root / "audio").mkdir(parents=True)
-    lists = {"train_list.txt": [], "test_list.txt": []}
-    for index in range(32):
-        label = index % 2
-        t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
-        tone = 0.3 * np.sin(2 * np.pi * (150 if label == 0 else 2400) * t) + 0.02 * rng.standard_normal(SAMPLE_RATE)
-        path = root / "audio" / f"clip{index}.wav"
-        soundfile.write(path, tone.astype(np.float32), SAMPLE_RATE)
-        lists["train_list.txt" if index < 24 else "test_list.txt"].append(f"{path}\t{label}\n")
-    for name, lines in lists.items():
-        (root / name).write_text("".join(lines))
-    (root / "label_list.txt").write_text("hum\nwhistle\n")
-    return {"train": root / "train_list.txt", "test": root / "test_list.txt", "labels": root / "label_list.txt"}
+    return write_tone_corpus(root, 24, 8)
 
 
 def overwrites(corpus, encoder, **extra) -> str:
