@@ -1,5 +1,6 @@
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,12 @@ def tiny_overwrites(list_dir, **extra) -> str:
     }
     values.update(extra)
     return ",".join(f"{key}={value}" for key, value in values.items())
+
+
+def pypi_reachable() -> bool:
+    """Whether PyPI answers (tests that install from it run only then, or in CI)."""
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+    except OSError:
+        return False
+    return True

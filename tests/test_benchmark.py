@@ -1,11 +1,10 @@
 """tools/benchmark.py runs and keeps its --json contract (a reduced --quick set; numbers are not checked)."""
 import importlib.util
 import json
-import socket
 
 import pytest
 
-from conftest import PYTHON, REPO, run_script
+from conftest import PYTHON, REPO, run_script, pypi_reachable
 from mser.features import list_featurizers, missing_extra
 
 
@@ -161,11 +160,3 @@ def test_peer_environment_installs_macls_beside_our_torch(tmp_path):
     python = benchmark.ensure_peer_venv(str(tmp_path / "peers"))
     assert benchmark.peer_missing_module(python) is None   # macls imports, with our torch (checked inside)
     assert benchmark.ensure_peer_venv(str(tmp_path / "peers")) == python   # the second time: nothing to do
-
-
-def pypi_reachable() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-    except OSError:
-        return False
-    return True

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from conftest import assert_one_line_error, run_script
-from tone_corpus import write_tone_corpus
+from tone_corpus import tone_overwrites, write_tone_corpus
 from mser.errors import CheckpointError, ConfigError
 
 pytest.importorskip("funasr")
@@ -132,14 +132,7 @@ def write_corpus(root) -> dict:
 
 
 def overwrites(corpus, model, **extra) -> str:
-    values = {"dataset_conf.train_list": corpus["train"], "dataset_conf.test_list": corpus["test"],
-              "dataset_conf.label_list_path": corpus["labels"], "dataset_conf.dataset.max_duration": 1.0,
-              "dataset_conf.eval_conf.max_duration": 1.0, "dataset_conf.dataLoader.batch_size": 8,
-              "dataset_conf.dataLoader.num_workers": 0, "dataset_conf.eval_conf.batch_size": 8,
-              "train_conf.max_epoch": 1, "model_conf.model_args.hidden_size": 16,
-              "optimizer_conf.scheduler_args.warmup_steps": 0, "preprocess_conf.method_args.model": model}
-    values.update(extra)
-    return ",".join(f"{key}={value}" for key, value in values.items())
+    return tone_overwrites(corpus, **{"preprocess_conf.method_args.model": model, **extra})
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 this source installs into a fresh virtual environment and runs outside the repository."""
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, pypi_reachable
 
 
 def test_import_without_pyaudio():
@@ -167,14 +166,6 @@ def test_installed_eval_says_where_a_relative_list_was_looked_for(installed_whee
                                      f"directory: {outside / 'dataset' / 'test_list.txt'}); run create_data.py "
                                      f"first"), result.stderr
     assert not (tmp_path / "eval").exists()   # no output folder for a run that could not start
-
-
-def pypi_reachable() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-    except OSError:
-        return False
-    return True
 
 
 @pytest.mark.network

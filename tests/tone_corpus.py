@@ -22,3 +22,15 @@ def write_tone_corpus(root, train_clips: int, test_clips: int) -> dict:
         (root / name).write_text("".join(lines))
     (root / "label_list.txt").write_text("hum\nwhistle\n")
     return {"train": root / "train_list.txt", "test": root / "test_list.txt", "labels": root / "label_list.txt"}
+
+
+def tone_overwrites(corpus: dict, **extra) -> str:
+    """--overwrites for one quick epoch on a tone corpus (small batches, 1 s clips, a 16-unit
+    BiLSTM head); `extra` adds or replaces keys."""
+    values = {"dataset_conf.train_list": corpus["train"], "dataset_conf.test_list": corpus["test"],
+              "dataset_conf.label_list_path": corpus["labels"], "dataset_conf.dataset.max_duration": 1.0,
+              "dataset_conf.eval_conf.max_duration": 1.0, "dataset_conf.dataLoader.batch_size": 8,
+              "dataset_conf.dataLoader.num_workers": 0, "dataset_conf.eval_conf.batch_size": 8,
+              "train_conf.max_epoch": 1, "model_conf.model_args.hidden_size": 16,
+              "optimizer_conf.scheduler_args.warmup_steps": 0, **extra}
+    return ",".join(f"{key}={value}" for key, value in values.items())
