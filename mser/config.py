@@ -52,7 +52,9 @@ DEFAULT_CONFIG: Dict[str, Any] = {
         "val_list": "",                 # empty: a seeded slice of the training list
         "val_fraction": 0.1,
         "label_list_path": "dataset/label_list.txt",
-        "feature_cache": {"enable": False, "cache_dir": "dataset/features", "float16": False},
+        # augmented_copies: N augmented copies of each training clip, featurised once and cached
+        # (needs --data_augment_configs; mser/data/augmented_copies.py)
+        "feature_cache": {"enable": False, "cache_dir": "dataset/features", "float16": False, "augmented_copies": 0},
     },
     "preprocess_conf": {
         "feature_method": "Fbank",

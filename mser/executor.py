@@ -20,6 +20,7 @@ from mser.builder import Amp, build_criterion, build_featurizer, build_spec_augm
 from mser.clip import ClipSettings
 from mser.config import load_config
 from mser.data import feature_cache
+from mser.data.augmented_copies import AugmentedCopies, build_copies
 from mser.data.dataset import AudioDataset, collate, worker_init
 from mser.data.lists import ListItem, has_speakers, read_data_list, read_label_list
 from mser.errors import CheckpointError, DataError
@@ -111,10 +112,16 @@ class Executor:
 
     @property
     def uses_cache(self) -> bool:
-        """Clip-level features always come from the cache; others when the config asks."""
-        return self.featurizer.clip_level or self.config["dataset_conf"]["feature_cache"]["enable"]
+        """Clip-level features always come from the cache; others when the config asks for the
+        cache or for augmented copies (which live in it)."""
+        cache = self.config["dataset_conf"]["feature_cache"]
+        return self.featurizer.clip_level or cache["enable"] or bool(cache["augmented_copies"])
 
-    def prepare_caches(self, rebuild: bool = False) -> List[Dict[str, Any]]:
+    def augmented_copies(self, train_items: Sequence[ListItem]) -> Optional[AugmentedCopies]:
+        """The cached augmented copies of the training clips the config asks for, or None."""
+        return build_copies(self.config, train_items, self.augment_config, self.clip)
+
+    def prepare_caches(self, rebuild: bool = False, copies: Optional[AugmentedCopies] = None) -> List[Dict[str, Any]]:
         dataset_conf = self.config["dataset_conf"]
         num_class = len(self.labels)
         other = [(path, read_data_list(path, num_class))
@@ -124,7 +131,7 @@ class Executor:
             distributed.barrier(self.context)
         self.caches = feature_cache.prepare_caches(
             self.config, self.featurizer, dataset_conf["train_list"], train_items, other, device=self.device,
-            rebuild=rebuild and self.context.is_main, log=self.log)
+            rebuild=rebuild and self.context.is_main, log=self.log, copies=copies)
         if self.context.is_main:
             distributed.barrier(self.context)
         return self.caches
@@ -139,18 +146,24 @@ class Executor:
     def training_reads_audio(self) -> bool:
         """Waveform augmentation needs the audio: with it, training clips are decoded and their
         features computed in every batch even when a feature cache serves validation and test.
-        Clip-level features are the exception: they always come from the cache."""
-        return bool(self.waveform_augmentation()) and not self.featurizer.clip_level
+        Clip-level features and augmented copies are the exceptions: they always come from the cache."""
+        copies = self.config["dataset_conf"]["feature_cache"]["augmented_copies"]
+        return bool(self.waveform_augmentation()) and not self.featurizer.clip_level and not copies
 
     def note_cache_and_augmentation(self) -> None:
         sections = ", ".join(self.waveform_augmentation())
+        copies = self.config["dataset_conf"]["feature_cache"]["augmented_copies"]
         if self.training_reads_audio():
             self.log(f"note: {sections} augmentation needs the audio, so training clips are decoded in every "
                      f"epoch; validation and test read the feature cache")
+        elif sections and copies:
+            self.log(f"note: {sections} augmentation made {copies} cached copies of each training clip, "
+                     f"one simulated session per speaker and copy (feature_cache.augmented_copies)")
         elif sections:
             method = self.config["preprocess_conf"]["feature_method"]
             self.log(f"note: {method} features are clip-level and always cached, so {sections} augmentation "
-                     f"is not applied (spec_aug still is)")
+                     f"is not applied (spec_aug still is); set dataset_conf.feature_cache.augmented_copies "
+                     f"to train on cached augmented copies")
 
     def max_frames(self, seconds: float) -> Optional[int]:
         if not hasattr(self.featurizer, "frame_lengths"):

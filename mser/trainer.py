@@ -70,7 +70,7 @@ class MSERTrainer(Executor):
         self.model = run.model
         self.model_dir = os.path.join(save_model_path, self.model_name)
         self.prepare_model_dir(resumed=bool(resume_model), overwrite=overwrite)
-        self.prepare_training_data(train_items)
+        train_items = self.prepare_training_data(train_items)
         self.log_setup(run, train_items, val_items, test_items)
         if resume_model:
             self.resume(resume_model, run.optimizer, run.scheduler, run.amp)
@@ -107,12 +107,17 @@ class MSERTrainer(Executor):
             self.end_of_epoch(epoch, stats, val_items, test_items, run.criterion, run.optimizer,
                               run.scheduler, run.scheduler_unit, run.amp, writer)
 
-    def prepare_training_data(self, train_items: Sequence[ListItem]) -> None:
-        """Feature caches (when used) and the speaker statistics of the training list."""
+    def prepare_training_data(self, train_items: Sequence[ListItem]) -> List[ListItem]:
+        """Feature caches (when used) and the speaker statistics of the training list; returns the
+        training items, augmented copies included."""
         if self.uses_cache:
-            self.prepare_caches()
+            copies = self.augmented_copies(train_items)
+            self.prepare_caches(copies=copies)
             self.note_cache_and_augmentation()
+            if copies is not None:
+                train_items = [*train_items, *copies.items]
         self.fit_speaker_norm(train_items)
+        return list(train_items)
 
     def log_setup(self, run: RunObjects, train_items, val_items, test_items) -> None:
         self.log(f"{len(train_items)} training, {len(val_items)} validation, {len(test_items)} test clips; "

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from mser.clip import ClipSettings
+from mser.data.augmented_copies import AugmentedCopies, copies_cache_name
 from mser.data.dataset import ListDataset, Sample, pad_batch
 from mser.data.lists import ListItem
 from mser.errors import AudioError, DataError
@@ -87,30 +88,33 @@ FeatureFunction = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, tor
 
 def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: Dict[str, Any],
                      batch_size: int = 16, device="cpu", desc: str = "extracting",
-                     features_of: Optional[FeatureFunction] = None) -> Dict[str, Any]:
+                     features_of: Optional[FeatureFunction] = None,
+                     load: Optional[Callable[[str], Any]] = None) -> Dict[str, Any]:
     """Features of every usable clip (the first eval_conf.max_duration seconds) and the skipped ones.
 
     features_of(waveforms (batch, samples), lengths (batch,)) -> ((batch, frames, dim), (batch,))
-    replaces the featurizer's forward when given."""
+    replaces the featurizer's forward when given; load(path) -> samples replaces reading the clip
+    (augmented copies)."""
     features_of = features_of or featurizer
     was_training = featurizer.training
     featurizer.eval()  # no dither or other training-only randomness in what is cached
     try:
-        return extract_all(features_of, items, config, batch_size, device, desc)
+        return extract_all(features_of, items, config, batch_size, device, desc, load)
     finally:
         featurizer.train(was_training)
 
 
 def extract_all(features_of: FeatureFunction, items: Sequence[ListItem], config: Dict[str, Any],
-                batch_size: int, device, desc: str) -> Dict[str, Any]:
+                batch_size: int, device, desc: str, load: Optional[Callable[[str], Any]] = None) -> Dict[str, Any]:
     clip = ClipSettings.from_config(config)
+    load = load or clip.load
     max_samples = clip.max_samples(train=False)
     features, skipped = {}, {}
     for start in tqdm(range(0, len(items), batch_size), desc=desc, leave=False, dynamic_ncols=True):
         paths, waveforms = [], []
         for path, *_ in items[start:start + batch_size]:
             try:
-                samples = clip.load(path)
+                samples = load(path)
             except AudioError as e:
                 skipped[path] = str(e)
                 continue
@@ -171,11 +175,13 @@ class CachedFeatureDataset(ListDataset):
 
 def prepare_caches(config: Dict[str, Any], featurizer: Featurizer, train_list: str,
                    train_items: Sequence[ListItem], other_lists: Sequence[tuple], device="cpu",
-                   rebuild: bool = False, log=print) -> List[Dict[str, Any]]:
+                   rebuild: bool = False, log=print, copies: Optional[AugmentedCopies] = None
+                   ) -> List[Dict[str, Any]]:
     """Load the caches of the training list and of `other_lists` [(path, items)], building the
     missing ones (all of them with `rebuild`). A clip-level featurizer's scaler is fitted on the
     training list only, saved beside the lists, and loaded into `featurizer`; the training clips'
-    features are then extracted once, for the scaler and the cache together."""
+    features are then extracted once, for the scaler and the cache together. `copies`: the
+    augmented copies of the training clips, cached on their own after the others."""
     float16 = config["dataset_conf"]["feature_cache"]["float16"]
     computed_train = None
     if featurizer.clip_level:
@@ -192,7 +198,28 @@ def prepare_caches(config: Dict[str, Any], featurizer: Featurizer, train_list: s
             log(f"cached features of {len(computed['features'])} clips from {list_path} in {path}"
                 + (f" ({len(computed['skipped'])} unusable clips skipped)" if computed["skipped"] else ""))
         caches.append(load_cache(path, stamp))
+    if copies is not None:
+        caches.append(prepare_copies_cache(config, featurizer, train_list, copies, device, rebuild, log))
     return caches
+
+
+def prepare_copies_cache(config: Dict[str, Any], featurizer: Featurizer, train_list: str, copies: AugmentedCopies,
+                         device, rebuild: bool, log) -> Dict[str, Any]:
+    """The cache of the augmented copies: keyed by the feature setup, the augmentation (config,
+    number of copies, seed) and the training list, so that each of these makes its own."""
+    setup = feature_setup(config) + "\n" + copies.description()
+    made_from = short_hash(setup + "\n" + list_identity(train_list, copies.items))
+    cache = config["dataset_conf"]["feature_cache"]
+    path = os.path.join(cache["cache_dir"], f"{feature_name(config['preprocess_conf'])}_{short_hash(setup)}_"
+                                            f"{copies_cache_name(train_list)}_{made_from}.pt")
+    stamp = {"setup": setup, "items": fingerprint_items(copies.items)}
+    if rebuild or not os.path.isfile(path):
+        computed = compute_features(featurizer, copies.items, config, device=device, load=copies.load,
+                                    desc=f"features of {copies.copies} augmented copies")
+        save_cache(path, computed, stamp, cache["float16"])
+        log(f"cached features of {len(computed['features'])} augmented copies of the training clips in {path}"
+            + (f" ({len(computed['skipped'])} unusable copies skipped)" if computed["skipped"] else ""))
+    return load_cache(path, stamp)
 
 
 def prepare_scaler(config, featurizer, train_list, train_items, device, rebuild: bool,
