@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_script
+from conftest import REPO, run_script
 from mser.errors import ConfigError
 from mser.features import build_featurizer
 
@@ -99,3 +99,17 @@ def test_padding_with_digital_silence_or_a_dc_offset_does_not_change_a_predictio
         for changed in (padded, clip + np.float32(0.05)):
             scores = predictor.predict_scores(changed, sample_rate=16000)
             assert all(abs(scores[name] - clean[name]) < 1e-3 for name in clean), (label, scores, clean)
+
+
+def test_each_session_hears_its_speakers_clips_in_a_seeded_order():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("robustness", REPO / "tools" / "robustness.py")
+    robustness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(robustness)
+    speakers = ["a"] * 12 + ["b"] * 12
+    shuffled = robustness.session_orders(speakers, seed=0)
+    assert sorted(shuffled) == ["a", "b"]
+    assert sorted(shuffled["a"]) == list(range(12)) and sorted(shuffled["b"]) == list(range(12, 24))
+    assert shuffled["a"] != list(range(12))               # not the list's (emotion-sorted) order
+    assert robustness.session_orders(speakers, seed=0) == shuffled
+    assert robustness.session_orders(speakers, seed=-1) == {"a": list(range(12)), "b": list(range(12, 24))}

@@ -10,7 +10,10 @@ same clip's clean answer (the flip rate). Nothing is trained; the checkpoint is 
 A model trained with speaker normalisation hears each speaker of the list (third column) as a
 user's session would: that speaker's clips in list order, each normalised with the running
 statistics of the speaker's clips so far (`MSERPredictor.predict_batch(..., speaker=...)`), all
-under the same condition; `--no_speakers` uses the global statistics for every clip instead.
+under the same condition; `--no_speakers` uses the global statistics for every clip instead. A
+session hears its speaker's clips in a seeded random order (`--session_seed`, -1 for list order):
+lists are sorted by emotion, and a session that first hears only one emotion starts its running
+statistics from that emotion alone.
 
 Conditions (each applied to the 16 kHz clip as decoded from the list):
   clean          the clip as it is
@@ -116,10 +119,22 @@ CONDITIONS: Dict[str, Condition] = {
 }
 
 
+def session_orders(speakers: Sequence[str], seed: int = 0) -> Dict[str, List[int]]:
+    """Each speaker's rows in the order its session hears them: a seeded shuffle, because lists
+    are sorted by emotion and a session that hears all of one emotion first starts its running
+    statistics from that emotion alone (seed < 0: list order)."""
+    rng = np.random.default_rng(seed) if seed >= 0 else None
+    orders = {}
+    for speaker in dict.fromkeys(speakers):
+        rows = [i for i, s in enumerate(speakers) if s == speaker]
+        orders[speaker] = [rows[i] for i in rng.permutation(len(rows))] if rng is not None else rows
+    return orders
+
+
 def predict_condition(predictor, clips: Sequence[np.ndarray], speakers: Sequence[str],
-                      condition: Condition) -> List[int]:
-    """Predicted label index of every clip under one condition, one speaker's clips at a time
-    (every clip on its own when `speakers` are empty strings)."""
+                      condition: Condition, seed: int = 0) -> List[int]:
+    """Predicted label index of every clip under one condition, one speaker's clips at a time in
+    the order of `session_orders` (every clip on its own when `speakers` are empty strings)."""
     changed = [condition(samples) for samples in clips]
     rates = {rate for _, rate in changed}
     if len(rates) != 1:
@@ -127,8 +142,7 @@ def predict_condition(predictor, clips: Sequence[np.ndarray], speakers: Sequence
     rate = rates.pop()
     predictor.reset_speakers()
     predicted = [0] * len(clips)
-    for speaker in dict.fromkeys(speakers):
-        rows = [i for i, s in enumerate(speakers) if s == speaker]
+    for speaker, rows in session_orders(speakers, seed).items():
         labels = predictor.predict_batch([changed[i][0] for i in rows], sample_rate=rate, speaker=speaker or None)
         for row, (label, _) in zip(rows, labels):
             predicted[row] = predictor.labels.index(label)
@@ -136,7 +150,7 @@ def predict_condition(predictor, clips: Sequence[np.ndarray], speakers: Sequence
 
 
 def evaluate(model_path: str, test_list: str, names: Sequence[str], use_gpu: bool = False,
-             by_speaker: bool = True) -> Dict[str, dict]:
+             by_speaker: bool = True, seed: int = 0) -> Dict[str, dict]:
     """{condition: {unweighted_accuracy, accuracy, flip_rate, num_samples}} on `test_list`."""
     from mser import MSERPredictor
     from mser.errors import BandwidthWarning
@@ -148,7 +162,7 @@ def evaluate(model_path: str, test_list: str, names: Sequence[str], use_gpu: boo
     speakers = [item.speaker if by_speaker else "" for item in items]
     results, clean = {}, None
     for name in ["clean"] + [n for n in names if n != "clean"]:
-        predicted = predict_condition(predictor, clips, speakers, CONDITIONS[name])
+        predicted = predict_condition(predictor, clips, speakers, CONDITIONS[name], seed)
         clean = predicted if name == "clean" else clean
         metrics = compute_metrics(truth, predicted, predictor.labels)
         results[name] = {"unweighted_accuracy": metrics["unweighted_accuracy"], "accuracy": metrics["accuracy"],
@@ -171,6 +185,8 @@ def main(argv=None) -> None:
     parser.add_argument("--use_gpu", action="store_true", help="run the model on the GPU")
     parser.add_argument("--no_speakers", action="store_true",
                         help="ignore the list's speakers: every clip normalised with the global statistics")
+    parser.add_argument("--session_seed", type=int, default=0,
+                        help="seed of the order in which each speaker's session hears its clips (-1: list order)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.conditions.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONDITIONS]
@@ -178,7 +194,8 @@ def main(argv=None) -> None:
         parser.error(f"unknown condition(s) {', '.join(unknown)}; choose from {', '.join(CONDITIONS)}")
     from mser.errors import MSERError
     try:
-        results = evaluate(args.model_path, args.test_list, names, args.use_gpu, not args.no_speakers)
+        results = evaluate(args.model_path, args.test_list, names, args.use_gpu, not args.no_speakers,
+                           args.session_seed)
     except MSERError as e:
         sys.exit(f"error: {e}")
     if args.json:
