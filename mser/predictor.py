@@ -17,6 +17,15 @@ through the graph; calls that need running statistics (`speaker=...`, and `predi
 trained with speaker normalisation) and `embed` use PyTorch. When a model cannot be exported, one
 `OnnxFallbackWarning` says why and the predictor uses PyTorch (`predictor.backend` says which runs).
 
+Precision (`precision=`): "float32" (default) runs the model as trained. "bfloat16" runs the torch
+backend's model call under bfloat16 autocast (the featurizer and the softmax stay float32): predict()
+1.4x faster on a CPU with native bf16 (avx512_bf16, AMX), emulated and slower elsewhere. "int8" runs
+the onnx backend's graph with its convolutions statically quantised to int8
+(mser.export.load_or_quantize; activation ranges from 32 clips of the training list the config
+names): predict() 2.2x faster than the float32 graph (EcapaTdnn C=512). "auto": bfloat16 on
+the torch backend where the CPU has native bf16, else float32. Reduced precision moves the
+probabilities a little, and a clip near a tie between two labels can change label (README: Precision).
+
 Scores are softmax probabilities. With `threshold` > 0, a result whose top probability is below it
 is labelled UNKNOWN ("unknown") with that probability as its score, so a caller can tell "no
 confident answer" from a low-scoring label.
@@ -43,6 +52,7 @@ Prediction = Tuple[str, float]
 Segment = Tuple[float, float, str, float]
 READ_BLOCK_SECONDS = 10.0   # how much of a long recording is decoded at a time
 BACKENDS = ("torch", "onnx")
+PRECISIONS = ("float32", "bfloat16", "int8", "auto")
 LABEL_LIST_KEY = "dataset_conf.label_list_path"
 
 
@@ -65,6 +75,8 @@ class MSERPredictor:
     use_gpu:    run on the GPU when there is one (as train.py and eval.py do)
     threshold:  top probability below which the label is "unknown" (0 disables it)
     backend:    "torch", or "onnx" for ONNX Runtime (see the module docstring)
+    precision:  "float32", "bfloat16" (torch backend), "int8" (onnx backend) or "auto" (see the
+                module docstring); `predictor.precision` says which runs
 
     A label list named by `configs` or `overwrites` (dataset_conf.label_list_path) must hold the
     labels the checkpoint was trained on, or a CheckpointError says what differs.
@@ -78,13 +90,15 @@ class MSERPredictor:
         return super().__new__(cls)
 
     def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
-                 threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch"):
+                 threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch",
+                 precision: str = "float32"):
         from mser.factory import load_for_inference  # imports every model and featurizer
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold must be a probability between 0 and 1, got {threshold}")
         if backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.precision = resolve_precision(precision, backend, self.device)
         self.threshold = threshold
         config = self.read_config(model_path, configs, overwrites)
         self.config, self.labels, self.featurizer, self.model = load_for_inference(
@@ -106,16 +120,17 @@ class MSERPredictor:
     def start_onnx(self, model_path: str, use_gpu: bool) -> None:
         """Load or export the ONNX graph; on failure warn once and stay on PyTorch."""
         from mser.export import load_or_export
+        precision, self.precision = self.precision, "float32"   # the torch fallback runs float32
         try:
-            self.onnx, self.backend_note = load_or_export(self, model_path, use_gpu)
-            self.backend = "onnx"
+            self.onnx, self.backend_note = load_or_export(self, model_path, use_gpu, precision)
+            self.backend, self.precision = "onnx", precision
         except ImportError as e:
             warnings.warn(f"the onnx backend needs onnxruntime and onnx ({e.name or e} is not installed: "
                           f"pip install \"mser[onnx]\"); using the torch backend", OnnxFallbackWarning, stacklevel=3)
         except Exception as e:  # exporters fail in many ways; PyTorch still runs the model
             reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
             warnings.warn(f"the onnx backend is not available for this model ({reason}); using the torch "
-                          f"backend", OnnxFallbackWarning, stacklevel=3)
+                          f"backend (float32)", OnnxFallbackWarning, stacklevel=3)
 
     @staticmethod
     def read_config(model_path: str, configs: Optional[str], overwrites: Optional[str]) -> Optional[dict]:
@@ -197,8 +212,13 @@ class MSERPredictor:
             features = self.speaker_norm.normalize_running(features, frame_lengths, stats)
         elif self.speaker_norm is not None:
             features = self.speaker_norm.normalize(features, frame_lengths, [""] * len(waveforms))
-        logits = self.model(features, frame_lengths)
+        with self.autocast():
+            logits = self.model(features, frame_lengths)
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+    def autocast(self) -> torch.autocast:
+        """bfloat16 autocast around the model call with precision "bfloat16"; a no-op otherwise."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
 
     @torch.inference_mode()
     def onnx_probabilities(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
@@ -227,7 +247,8 @@ class MSERPredictor:
         if self.speaker_norm is not None:
             features = self.speaker_norm.normalize(features, frame_lengths, [""] * len(waveforms))
         frame_lengths = self.model.check_input(features, frame_lengths)
-        return self.model.embedding(features, frame_lengths).float().cpu().numpy()
+        with self.autocast():
+            return self.model.embedding(features, frame_lengths).float().cpu().numpy()
 
     def batched_probabilities(self, waveforms: Sequence[np.ndarray], speaker: Optional[str] = None) -> np.ndarray:
         """`probabilities` in batches of eval_conf.batch_size, clips of similar length together
@@ -389,6 +410,22 @@ class MSERPredictor:
         if clip.use_db_normalization:
             samples = normalize_db(samples, clip.target_db)
         return offset / rate, (offset + samples.shape[0]) / rate, np.ascontiguousarray(samples)
+
+
+def resolve_precision(precision: str, backend: str, device: torch.device) -> str:
+    """The precision that runs: `precision` checked against the backend, "auto" decided (ConfigError)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        from mser.builder import cpu_has_native_bf16
+        native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
+        return "bfloat16" if backend == "torch" and native else "float32"
+    if precision == "int8" and backend != "onnx":
+        raise ConfigError("precision int8 runs the quantised ONNX graph: use it with backend onnx")
+    if precision == "bfloat16" and backend != "torch":
+        raise ConfigError("precision bfloat16 needs the torch backend (ONNX Runtime has no bfloat16 kernels "
+                          "on the CPU); use float32 or int8 with backend onnx")
+    return precision
 
 
 def label_list_overwritten(overwrites: Optional[str]) -> bool:

@@ -119,14 +119,17 @@ def test_peers_section_alternates_ours_and_the_peer_and_reports_medians(tmp_path
     assert names.count("model") == 1 + 2 and names.index("model") > names.index("predict")
     peers = results["peers"]
     rows = {row["library"]: row for row in peers["rows"]}
-    assert set(rows) >= {"mser torch", "macls"} and set(rows) <= {"mser torch", "mser onnx", "mser torch bf16", "macls"}
+    assert set(rows) >= {"mser torch", "macls"}
+    assert set(rows) <= {"mser torch", "mser onnx", "mser onnx int8", "mser torch bf16", "macls"}
     assert rows["macls"]["predict_ms"] == 100.0 and rows["macls"]["predict_vs_macls"] == 1.0
     assert rows["macls"]["train_clips_per_s"] == 4.0 and rows["macls"]["train_round_clips_per_s"] == [4.0, 4.0]
     assert rows["macls"]["parameters"] == 123 and rows["macls"]["setup"] == "FakeTdnn on Fbank"
     ours = rows["mser torch"]
     assert ours["predict_ms"] > 0 and len(ours["predict_round_medians_ms"]) == 2 and ours["train_clips_per_s"] > 0
     assert ours["model_ms"] > 0 and len(ours["model_round_medians_ms"]) == 2 and rows["macls"]["model_ms"] == 100.0
-    assert "model_ms" not in rows.get("mser onnx", {})
+    assert "model_ms" not in rows.get("mser onnx", {}) and "model_ms" not in rows.get("mser onnx int8", {})
+    if "mser onnx int8" in rows:
+        assert rows["mser onnx int8"]["predict_ms"] > 0 and "int8" in rows["mser onnx int8"]["setup"]
     assert ours["predict_vs_macls"] == pytest.approx(ours["predict_ms"] / 100.0, abs=0.01)
     assert "channels=16" in ours["setup"] and ours["parameters"] > 0
     assert len(peers["load_before"]) == 3 and peers["threads"] == 1 and "error" in peers["upstream_mser"]

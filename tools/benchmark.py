@@ -25,7 +25,10 @@ Sections (--sections, all but peers by default):
   peers     (only with --peers or when named) upstream macls beside ours in one run, on the same 3 s
             clips, torch, torchaudio and threads: the same EcapaTdnn (C=512, 1536, 192-d, ASP on 80-bin
             kaldi Fbank, 6 classes) trained for --batches batches per round and then loaded as a
-            predictor; predict(path) in ms (ours with the torch and the onnx backend, MAClsPredictor)
+            predictor; predict(path) in ms (ours with the torch backend, in float32 and, where the CPU
+            has native bf16, with precision bfloat16 (bf16 autocast), and with the onnx backend in
+            float32 and int8 (precision int8: convolutions quantised, calibrated on the training
+            clips); MAClsPredictor)
             in --peers_rounds alternating rounds of 4 calls (a different one first each round), and
             training clips/s (ours through the trainer's train_epoch in fp32 and, where the CPU has it,
             bf16 autocast; theirs through MAClsTrainer's own epoch loop) in up to 3 alternating rounds;
@@ -851,15 +854,22 @@ def save_mser_checkpoint(rig: "TrainingRig", directory: str) -> str:
 
 
 def mser_predictors(checkpoint: str) -> Dict[str, Any]:
-    """{"torch": MSERPredictor, "onnx": MSERPredictor or the one-line reason it fell back}."""
+    """{"torch": MSERPredictor, "torch bf16": one with bf16 autocast (only where the CPU has native
+    bf16), "onnx" and "onnx int8": MSERPredictor or the one-line reason it fell back}. The int8 graph
+    is calibrated on the checkpoint's training list (the benchmark's clips)."""
     import warnings
 
     from mser.predictor import MSERPredictor
     predictors: Dict[str, Any] = {"torch": MSERPredictor(checkpoint)}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        onnx = MSERPredictor(checkpoint, backend="onnx")
-    predictors["onnx"] = onnx if onnx.backend == "onnx" else last_line(str(caught[-1].message) if caught else "")
+    bf16 = MSERPredictor(checkpoint, precision="auto")
+    if bf16.precision == "bfloat16":
+        predictors["torch bf16"] = bf16
+    for name, precision in (("onnx", "float32"), ("onnx int8", "int8")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            onnx = MSERPredictor(checkpoint, backend="onnx", precision=precision)
+        predictors[name] = (onnx if onnx.backend == "onnx"
+                            else last_line(str(caught[-1].message) if caught else ""))
     return predictors
 
 
@@ -978,13 +988,16 @@ def compare_with_peer(peer: PeerProcess, workspace: Workspace, args) -> Dict[str
     checkpoint = save_mser_checkpoint(rigs["mser torch"], os.path.join(workspace.directory, "peers_mser", "best_model"))
     peer.ask("predictor", model_dir=os.path.join(workspace.directory, "peers_macls"))
     predictors = mser_predictors(checkpoint)
-    onnx_note = predictors.pop("onnx") if isinstance(predictors["onnx"], str) else None
+    onnx_notes = {name: predictors.pop(name) for name in ("onnx", "onnx int8") if isinstance(predictors[name], str)}
     latency = peer_latency(peer, predictors, workspace.paths, args.peers_rounds)
     model_latency = peer_latency(peer, predictors, workspace.paths, args.peers_rounds, model_only=True)
     ours_parameters = sum(p.numel() for p in rigs["mser torch"].model.parameters())
     setups = {name: describe_model(rig.config) + f", {rig.config['optimizer_conf']['optimizer']}, "
               f"{'bf16 autocast' if rig.amp.enabled else 'fp32'}" for name, rig in rigs.items()}
-    setups.update({"mser onnx": describe_model(config) + ", ONNX Runtime", "macls": info["setup"]})
+    setups.update({"mser onnx": describe_model(config) + ", ONNX Runtime",
+                   "mser onnx int8": describe_model(config) + ", ONNX Runtime, convolutions in int8 "
+                                                            "(static, 32 calibration clips)",
+                   "macls": info["setup"]})
     parameters = {name: ours_parameters for name in setups}
     parameters["macls"] = info["parameters"]
     result = {"rows": peer_rows(latency, model_latency, speeds, setups, parameters),
@@ -994,8 +1007,10 @@ def compare_with_peer(peer: PeerProcess, workspace: Workspace, args) -> Dict[str
               "rounds": {"predict": args.peers_rounds, "train": min(args.peers_rounds, PEER_TRAIN_ROUNDS)},
               "macls_trainer": "MAClsTrainer's own epoch loop (_MAClsTrainer__train_epoch: their dataset, "
                                "collate, featurizer per clip in the loader, Adam, fp32), VisualDL writer stubbed"}
-    if onnx_note:
-        result["onnx_note"] = onnx_note
+    if "onnx" in onnx_notes:
+        result["onnx_note"] = onnx_notes["onnx"]
+    if "onnx int8" in onnx_notes:
+        result["onnx_int8_note"] = onnx_notes["onnx int8"]
     result.update(load_before=load_before, load_after=load_average())
     return result
 
@@ -1087,6 +1102,8 @@ def print_peers(peers: Optional[Dict[str, Any]], meta: Dict[str, Any]) -> None:
                                f"{offers}: no EcapaTdnn to compare"))
     if peers.get("onnx_note"):
         print(f"mser onnx: not measured: {peers['onnx_note']}")
+    if peers.get("onnx_int8_note"):
+        print(f"mser onnx int8: not measured: {peers['onnx_int8_note']}")
 
 
 def cpu_name() -> str:

@@ -1,6 +1,11 @@
 """Export a checkpoint to ONNX (model.onnx beside it), checked against PyTorch on a real clip.
 
     python tools/export_onnx.py --model_path models/EcapaTdnn_Fbank/best_model
+    python tools/export_onnx.py --model_path models/EcapaTdnn_Fbank/best_model --int8
+
+--int8 also writes model.int8.onnx: the graph with its convolutions quantised to int8, activation
+ranges from 32 clips of the training list the config names (what MSERPredictor(backend="onnx",
+precision="int8") runs and reuses).
 
 A model trained with speaker normalisation is exported with the training set's global statistics
 in the graph (what MSERPredictor.predict does for a clip without a speaker); metadata speaker_norm.
@@ -25,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="clip to compare onnxruntime with PyTorch on (default: the first clip of the "
                              "checkpoint config's test list)")
     parser.add_argument("--configs", default=None, help="YAML config replacing the one stored in the checkpoint")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write <model_path>/model.int8.onnx, quantised with 32 clips of the training "
+                             "list the config names")
     return parser
 
 
@@ -57,7 +65,19 @@ def main(argv: Optional[List[str]] = None) -> int:
               "(as MSERPredictor.predict without a speaker); metadata speaker_norm=global")
     print(f"checked on {audio_path}: max |onnxruntime - PyTorch| on probabilities = "
           f"{result['max_abs_diff']:.2e} (limit {MAX_DIFFERENCE:g})")
+    if args.int8:
+        write_int8(args.model_path, args.configs)
     return 0
+
+
+def write_int8(model_path: str, configs: Optional[str]) -> None:
+    """Quantise the checkpoint's graph to <model_path>/model.int8.onnx (ExportError when it cannot)."""
+    from mser.export import float_graph, load_or_quantize
+    from mser.predictor import MSERPredictor
+    predictor = MSERPredictor(model_path, configs=configs)
+    graph, note = float_graph(predictor, model_path)
+    _, note = load_or_quantize(predictor, model_path, graph, note, use_gpu=False)
+    print(note.split("; ", 1)[-1])
 
 
 if __name__ == "__main__":
