@@ -257,7 +257,8 @@ class EnsemblePredictor(MSERPredictor):
     members' embeddings. configs/overwrites are refused: each member runs on its stored config."""
 
     def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
-                 threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch"):
+                 threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch",
+                 precision: str = "float32"):
         if configs or overwrites:
             raise ConfigError(f"{model_path} is an ensemble: its members run on their stored configs "
                               f"(--configs/--overwrites apply to a single checkpoint)")
@@ -265,7 +266,7 @@ class EnsemblePredictor(MSERPredictor):
             raise ConfigError(f"threshold must be a probability between 0 and 1, got {threshold}")
         paths = read_members(model_path)
         self.labels = check_members(paths)
-        self.members = [MSERPredictor(path, use_gpu=use_gpu, backend=backend) for path in paths]
+        self.members = [MSERPredictor(path, use_gpu=use_gpu, backend=backend, precision=precision) for path in paths]
         # loading and windowing settings are the first member's (check_members: the same for all)
         self.__dict__.update({name: value for name, value in vars(self.members[0]).items()
                               if name not in MEMBER_OWN})
