@@ -253,7 +253,8 @@ MEMBER_OWN = ("featurizer", "model", "speaker_norm", "onnx", "labels", "threshol
 class EnsemblePredictor(MSERPredictor):
     """MSERPredictor over an ensemble folder: every call runs each member and averages their class
     probabilities. `MSERPredictor(model_path=<ensemble folder>)` returns one. Members keep their own
-    speaker statistics (`speaker=`, per recording in predict_long). `embed` concatenates the
+    speaker statistics (`speaker=`, per recording in predict_long; "whole" or "running" as for one
+    model, each member over its own features). `embed` concatenates the
     members' embeddings. configs/overwrites are refused: each member runs on its stored config."""
 
     def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
@@ -294,5 +295,27 @@ class EnsemblePredictor(MSERPredictor):
         return mean_probabilities([member.session_probabilities(waveforms, None if stats is None else stats[i])
                                    for i, member in enumerate(self.members)])
 
+    def whole_session(self, stats) -> "EnsembleSession":
+        """One whole-statistics session per member, each with its own statistics (`stats[i]`)."""
+        return EnsembleSession([member.whole_session(None if stats is None else stats[i])
+                                for i, member in enumerate(self.members)])
+
     def embeddings(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         return np.concatenate([member.embeddings(waveforms) for member in self.members], axis=1)
+
+
+class EnsembleSession:
+    """A whole-statistics session over every member (mser.predictor.WholeSession): each member
+    featurises and counts the clips in its own statistics; the probabilities are the members' mean."""
+
+    def __init__(self, sessions: Sequence[Any]):
+        self.sessions = list(sessions)
+
+    def add(self, waveforms: Sequence[np.ndarray]) -> None:
+        """One batch of loaded clips, (samples,) float32 each."""
+        for session in self.sessions:
+            session.add(waveforms)
+
+    def probabilities(self) -> np.ndarray:
+        """(clips added, num_class) float32: the mean of the members' probabilities."""
+        return mean_probabilities([session.probabilities() for session in self.sessions])

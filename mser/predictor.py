@@ -6,16 +6,25 @@ with its `sample_rate`.
 
 A model trained with speaker normalisation (preprocess_conf.speaker_norm) gets its features
 standardised the same way: a clip alone with the training set's global statistics; clips of a
-named speaker (`predict(..., speaker="id")`) with that speaker's running statistics over the calls
-so far, shrunk towards the global ones (`reset_speakers()` forgets them); the windows of a long
-recording (`predict_long`) with the running statistics of that recording.
+named speaker (`speaker="id"`) with that speaker's statistics, kept over the calls and shrunk
+towards the global ones (`reset_speakers()` forgets them); the windows of a long recording
+(`predict_long`) with the statistics of that recording (one session). Two ways to use them
+(`statistics=`):
+  "whole"   (default of predict_batch and predict_long, where all the input is known before the
+            first answer): every clip or window is featurised first and added to the session's
+            statistics (a named speaker's: its statistics so far plus these clips), then each is
+            standardised with the result, as eval.py standardises a speaker of its list.
+  "running" each clip is added in turn and standardised with the statistics so far, itself
+            included, as a live stream must be (infer_record.py; `predict(clip, speaker=...)`
+            over successive calls). Less accurate early in a session.
 
 Backends: "torch" (default) runs the PyTorch model; "onnx" runs the graph exported to ONNX with
 ONNX Runtime (`pip install "mser[onnx]"`), exported into the checkpoint folder on first use and
 again whenever the weights change (see mser.export.load_or_export). Clips without a speaker go
-through the graph; calls that need running statistics (`speaker=...`, and `predict_long` of a model
-trained with speaker normalisation) and `embed` use PyTorch. When a model cannot be exported, one
-`OnnxFallbackWarning` says why and the predictor uses PyTorch (`predictor.backend` says which runs).
+through the graph; calls that need a speaker's or a recording's statistics (`speaker=...`, and
+`predict_long` of a model trained with speaker normalisation) and `embed` use PyTorch. When a model
+cannot be exported, one `OnnxFallbackWarning` says why and the predictor uses PyTorch
+(`predictor.backend` says which runs).
 
 Precision (`precision=`): "float32" (default) runs the model as trained. "bfloat16" runs the torch
 backend's model call under bfloat16 autocast (the featurizer and the softmax stay float32): predict()
@@ -33,7 +42,7 @@ confident answer" from a low-scoring label.
 import io
 import os
 import warnings
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile
@@ -54,6 +63,7 @@ READ_BLOCK_SECONDS = 10.0   # how much of a long recording is decoded at a time
 BACKENDS = ("torch", "onnx")
 PRECISIONS = ("float32", "bfloat16", "int8", "auto")
 LABEL_LIST_KEY = "dataset_conf.label_list_path"
+STATISTICS = ("whole", "running")   # how a session's speaker statistics are used (module docstring)
 
 
 class OnnxFallbackWarning(MSERWarning):
@@ -203,18 +213,46 @@ class MSERPredictor:
 
     @torch.inference_mode()
     def torch_probabilities(self, waveforms: Sequence[np.ndarray], stats: Optional[SpeakerStats]) -> np.ndarray:
-        lengths = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
-        batch = torch.zeros(len(waveforms), int(lengths.max()))
-        for row, waveform in enumerate(waveforms):
-            batch[row, :waveform.shape[0]] = torch.from_numpy(waveform)
-        features, frame_lengths = self.featurizer(batch.to(self.device), lengths.to(self.device))
+        features, frame_lengths = self.features(waveforms)
         if self.speaker_norm is not None and stats is not None:
             features = self.speaker_norm.normalize_running(features, frame_lengths, stats)
         elif self.speaker_norm is not None:
             features = self.speaker_norm.normalize(features, frame_lengths, [""] * len(waveforms))
+        return self.classify_features(features, frame_lengths)
+
+    @torch.inference_mode()
+    def features(self, waveforms: Sequence[np.ndarray]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Loaded clips as one padded batch through the featurizer, not yet speaker-normalised:
+        ((batch, frames, feature_dim), (batch,) valid frames per clip), on the model's device."""
+        lengths = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
+        batch = torch.zeros(len(waveforms), int(lengths.max()))
+        for row, waveform in enumerate(waveforms):
+            batch[row, :waveform.shape[0]] = torch.from_numpy(waveform)
+        return self.featurizer(batch.to(self.device), lengths.to(self.device))
+
+    @torch.inference_mode()
+    def classify_features(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> np.ndarray:
+        """Class probabilities (batch, num_class) float32 of model-ready features (batch, frames, feature_dim)."""
         with self.autocast():
             logits = self.model(features, frame_lengths)
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+    def whole_session(self, stats: Optional[SpeakerStats]) -> "WholeSession":
+        """A session whose clips are classified once all are in, each normalised with the statistics
+        of all of them plus what `stats` already held (None: the global statistics)."""
+        return WholeSession(self, stats)
+
+    def session_run(self, batches: Iterable[Sequence[np.ndarray]], stats: Optional[SpeakerStats],
+                    statistics: str) -> np.ndarray:
+        """Probabilities of one session's clips given batch by batch, with "whole" or "running"
+        `statistics` in `stats` (None: global). Returns (clips, num_class), in the order given."""
+        if statistics == "running":
+            parts = [self.session_probabilities(batch, stats) for batch in batches]
+            return np.concatenate(parts) if parts else np.zeros((0, len(self.labels)), dtype=np.float32)
+        session = self.whole_session(stats)
+        for batch in batches:
+            session.add(batch)
+        return session.probabilities()
 
     def autocast(self) -> torch.autocast:
         """bfloat16 autocast around the model call with precision "bfloat16"; a no-op otherwise."""
@@ -239,28 +277,27 @@ class MSERPredictor:
     def embeddings(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """The model's utterance embeddings of loaded clips, one padded batch (speaker-normalised
         models: with the global statistics). Returns (len(waveforms), embd_dim) float32."""
-        lengths = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
-        batch = torch.zeros(len(waveforms), int(lengths.max()))
-        for row, waveform in enumerate(waveforms):
-            batch[row, :waveform.shape[0]] = torch.from_numpy(waveform)
-        features, frame_lengths = self.featurizer(batch.to(self.device), lengths.to(self.device))
+        features, frame_lengths = self.features(waveforms)
         if self.speaker_norm is not None:
             features = self.speaker_norm.normalize(features, frame_lengths, [""] * len(waveforms))
         frame_lengths = self.model.check_input(features, frame_lengths)
         with self.autocast():
             return self.model.embedding(features, frame_lengths).float().cpu().numpy()
 
-    def batched_probabilities(self, waveforms: Sequence[np.ndarray], speaker: Optional[str] = None) -> np.ndarray:
-        """`probabilities` in batches of eval_conf.batch_size, clips of similar length together
-        so that little of each batch is padding (in the given order when a `speaker`'s running
-        statistics are kept). Returns (len(waveforms), num_class)."""
+    def batched_probabilities(self, waveforms: Sequence[np.ndarray], speaker: Optional[str] = None,
+                              statistics: str = "whole") -> np.ndarray:
+        """Probabilities of loaded clips in batches of eval_conf.batch_size, clips of similar length
+        together so that little of each batch is padding (in the given order when a `speaker`'s
+        running statistics are kept). With `speaker`, the clips join its statistics, used as
+        `statistics` says ("whole" or "running", module docstring). Returns (len(waveforms), num_class)."""
+        check_statistics(statistics)
         order = list(range(len(waveforms)))
-        if speaker is None:
+        if speaker is None or statistics == "whole":
             order.sort(key=lambda i: waveforms[i].shape[0])
+        batches = ([waveforms[i] for i in order[start:start + self.batch_size]]
+                   for start in range(0, len(order), self.batch_size))
         result = np.zeros((len(waveforms), len(self.labels)), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            result[rows] = self.probabilities([waveforms[i] for i in rows], speaker)
+        result[order] = self.session_run(batches, self.speaker_stats(speaker), statistics)
         return result
 
     def decide(self, probs: np.ndarray) -> Prediction:
@@ -279,13 +316,16 @@ class MSERPredictor:
         return self.decide(self.probabilities([self.load(audio, sample_rate)], speaker)[0])
 
     def predict_batch(self, audios: Sequence[AudioSource], sample_rate: Optional[int] = None,
-                      speaker: Optional[str] = None) -> List[Prediction]:
+                      speaker: Optional[str] = None, statistics: str = "whole") -> List[Prediction]:
         """(label, probability) for each clip; clips are padded into batches and masked by length.
-        With `speaker`, the clips are that speaker's, heard in the given order."""
+        With `speaker`, the clips are that speaker's: "whole" `statistics` normalise each with the
+        speaker's statistics so far plus all of these clips; "running", each with those of the
+        clips before it in the given order, itself included (module docstring)."""
+        check_statistics(statistics)
         waveforms = [self.load(audio, sample_rate) for audio in audios]
         if not waveforms:
             return []
-        return [self.decide(probs) for probs in self.batched_probabilities(waveforms, speaker)]
+        return [self.decide(probs) for probs in self.batched_probabilities(waveforms, speaker, statistics)]
 
     def embed(self, audio: AudioSource, sample_rate: Optional[int] = None) -> np.ndarray:
         """The model's utterance embedding of one clip (the layer before the classifier head):
@@ -321,31 +361,36 @@ class MSERPredictor:
 
     def predict_long(self, audio: AudioSource, window: Optional[float] = None, hop: Optional[float] = None,
                      smoothing: int = 0, sample_rate: Optional[int] = None, segmentation: str = "fixed",
-                     vad: Optional[str] = None) -> List[Segment]:
+                     vad: Optional[str] = None, statistics: str = "whole") -> List[Segment]:
         """[(start_s, end_s, label, probability)] for the segments of a recording of any length.
 
         segmentation="fixed": consecutive windows. window: segment length in seconds (default:
         dataset_conf.dataset.max_duration, the length the model was trained on); hop: step between
         segment starts (default window / 2). The last segment is shorter when the recording does not
         end on a hop; a tail shorter than min_duration is dropped. Files are decoded 10 s at a time,
-        so memory does not grow with the length.
+        so the audio held in memory does not grow with the length.
         segmentation="vad": the speech found by voice activity detection (mser.vad; `vad` names the
         detector, default silero when installed, else energy): pauses get no segment, utterances are
         merged up to `window` seconds and longer ones split into windows `hop` apart (see
         speech_windows). The recording is decoded whole.
         smoothing: average each segment's probabilities with this many neighbours on each side
         before choosing its label (0: none). With speaker normalisation, the recording is one
-        speaker: each window is normalised with the running statistics of the recording so far.
+        session with its own statistics: "whole" `statistics` (default) normalise every window with
+        those of all the recording's windows (their features are kept until the end, so memory
+        grows with the length: about 100 kB per 3 s window of 80-dim frames, 350 bytes with eGeMAPS
+        functionals), "running" each window with those of the windows so far.
         """
         return [(start, end, *self.decide(probs))
                 for start, end, probs in self.segment_probabilities(audio, window, hop, smoothing, sample_rate,
-                                                                    segmentation, vad)]
+                                                                    segmentation, vad, statistics)]
 
     def segment_probabilities(self, audio: AudioSource, window: Optional[float] = None,
                               hop: Optional[float] = None, smoothing: int = 0,
                               sample_rate: Optional[int] = None, segmentation: str = "fixed",
-                              vad: Optional[str] = None) -> List[Tuple[float, float, np.ndarray]]:
+                              vad: Optional[str] = None,
+                              statistics: str = "whole") -> List[Tuple[float, float, np.ndarray]]:
         """Like predict_long, with each segment's (num_class,) probabilities instead of a label."""
+        check_statistics(statistics)
         window = window or self.segment_duration
         hop = hop or window / 2
         if window <= 0 or hop <= 0:
@@ -358,16 +403,19 @@ class MSERPredictor:
             pieces = self.speech_pieces(audio, window, hop, sample_rate, vad)
         else:
             raise ConfigError(f"segmentation must be 'fixed' or 'vad', got {segmentation!r}")
-        times, probs = [], []
-        recording = self.new_session()
-        for batch in batched(pieces, self.batch_size):
-            times.extend((start, end) for start, end, _ in batch)
-            probs.append(self.session_probabilities([waveform for _, _, waveform in batch], recording))
+        times: List[Tuple[float, float]] = []
+
+        def waveform_batches() -> Iterator[List[np.ndarray]]:
+            for batch in batched(pieces, self.batch_size):
+                times.extend((start, end) for start, end, _ in batch)
+                yield [waveform for _, _, waveform in batch]
+
+        probs = self.session_run(waveform_batches(), self.new_session(), statistics)
         if not times:
             if segmentation == "vad":
                 raise AudioError(f"no speech found in {describe(audio)} (segmentation 'vad')")
             raise AudioError(f"audio {describe(audio)} is shorter than min_duration {self.min_duration} s")
-        smoothed = moving_average(np.concatenate(probs), smoothing)
+        smoothed = moving_average(probs, smoothing)
         return [(start, end, p) for (start, end), p in zip(times, smoothed)]
 
     def speech_pieces(self, audio: AudioSource, window: float, hop: float, sample_rate: Optional[int],
@@ -410,6 +458,44 @@ class MSERPredictor:
         if clip.use_db_normalization:
             samples = normalize_db(samples, clip.target_db)
         return offset / rate, (offset + samples.shape[0]) / rate, np.ascontiguousarray(samples)
+
+
+class WholeSession:
+    """The clips of one speaker or recording under whole-session statistics: each batch is
+    featurised as it comes (`add`) and its clips join `stats`; `probabilities` then standardises
+    every clip with the statistics of the whole session and classifies it. Without speaker
+    normalisation or without `stats`, a batch is classified as it comes (global statistics)."""
+
+    def __init__(self, predictor: MSERPredictor, stats: Optional[SpeakerStats]):
+        self.predictor, self.stats = predictor, stats
+        self.normalised = predictor.speaker_norm is not None and stats is not None
+        self.featurised: List[Tuple[torch.Tensor, torch.Tensor]] = []   # (features, frame_lengths) per batch
+        self.classified: List[np.ndarray] = []                            # (batch, num_class) per batch
+
+    def add(self, waveforms: Sequence[np.ndarray]) -> None:
+        """One batch of loaded clips, (samples,) float32 each."""
+        if not self.normalised:
+            self.classified.append(self.predictor.session_probabilities(waveforms, None))
+            return
+        features, frame_lengths = self.predictor.features(waveforms)
+        self.stats.add_batch(features, frame_lengths)
+        self.featurised.append((features, frame_lengths))
+
+    @torch.inference_mode()
+    def probabilities(self) -> np.ndarray:
+        """(clips added, num_class) float32, in the order they were added."""
+        normalizer = self.predictor.speaker_norm
+        parts = self.classified or [
+            self.predictor.classify_features(normalizer.normalize_session(features, frame_lengths, self.stats),
+                                             frame_lengths)
+            for features, frame_lengths in self.featurised]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.predictor.labels)), dtype=np.float32)
+
+
+def check_statistics(statistics: str) -> None:
+    """ConfigError unless `statistics` is "whole" or "running"."""
+    if statistics not in STATISTICS:
+        raise ConfigError(f"statistics must be one of {', '.join(STATISTICS)}, got {statistics!r}")
 
 
 def resolve_precision(precision: str, backend: str, device: torch.device) -> str:

@@ -152,3 +152,24 @@ def test_a_second_run_skips_finished_members_and_resumes_the_rest(ensemble, demo
                        "--overwrites", common_overwrites(demo_lists) + ",train_conf.max_epoch=2")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("already trained") == 2
+
+
+@pytest.mark.parametrize("statistics", ["whole", "running"])
+def test_sessions_average_members_each_with_its_own_statistics(statistics, ensemble, demo_lists):
+    from mser import MSERPredictor
+    directory, _ = ensemble
+    rows = [line.split("\t") for line in (demo_lists / "test_list.txt").read_text().splitlines()]
+    paths = [row[0] for row in rows if row[2] == rows[0][2]][:5]
+    predictor = MSERPredictor(model_path=str(directory), use_gpu=False)
+    members = [MSERPredictor(model_path=str(directory / name / "best_model"), use_gpu=False) for name in MEMBERS]
+    waveforms = [predictor.load(path) for path in paths]
+    together = predictor.batched_probabilities(waveforms, "visitor", statistics)
+    apart = [member.batched_probabilities(waveforms, "visitor", statistics) for member in members]
+    np.testing.assert_allclose(together, np.mean(apart, axis=0), rtol=0, atol=1e-5)
+    assert predictor.members[0].speaker_norm.speakers["visitor"].clips == len(paths)   # BiLSTM_Fbank normalises
+    recording = np.concatenate(waveforms)
+    segments = predictor.segment_probabilities(recording, 1.0, 0.5, sample_rate=16000, statistics=statistics)
+    member_segments = [member.segment_probabilities(recording, 1.0, 0.5, sample_rate=16000, statistics=statistics)
+                       for member in members]
+    np.testing.assert_allclose(np.stack([p for _, _, p in segments]),
+                               np.mean([[p for _, _, p in s] for s in member_segments], axis=0), rtol=0, atol=1e-5)

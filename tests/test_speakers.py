@@ -10,7 +10,7 @@ import soundfile
 
 from conftest import assert_one_line_error, run_script
 from mser.data.lists import ListItem, read_data_list, read_label_list
-from mser.errors import DataError
+from mser.errors import ConfigError, DataError
 
 VOICES = ["en-a", "en-b", "en-c", "en-d", "en-e"]
 
@@ -338,3 +338,122 @@ def test_infer_speaker_option_matches_the_predictor_with_that_speaker(normalised
     predictor = MSERPredictor(str(model_dir))
     expected = predictor.predict_batch(sorted(str(p) for p in folder.iterdir()), speaker="visitor")
     assert [max(scores, key=scores.get) for scores in from_cli] == [label for label, _ in expected]
+
+
+# ---------------------------------------------------------------- whole-session statistics
+
+
+def one_speaker_clips(demo_lists, count: int = 6):
+    """`count` clips of the first test speaker, in a shuffled order (the list is sorted by emotion)."""
+    rows = [line.split("\t") for line in (demo_lists / "test_list.txt").read_text().splitlines()]
+    paths = [row[0] for row in rows if row[2] == rows[0][2]]
+    return [paths[i] for i in np.random.default_rng(0).permutation(len(paths))[:count]]
+
+
+def clip_features(predictor, waveform: np.ndarray):
+    """One clip alone through the featurizer: its valid frames (frames, feature_dim)."""
+    import torch
+    with torch.inference_mode():
+        features, lengths = predictor.featurizer(torch.from_numpy(waveform)[None], torch.tensor([len(waveform)]))
+    return features[0, :int(lengths[0])]
+
+
+def normalised_probabilities(predictor, frames, stats) -> np.ndarray:
+    """(num_class,) of one clip's frames standardised with SpeakerNormalizer.statistics(stats)."""
+    import torch
+    mean, std = predictor.speaker_norm.statistics(stats)
+    with torch.inference_mode():
+        logits = predictor.model(((frames - mean) / std)[None], torch.tensor([frames.shape[0]]))
+    return torch.softmax(logits, dim=-1)[0].numpy()
+
+
+def test_whole_statistics_are_those_of_all_the_speakers_clips(normalised_model, demo_lists):
+    from mser.predictor import MSERPredictor
+    model_dir, _ = normalised_model
+    predictor = MSERPredictor(str(model_dir))
+    paths = one_speaker_clips(demo_lists)
+    waveforms = [predictor.load(path) for path in paths]
+    predictor.predict(paths[0], speaker="visitor")        # heard earlier: part of the statistics so far
+    whole = predictor.batched_probabilities(waveforms[1:], speaker="visitor", statistics="whole")
+    assert predictor.speaker_norm.speakers["visitor"].clips == len(paths)
+    frames = [clip_features(predictor, waveform) for waveform in waveforms]
+    table = predictor.speaker_norm.speaker_table([("visitor", f) for f in frames])   # as eval.py builds it
+    expected = np.stack([normalised_probabilities(predictor, f, table["visitor"]) for f in frames[1:]])
+    np.testing.assert_allclose(whole, expected, rtol=0, atol=1e-5)
+    predictor.reset_speakers()
+    labels = predictor.predict_batch(paths, speaker="visitor")     # "whole" is predict_batch's default
+    assert [label for label, _ in labels] == [predictor.labels[int(np.argmax(
+        normalised_probabilities(predictor, f, table["visitor"])))] for f in frames]
+
+
+def test_running_statistics_are_successive_calls(normalised_model, demo_lists):
+    from mser.predictor import MSERPredictor
+    model_dir, _ = normalised_model
+    paths = one_speaker_clips(demo_lists)
+    batch = MSERPredictor(str(model_dir)).predict_batch(paths, speaker="visitor", statistics="running")
+    one_by_one = MSERPredictor(str(model_dir))
+    for path, (label, score) in zip(paths, batch):
+        scores = one_by_one.predict_scores(path, speaker="visitor")
+        assert label == next(iter(scores)) and score == pytest.approx(scores[label], abs=1e-5)
+
+
+def test_predict_long_whole_statistics_are_those_of_all_its_windows(normalised_model, demo_lists, tmp_path):
+    from mser.features.speaker_norm import SpeakerStats
+    from mser.predictor import MSERPredictor
+    model_dir, _ = normalised_model
+    predictor = MSERPredictor(str(model_dir))
+    recording = np.concatenate([predictor.load(path) for path in one_speaker_clips(demo_lists, 3)])
+    windows = [w for _, _, w in predictor.segments(recording, 1.0, 0.5, sample_rate=16000)]
+    frames = [clip_features(predictor, window) for window in windows]
+    whole, so_far = SpeakerStats(predictor.speaker_norm.feature_dim), SpeakerStats(predictor.speaker_norm.feature_dim)
+    for f in frames:
+        whole.add(f)
+    running = []
+    for f in frames:
+        so_far.add(f)
+        running.append(normalised_probabilities(predictor, f, so_far))
+    for statistics, expected in (("whole", [normalised_probabilities(predictor, f, whole) for f in frames]),
+                                 ("running", running)):
+        segments = predictor.segment_probabilities(recording, 1.0, 0.5, sample_rate=16000, statistics=statistics)
+        np.testing.assert_allclose(np.stack([p for _, _, p in segments]), np.stack(expected), rtol=0, atol=1e-5)
+    assert not predictor.speaker_norm.speakers      # a recording keeps its own statistics
+    with pytest.raises(ConfigError, match="statistics must be one of whole, running"):
+        predictor.predict_long(recording, sample_rate=16000, statistics="all")
+    with pytest.raises(ConfigError, match="statistics must be one of whole, running"):
+        predictor.predict_batch([], statistics="Whole")
+
+
+@pytest.mark.parametrize("statistics", ["whole", "running"])
+def test_infer_statistics_option(statistics, normalised_model, demo_lists, tmp_path):
+    import json
+    from mser.predictor import MSERPredictor
+    model_dir, _ = normalised_model
+    paths = [path for path in one_speaker_clips(demo_lists, 100) if soundfile.info(path).duration < 1.9][:5]
+    assert len(paths) == 5   # clips, not long recordings (the model's window: eval_conf.max_duration 2 s)
+    folder = tmp_path / "one_speaker"
+    folder.mkdir()
+    for index, path in enumerate(paths):
+        shutil.copy(path, folder / f"{index}.flac")
+    recording = np.concatenate([soundfile.read(path, dtype="float32")[0] for path in paths[:3]])
+    soundfile.write(str(folder / "long.wav"), recording, 16000)
+    result = run_script("infer.py", "--model_path", model_dir, "--audio_path", folder, "--json", "--top_k", "6",
+                        "--speaker", "visitor", "--statistics", statistics, "--window", "1.0", "--hop", "0.5",
+                        "--overwrites", "dataset_conf.eval_conf.batch_size=1")   # files read 4 at a time
+    assert result.returncode == 0, result.stderr[-3000:]
+    from_cli = {Path(r["audio_path"]).name: r for r in map(json.loads, result.stdout.strip().splitlines())}
+    predictor = MSERPredictor(str(model_dir))
+    clips = [str(folder / f"{index}.flac") for index in range(len(paths))]
+    expected = predictor.batched_probabilities([predictor.load(c) for c in clips], "visitor", statistics)
+    for clip, probs in zip(clips, expected):
+        scores = from_cli[Path(clip).name]["scores"]
+        np.testing.assert_allclose([scores[label] for label in predictor.labels], probs, rtol=0, atol=1e-5)
+    segments = predictor.predict_long(str(folder / "long.wav"), window=1.0, hop=0.5, statistics=statistics)
+    assert [s["label"] for s in from_cli["long.wav"]["segments"]] == [label for _, _, label, _ in segments]
+
+
+def test_infer_refuses_an_unknown_statistics_value(normalised_model, demo_lists):
+    model_dir, _ = normalised_model
+    clip = one_speaker_clips(demo_lists, 1)[0]
+    result = run_script("infer.py", "--model_path", model_dir, "--audio_path", clip, "--statistics", "all")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "argument --statistics: invalid choice: 'all' (choose from" in result.stderr.splitlines()[-1]

@@ -79,9 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="top probability below which the label is 'unknown' (default: 0, never)")
     parser.add_argument("--speaker", default=None,
                         help="the clips are all this speaker's: with a model trained with speaker normalisation, "
-                             "each is normalised with the running statistics of the speaker's clips so far "
-                             "(in the order given), which is more accurate than the global statistics used "
-                             "without it")
+                             "each is normalised with the statistics of the speaker's clips (see --statistics), "
+                             "which is more accurate than the global statistics used without it")
+    parser.add_argument("--statistics", choices=("whole", "running"), default="whole",
+                        help="with a model trained with speaker normalisation, how the statistics of a --speaker's "
+                             "clips, or of the windows of a long recording, are used: whole (default): all of them "
+                             "are read and featurised first, then each is normalised with the statistics of them "
+                             "all, as eval.py does (a --speaker's clips are then held in memory together); "
+                             "running: each with the statistics of those before it and itself, in the order "
+                             "given, as a live stream must be (infer_record.py); less accurate for the first ones")
     add_use_gpu_argument(parser)
     add_list_configs_argument(parser)
     return parser
@@ -155,7 +161,7 @@ class FileClassifier:
             except MSERError as e:
                 results[row] = {"audio_path": path, "error": str(e)}
         if waveforms:
-            all_probs = self.predictor.batched_probabilities(waveforms, getattr(self.args, "speaker", None))
+            all_probs = self.predictor.batched_probabilities(waveforms, self.args.speaker, self.args.statistics)
             for row, waveform, probs in zip(short_rows, waveforms, all_probs):
                 path = entries[row][1]
                 duration = len(waveform) / self.predictor.sample_rate
@@ -170,7 +176,8 @@ class FileClassifier:
     def long_result(self, path: str, duration: float) -> dict:
         args = self.args
         segments = self.predictor.segment_probabilities(path, args.window, args.hop, args.smoothing,
-                                                        segmentation=args.segmentation, vad=args.vad)
+                                                        segmentation=args.segmentation, vad=args.vad,
+                                                        statistics=args.statistics)
         if self.keep_segments:
             self.segments[path] = segments
         weights = np.array([end - start for start, end, _ in segments])
@@ -316,7 +323,7 @@ def classify_many(classifier: FileClassifier, entries: List[Entry], args: argpar
     with tqdm(total=len(entries), unit="file", file=sys.stderr, dynamic_ncols=True) as progress:
         writer = ResultWriter(args, classifier.predictor.labels, progress.write)
         try:
-            for chunk in chunks(entries, 4 * classifier.predictor.batch_size):   # longer runs of similar lengths
+            for chunk in chunks(entries, chunk_size(classifier.predictor, args, len(entries))):
                 for result in classifier.classify(chunk):
                     writer.add(result)
                     failed += "error" in result
@@ -329,6 +336,12 @@ def classify_many(classifier: FileClassifier, entries: List[Entry], args: argpar
         print(f"skipped {failed} of {len(entries)} files", file=sys.stderr)
     if args.output:
         print(f"wrote {len(entries) - failed} results to {args.output}", file=sys.stderr)
+
+
+def chunk_size(predictor, args: argparse.Namespace, total: int) -> int:
+    """How many files are read and classified together: a --speaker's whole list under whole
+    statistics (every clip is in them before the first answer), else 4 batches (runs of similar lengths)."""
+    return max(total, 1) if args.speaker is not None and args.statistics == "whole" else 4 * predictor.batch_size
 
 
 def save_embeddings(path: str, embeddings: List[Optional[np.ndarray]]) -> None:

@@ -8,8 +8,10 @@ speaker-independent emotion recognition (Sethu, Ambikairajah & Epps 2007; Busso,
 The statistics are unsupervised: the mean and standard deviation per feature dimension over all
 valid frames of all of a speaker's clips in one list, never the labels. Training speakers come from
 the training list, validation speakers from theirs, test speakers from the test list, and at
-inference a speaker's (or a session's) clips so far. A speaker heard in few clips gets statistics
-shrunk towards the training set's global ones: with n clips and k = prior_clips,
+inference a speaker's (or a session's) clips: all of them when the whole session is known before
+the first answer (files: MSERPredictor.predict_batch, predict_long), the clips so far in a live
+stream (running statistics). A speaker heard in few clips gets statistics shrunk towards the
+training set's global ones: with n clips and k = prior_clips,
 
     mean = (n * mean_speaker + k * mean_global) / (n + k)
     var  = (n * var_speaker  + k * var_global)  / (n + k)
@@ -48,6 +50,12 @@ class SpeakerStats:
         self.sum_sq += frames.square().sum(dim=0).double().cpu()
         self.frames += frames.shape[0]
         self.clips += 1
+
+    def add_batch(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> None:
+        """Count every clip of a padded batch. features: (batch, frames, feature_dim);
+        frame_lengths: (batch,) valid frames per clip."""
+        for frames in valid_frames(features, frame_lengths):
+            self.add(frames)
 
     def mean_var(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(mean, variance), each (feature_dim,) float64; the variance is that of the frames (1/N)."""
@@ -156,6 +164,16 @@ class SpeakerNormalizer(nn.Module):
             stds.append(std)
         return self.standardize(features, frame_lengths, torch.stack(means).to(features.device),
                                 torch.stack(stds).to(features.device))
+
+    def normalize_session(self, features: torch.Tensor, frame_lengths: torch.Tensor,
+                          stats: SpeakerStats) -> torch.Tensor:
+        """Standardise every clip with the same statistics: `stats` as they are now, shrunk towards
+        the global ones. Whole-session normalisation adds every clip of the session to `stats`
+        (SpeakerStats.add_batch) before normalising any. Shapes as in `normalize`."""
+        mean, std = self.statistics(stats)
+        batch = features.shape[0]
+        return self.standardize(features, frame_lengths, mean.expand(batch, -1).to(features.device),
+                                std.expand(batch, -1).to(features.device))
 
     @staticmethod
     def standardize(features: torch.Tensor, frame_lengths: torch.Tensor, means: torch.Tensor,
