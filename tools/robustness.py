@@ -143,7 +143,8 @@ def predict_condition(predictor, clips: Sequence[np.ndarray], speakers: Sequence
     predictor.reset_speakers()
     predicted = [0] * len(clips)
     for speaker, rows in session_orders(speakers, seed).items():
-        labels = predictor.predict_batch([changed[i][0] for i in rows], sample_rate=rate, speaker=speaker or None)
+        labels = predictor.predict_batch([changed[i][0] for i in rows], sample_rate=rate, speaker=speaker or None,
+                                         statistics="running")
         for row, (label, _) in zip(rows, labels):
             predicted[row] = predictor.labels.index(label)
     return predicted

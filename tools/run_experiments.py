@@ -137,11 +137,27 @@ experiment("cv_egemaps_spknorm", "configs/egemaps.yml", SPEAKER_NORM, kind="cv",
            note="egemaps.yml, features standardised per speaker")
 experiment("cv_compare_spknorm", "configs/compare.yml", SPEAKER_NORM, kind="cv", groups=("cv",),
            note="compare.yml (ComParE functionals), features standardised per speaker")
+DB_NORM = {"dataset_conf": {"dataset": {"use_dB_normalization": True}}}
+experiment("cv_egemaps_spknorm_dbnorm", "configs/egemaps.yml", compose(SPEAKER_NORM, DB_NORM), kind="cv",
+           groups=("cv",), note="egemaps.yml with every clip normalised to -20 dBFS before openSMILE")
+experiment("cv_compare_spknorm_dbnorm", "configs/compare.yml", compose(SPEAKER_NORM, DB_NORM), kind="cv",
+           groups=("cv",), note="compare.yml with every clip normalised to -20 dBFS before openSMILE")
+COPIES = {"dataset_conf": {"feature_cache": {"augmented_copies": 2}}}
+for _name, _config in (("egemaps", "configs/egemaps.yml"), ("compare", "configs/compare.yml")):
+    experiment(f"cv_{_name}_spknorm_dbnorm_copies", _config, compose(compose(SPEAKER_NORM, DB_NORM), COPIES),
+               augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
+               note=f"{_name}, -20 dBFS, 2 augmented copies per clip (configs/augmentation_copies.yml)")
 
 
 # --- the TDNN with channel augmentation, full runs (waveform augmentation computes features per batch)
 experiment("tdnn_prosody_chanaug", PROSODY, NO_CACHE, augment="configs/augmentation_channel.yml",
            groups=("augment",), note="tdnn_prosody.yml with configs/augmentation_channel.yml")
+
+# --- the functionals with -20 dBFS input and augmented copies (talker and channel), full runs
+for _name in ("egemaps", "compare"):
+    experiment(f"{_name}_dbnorm_copies", f"configs/{_name}.yml", compose(DB_NORM, COPIES),
+               augment="configs/augmentation_copies.yml", groups=("augment",),
+               note=f"{_name}.yml, -20 dBFS, 2 augmented copies per clip (configs/augmentation_copies.yml)")
 
 # --- ensembles of runs above (same seed, or same fold): the members' averaged probabilities
 ENSEMBLE_MEMBERS = ("egemaps", "compare", "tdnn_prosody_chanaug")
@@ -149,11 +165,16 @@ experiment("ensemble", "configs/ensemble.yml", {"members": ENSEMBLE_MEMBERS}, ki
            note="configs/ensemble.yml: eGeMAPS + ComParE + tdnn_prosody with channel augmentation")
 experiment("ensemble_plain", "", {"members": ("egemaps", "compare", "tdnn_prosody")}, kind="ensemble",
            groups=("ensembles",), note="eGeMAPS + ComParE + tdnn_prosody (no channel augmentation)")
+experiment("ensemble_copies", "", {"members": ("egemaps_dbnorm_copies", "compare_dbnorm_copies",
+                                                "tdnn_prosody_chanaug")}, kind="ensemble", groups=("ensembles",),
+           note="eGeMAPS and ComParE at -20 dBFS with augmented copies + tdnn_prosody with channel augmentation")
 for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spknorm", "cv_compare_spknorm"),
                  ("cv_prosody_spknorm", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm", "cv_prosody_spknorm", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm"),
-                 ("cv_egemaps_spknorm", "cv_prosody_spknorm", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm")):
+                 ("cv_egemaps_spknorm", "cv_prosody_spknorm", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm"),
+                 ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug",
+                  "cv_compare_spknorm_dbnorm_copies")):
     experiment("cv_ens_" + "+".join(m[3:].replace("_spknorm", "") for m in _members), "", {"members": _members},
                kind="cv_ensemble", groups=("cv", "ensembles"), note="averaged probabilities of " + ", ".join(_members))
 
