@@ -14,19 +14,22 @@ different mistakes, so their average is right more often than any one of them (R
 The members must share the label list and the audio settings that decide how a clip is loaded
 (sample rate, dB normalisation), so that one decoded clip serves them all.
 """
+import dataclasses
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import yaml
 
+from mser.audio import normalize_db
 from mser.errors import CheckpointError, ConfigError
 from mser.predictor import MSERPredictor
 
 MANIFEST_FILE = "ensemble.yml"
 ENSEMBLE_DIR = "Ensemble"
-# dataset_conf.dataset keys that decide the waveform a member sees
-LOADING_KEYS = ("sample_rate", "use_dB_normalization", "target_dB")
+# dataset_conf.dataset keys that decide the waveform a member sees; dB normalisation may differ, since
+# the ensemble loads the audio without it and each member levels its own copy (member_waveforms)
+LOADING_KEYS = ("sample_rate",)
 
 
 def is_ensemble(path: Optional[str]) -> bool:
@@ -268,9 +271,11 @@ class EnsemblePredictor(MSERPredictor):
         paths = read_members(model_path)
         self.labels = check_members(paths)
         self.members = [MSERPredictor(path, use_gpu=use_gpu, backend=backend, precision=precision) for path in paths]
-        # loading and windowing settings are the first member's (check_members: the same for all)
+        # loading and windowing settings are the first member's (check_members: the same rate for all);
+        # dB normalisation is each member's own (member_waveforms)
         self.__dict__.update({name: value for name, value in vars(self.members[0]).items()
                               if name not in MEMBER_OWN})
+        self.clip = dataclasses.replace(self.members[0].clip, use_db_normalization=False)
         self.threshold = threshold
         self.featurizer = self.model = self.speaker_norm = self.onnx = None
         self.min_duration = max(member.min_duration for member in self.members)
@@ -292,29 +297,39 @@ class EnsemblePredictor(MSERPredictor):
         return [member.new_session() for member in self.members]
 
     def session_probabilities(self, waveforms: Sequence[np.ndarray], stats) -> np.ndarray:
-        return mean_probabilities([member.session_probabilities(waveforms, None if stats is None else stats[i])
+        return mean_probabilities([member.session_probabilities(member_waveforms(member, waveforms),
+                                                                None if stats is None else stats[i])
                                    for i, member in enumerate(self.members)])
 
     def whole_session(self, stats) -> "EnsembleSession":
         """One whole-statistics session per member, each with its own statistics (`stats[i]`)."""
         return EnsembleSession([member.whole_session(None if stats is None else stats[i])
-                                for i, member in enumerate(self.members)])
+                                for i, member in enumerate(self.members)], self.members)
 
     def embeddings(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
-        return np.concatenate([member.embeddings(waveforms) for member in self.members], axis=1)
+        return np.concatenate([member.embeddings(member_waveforms(member, waveforms)) for member in self.members],
+                              axis=1)
+
+
+def member_waveforms(member: MSERPredictor, waveforms: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+    """Loaded clips (without dB normalisation) as `member` reads them: levelled to its target_dB
+    when it was trained with dB normalisation."""
+    if not member.clip.use_db_normalization:
+        return waveforms
+    return [normalize_db(samples, member.clip.target_db) for samples in waveforms]
 
 
 class EnsembleSession:
     """A whole-statistics session over every member (mser.predictor.WholeSession): each member
     featurises and counts the clips in its own statistics; the probabilities are the members' mean."""
 
-    def __init__(self, sessions: Sequence[Any]):
-        self.sessions = list(sessions)
+    def __init__(self, sessions: Sequence[Any], members: Sequence[MSERPredictor]):
+        self.sessions, self.members = list(sessions), list(members)
 
     def add(self, waveforms: Sequence[np.ndarray]) -> None:
         """One batch of loaded clips, (samples,) float32 each."""
-        for session in self.sessions:
-            session.add(waveforms)
+        for session, member in zip(self.sessions, self.members):
+            session.add(member_waveforms(member, waveforms))
 
     def probabilities(self) -> np.ndarray:
         """(clips added, num_class) float32: the mean of the members' probabilities."""

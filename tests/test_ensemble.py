@@ -173,3 +173,28 @@ def test_sessions_average_members_each_with_its_own_statistics(statistics, ensem
                        for member in members]
     np.testing.assert_allclose(np.stack([p for _, _, p in segments]),
                                np.mean([[p for _, _, p in s] for s in member_segments], axis=0), rtol=0, atol=1e-5)
+
+
+def test_members_may_differ_in_db_normalisation(ensemble, demo_lists, tmp_path):
+    from mser import MSERPredictor
+    directory, _ = ensemble
+    copy = tmp_path / "Ensemble"
+    shutil.copytree(directory, copy)
+    config_path = copy / MEMBERS[1] / "best_model" / "config.yml"
+    config = yaml.safe_load(config_path.read_text())
+    config["dataset_conf"]["dataset"].update(use_dB_normalization=True, target_dB=-30)
+    config_path.write_text(yaml.safe_dump(config))
+    clip = (demo_lists / "test_list.txt").read_text().splitlines()[0].split("\t")[0]
+    clip = clip if clip.startswith("/") else str(REPO / clip)
+    predictor = MSERPredictor(model_path=str(copy), use_gpu=False)
+    members = [MSERPredictor(model_path=str(copy / name / "best_model"), use_gpu=False) for name in MEMBERS]
+    assert [m.clip.use_db_normalization for m in members] == [False, True]
+    quiet = predictor.load(clip) * np.float32(0.1)   # each member levels its own copy of the clip
+    scores = predictor.predict_scores(quiet, sample_rate=16000)
+    member_scores = [member.predict_scores(quiet, sample_rate=16000) for member in members]
+    for label, probability in scores.items():
+        assert probability == pytest.approx(np.mean([s[label] for s in member_scores]), abs=1e-5)
+    segments = predictor.segment_probabilities(quiet, 1.0, 0.5, sample_rate=16000)
+    member_segments = [member.segment_probabilities(quiet, 1.0, 0.5, sample_rate=16000) for member in members]
+    np.testing.assert_allclose(np.stack([p for _, _, p in segments]),
+                               np.mean([[p for _, _, p in s] for s in member_segments], axis=0), rtol=0, atol=1e-5)
