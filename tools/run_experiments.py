@@ -174,7 +174,8 @@ for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spkn
                  ("cv_egemaps_spknorm", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm", "cv_prosody_spknorm", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug",
-                  "cv_compare_spknorm_dbnorm_copies")):
+                  "cv_compare_spknorm_dbnorm_copies"),
+                 ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm")):
     experiment("cv_ens_" + "+".join(m[3:].replace("_spknorm", "") for m in _members), "", {"members": _members},
                kind="cv_ensemble", groups=("cv", "ensembles"), note="averaged probabilities of " + ", ".join(_members))
 
