@@ -161,13 +161,18 @@ for _name in ("egemaps", "compare"):
 
 # --- ensembles of runs above (same seed, or same fold): the members' averaged probabilities
 ENSEMBLE_MEMBERS = ("egemaps", "compare", "tdnn_prosody_chanaug")
-experiment("ensemble", "configs/ensemble.yml", {"members": ENSEMBLE_MEMBERS}, kind="ensemble", groups=("ensembles",),
-           note="configs/ensemble.yml: eGeMAPS + ComParE + tdnn_prosody with channel augmentation")
+experiment("ensemble", "", {"members": ENSEMBLE_MEMBERS}, kind="ensemble", groups=("ensembles",),
+           note="the previous ensemble.yml: eGeMAPS + ComParE + tdnn_prosody with channel augmentation")
 experiment("ensemble_plain", "", {"members": ("egemaps", "compare", "tdnn_prosody")}, kind="ensemble",
            groups=("ensembles",), note="eGeMAPS + ComParE + tdnn_prosody (no channel augmentation)")
 experiment("ensemble_copies", "", {"members": ("egemaps_dbnorm_copies", "compare_dbnorm_copies",
                                                 "tdnn_prosody_chanaug")}, kind="ensemble", groups=("ensembles",),
            note="eGeMAPS and ComParE at -20 dBFS with augmented copies + tdnn_prosody with channel augmentation")
+experiment("ensemble_egemaps_copies", "configs/ensemble.yml", {"members": ("egemaps_dbnorm_copies", "compare",
+                                                                           "tdnn_prosody_chanaug")},
+           kind="ensemble", groups=("ensembles",),
+           note="configs/ensemble.yml: eGeMAPS at -20 dBFS with augmented copies + ComParE + tdnn_prosody with "
+                "channel augmentation")
 for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spknorm", "cv_compare_spknorm"),
                  ("cv_prosody_spknorm", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm", "cv_prosody_spknorm", "cv_compare_spknorm"),
