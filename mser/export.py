@@ -158,20 +158,11 @@ def try_exporters(candidates, log: Callable[[str], None]):
     raise ExportError("no ONNX exporter could export this model: " + "; ".join(failures))
 
 
-@contextlib.contextmanager
 def quiet_torch_logs():
     """Hide what the exporters log on their way (skipped torchvision operators, the fake-tensor
     traceback of a failed attempt): a failure is reported in one line by try_exporters."""
-    loggers = [logging.getLogger(name) for name in logging.root.manager.loggerDict
-               if name == "torch" or name.startswith("torch.")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+    names = [name for name in logging.root.manager.loggerDict if name == "torch" or name.startswith("torch.")]
+    return quiet_logs(*names, level=logging.CRITICAL)
 
 
 def candidates_for(predictor, waveform: torch.Tensor, features: torch.Tensor) -> list:
@@ -469,12 +460,13 @@ def quantize_int8(graph: bytes, predictor, clips: List[str]) -> bytes:
 
 
 @contextlib.contextmanager
-def quiet_logs(*names: str):
-    """The quantiser logs a warning per batch-norm weight it leaves alone: hide them."""
+def quiet_logs(*names: str, level: int = logging.ERROR):
+    """The named loggers raised to `level` for a while (the quantiser logs a warning per batch-norm
+    weight it leaves alone; the exporters log skipped operators)."""
     loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.setLevel(logging.ERROR)
+        logger.setLevel(level)
     try:
         yield
     finally:

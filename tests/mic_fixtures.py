@@ -66,6 +66,14 @@ def train_tiny_model(directory: str, steps: int = 60) -> str:
     return save_checkpoint(directory, model.state_dict(), {"epoch": 1, "loss": loss.item()}, config, LABELS)
 
 
+def private_copy(checkpoint: str, tmp_path_factory, name: str) -> str:
+    """A copy of a checkpoint in a folder of its own, so that what a test module writes beside it
+    (ONNX exports) lands there only."""
+    target = tmp_path_factory.mktemp(name) / "best_model"
+    shutil.copytree(checkpoint, target)
+    return str(target)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     """Path of a checkpoint directory that tells "low", "high" and "noise" clips apart."""

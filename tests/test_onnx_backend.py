@@ -12,7 +12,7 @@ from mser.cli.infer import main
 from mser.errors import MSERError
 
 pytest.register_assert_rewrite("mic_fixtures")  # see test_predictor.py
-from mic_fixtures import LABELS, synthetic_clip, write_clip  # noqa: E402
+from mic_fixtures import LABELS, private_copy, synthetic_clip, write_clip  # noqa: E402
 
 pytest_plugins = ["mic_fixtures"]
 onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e .[onnx])")
@@ -21,9 +21,7 @@ onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime not install
 @pytest.fixture(scope="module")
 def own_model(tiny_model, tmp_path_factory) -> str:
     """A copy of the tiny checkpoint, so that the exports land in this module's folder only."""
-    target = tmp_path_factory.mktemp("onnx_backend") / "best_model"
-    shutil.copytree(tiny_model, target)
-    return str(target)
+    return private_copy(tiny_model, tmp_path_factory, "onnx_backend")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from conftest import assert_one_line_error, run_script
 from mser.errors import ConfigError
 
 pytest.register_assert_rewrite("mic_fixtures")  # see test_predictor.py
-from mic_fixtures import LABELS, synthetic_clip, write_clip  # noqa: E402
+from mic_fixtures import LABELS, private_copy, synthetic_clip, write_clip  # noqa: E402
 
 pytest_plugins = ["mic_fixtures"]
 
@@ -20,9 +20,7 @@ pytest_plugins = ["mic_fixtures"]
 @pytest.fixture(scope="module")
 def own_model(tiny_model, tmp_path_factory) -> str:
     """A copy of the tiny checkpoint, so that its exports land in this module's folder only."""
-    target = tmp_path_factory.mktemp("precision") / "best_model"
-    shutil.copytree(tiny_model, target)
-    return str(target)
+    return private_copy(tiny_model, tmp_path_factory, "precision")
 
 
 @pytest.fixture(scope="module")
