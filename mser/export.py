@@ -39,7 +39,7 @@ import re
 import tempfile
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -353,25 +353,25 @@ def load_or_export(predictor, model_path: str, use_gpu: bool = False,
     folder is read-only, the graph is kept in memory only). The note says what was done.
     precision "int8": that graph quantised (load_or_quantize), in model.int8.onnx.
     Raises ExportError (or ImportError without onnxruntime) when no graph can be had."""
-    graph, note = float_graph(predictor, model_path)
+    runner, graph, note = float_graph(predictor, model_path, use_gpu)
     if precision == "int8":
-        return load_or_quantize(predictor, model_path, graph, note, use_gpu)
-    return OnnxRunner(graph, use_gpu), note
+        return load_or_quantize(predictor, model_path, runner, graph, note, use_gpu)
+    return runner, note
 
 
-def float_graph(predictor, model_path: str) -> Tuple[bytes, str]:
-    """(graph, note): the float32 graph of `load_or_export`, reused or exported."""
+def float_graph(predictor, model_path: str, use_gpu: bool = False) -> Tuple[OnnxRunner, Union[str, bytes], str]:
+    """(runner, graph, note): the float32 graph of `load_or_export`, reused (graph: its path) or
+    exported (graph: its bytes), and a session over it."""
     expected = fingerprint(predictor, model_path)
     path = os.path.join(checkpoint_dir(model_path), EXPORT_FILE)
     stale = ""
     if os.path.isfile(path):
         try:
-            runner = OnnxRunner(path)
+            runner = OnnxRunner(path, use_gpu)
         except Exception:   # a file cut short or not ONNX at all: export again
             runner, stale = None, f"{path} was unreadable"
         if runner is not None and runner.fingerprint == expected and runner.labels == predictor.labels:
-            with open(path, "rb") as f:
-                return f.read(), f"onnx backend: {path}"
+            return runner, path, f"onnx backend: {path}"
         stale = stale or f"{path} was exported from other weights or settings"
     started = time.perf_counter()
     result = export_graph(predictor, check_clip(predictor), expected, log=lambda line: None)
@@ -380,7 +380,7 @@ def float_graph(predictor, model_path: str) -> Tuple[bytes, str]:
     reason = f"{stale}; " if stale else ""
     note = (f"onnx backend: {reason}exported {result['exporter']} in {seconds:.1f} s, {where} "
             f"(max |onnxruntime - PyTorch| {result['max_abs_diff']:.1e})")
-    return result["graph"], note
+    return OnnxRunner(result["graph"], use_gpu), result["graph"], note
 
 
 def save_or_keep(path: str, graph: bytes) -> str:
@@ -431,12 +431,11 @@ def graph_inputs(predictor, input_name: str, clip: np.ndarray) -> np.ndarray:
     return clip[None, :] if input_name == "waveforms" else features_of(predictor, clip[None, :])
 
 
-def quantize_int8(graph: bytes, predictor, clips: List[str]) -> bytes:
-    """`graph` statically quantised to int8 (QDQ, per-channel weights) with activation ranges from
-    `clips` (paths read as the predictor reads them). Keeps the graph's metadata."""
-    import onnx
+def quantize_int8(graph: Union[str, bytes], input_name: str, predictor, clips: List[str]) -> bytes:
+    """`graph` (a path or the bytes of a float32 graph whose input is `input_name`) statically
+    quantised to int8 (QDQ, per-channel weights) with activation ranges from `clips` (paths read
+    as the predictor reads them)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    input_name = onnx.load_from_string(graph).graph.input[0].name
     feeds = [{input_name: graph_inputs(predictor, input_name, predictor.load(clip))} for clip in clips]
 
     class Clips(CalibrationDataReader):
@@ -447,9 +446,11 @@ def quantize_int8(graph: bytes, predictor, clips: List[str]) -> bytes:
             return next(self.remaining, None)
 
     with tempfile.TemporaryDirectory(prefix="mser-int8-") as folder:
-        source, target = os.path.join(folder, "float.onnx"), os.path.join(folder, "int8.onnx")
-        with open(source, "wb") as f:
-            f.write(graph)
+        target = os.path.join(folder, "int8.onnx")
+        source = graph if isinstance(graph, str) else os.path.join(folder, "float.onnx")
+        if not isinstance(graph, str):
+            with open(source, "wb") as f:
+                f.write(graph)
         with warnings.catch_warnings(), quiet_logs("root", "onnxruntime"):
             warnings.simplefilter("ignore")
             quantize_static(source, target, Clips(), quant_format=QuantFormat.QDQ, per_channel=True,
@@ -482,11 +483,12 @@ def with_props(graph: bytes, props: Dict[str, str]) -> bytes:
     return proto.SerializeToString()
 
 
-def load_or_quantize(predictor, model_path: str, graph: bytes, note: str, use_gpu: bool) -> Tuple[OnnxRunner, str]:
+def load_or_quantize(predictor, model_path: str, float_runner: OnnxRunner, graph: Union[str, bytes], note: str,
+                     use_gpu: bool) -> Tuple[OnnxRunner, str]:
     """(runner, note) of the int8 graph: <checkpoint>/model.int8.onnx when it was quantised from
-    this float32 graph with these calibration clips, else quantised now and saved atomically."""
-    import onnx
-    props = {entry.key: entry.value for entry in onnx.load_from_string(graph).metadata_props}
+    this float32 graph (`float_runner` over `graph`, a path or bytes) with these calibration clips,
+    else quantised now and saved atomically."""
+    props = dict(float_runner.session.get_modelmeta().custom_metadata_map)
     clips = calibration_clips(predictor)
     expected = int8_fingerprint(props.get("fingerprint", ""), clips)
     path = os.path.join(checkpoint_dir(model_path), INT8_FILE)
@@ -498,7 +500,7 @@ def load_or_quantize(predictor, model_path: str, graph: bytes, note: str, use_gp
         except Exception:   # unreadable: quantise again
             pass
     started = time.perf_counter()
-    quantized = with_props(quantize_int8(graph, predictor, clips),
+    quantized = with_props(quantize_int8(graph, float_runner.input_name, predictor, clips),
                            {**props, "fingerprint": expected, "precision": "int8",
                             "calibration": f"{len(clips)} clips of {predictor.config['dataset_conf']['train_list']}"})
     where = save_or_keep(path, quantized)

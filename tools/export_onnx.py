@@ -72,11 +72,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def write_int8(model_path: str, configs: Optional[str]) -> None:
     """Quantise the checkpoint's graph to <model_path>/model.int8.onnx (ExportError when it cannot)."""
-    from mser.export import float_graph, load_or_quantize
+    from mser.export import load_or_export
     from mser.predictor import MSERPredictor
     predictor = MSERPredictor(model_path, configs=configs)
-    graph, note = float_graph(predictor, model_path)
-    _, note = load_or_quantize(predictor, model_path, graph, note, use_gpu=False)
+    _, note = load_or_export(predictor, model_path, precision="int8")
     print(note.split("; ", 1)[-1])
 
 
