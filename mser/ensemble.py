@@ -11,8 +11,8 @@ different mistakes, so their average is right more often than any one of them (R
     infer.py --model_path models/Ensemble --audio_path clip.wav
     MSERPredictor(model_path="models/Ensemble")       # an EnsemblePredictor
 
-The members must share the label list and the audio settings that decide how a clip is loaded
-(sample rate, dB normalisation), so that one decoded clip serves them all.
+The members must share the label list and the sample rate, so that one decoded clip serves them
+all; a member trained with dB normalisation levels its own copy of it (member_waveforms).
 """
 import dataclasses
 import os
@@ -304,7 +304,7 @@ class EnsemblePredictor(MSERPredictor):
     def whole_session(self, stats) -> "EnsembleSession":
         """One whole-statistics session per member, each with its own statistics (`stats[i]`)."""
         return EnsembleSession([member.whole_session(None if stats is None else stats[i])
-                                for i, member in enumerate(self.members)], self.members)
+                                for i, member in enumerate(self.members)])
 
     def embeddings(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         return np.concatenate([member.embeddings(member_waveforms(member, waveforms)) for member in self.members],
@@ -323,13 +323,13 @@ class EnsembleSession:
     """A whole-statistics session over every member (mser.predictor.WholeSession): each member
     featurises and counts the clips in its own statistics; the probabilities are the members' mean."""
 
-    def __init__(self, sessions: Sequence[Any], members: Sequence[MSERPredictor]):
-        self.sessions, self.members = list(sessions), list(members)
+    def __init__(self, sessions: Sequence[Any]):
+        self.sessions = list(sessions)
 
     def add(self, waveforms: Sequence[np.ndarray]) -> None:
-        """One batch of loaded clips, (samples,) float32 each."""
-        for session, member in zip(self.sessions, self.members):
-            session.add(member_waveforms(member, waveforms))
+        """One batch of loaded clips, (samples,) float32 each, levelled for each member as it reads them."""
+        for session in self.sessions:
+            session.add(member_waveforms(session.predictor, waveforms))
 
     def probabilities(self) -> np.ndarray:
         """(clips added, num_class) float32: the mean of the members' probabilities."""
