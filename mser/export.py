@@ -27,7 +27,8 @@ exporting at once never leave half a graph).
 `MSERPredictor(..., backend="onnx", precision="int8")` runs that graph with its convolutions
 statically quantised to int8 (`load_or_quantize`): activation ranges from up to 32 clips of the
 training list the config names, saved as <checkpoint>/model.int8.onnx with a fingerprint of the
-float32 graph and of those clips, and reused the same way.
+float32 graph, and reused the same way (re-quantised when the training list is readable and gives
+other clips; reused without it).
 """
 import contextlib
 import hashlib
@@ -420,10 +421,12 @@ def calibration_clips(predictor, count: int = CALIBRATION_CLIPS) -> List[str]:
     return clips[::step][:count]
 
 
-def int8_fingerprint(float_fingerprint: str, clips: List[str]) -> str:
-    digest = hashlib.sha256(f"int8 {INT8_VERSION} {float_fingerprint}".encode())
-    digest.update("\n".join(clips).encode())
-    return digest.hexdigest()
+def int8_fingerprint(float_fingerprint: str) -> str:
+    return hashlib.sha256(f"int8 {INT8_VERSION} {float_fingerprint}".encode()).hexdigest()
+
+
+def clips_digest(clips: List[str]) -> str:
+    return hashlib.sha256("\n".join(clips).encode()).hexdigest()
 
 
 def graph_inputs(predictor, input_name: str, clip: np.ndarray) -> np.ndarray:
@@ -486,23 +489,36 @@ def with_props(graph: bytes, props: Dict[str, str]) -> bytes:
 def load_or_quantize(predictor, model_path: str, float_runner: OnnxRunner, graph: Union[str, bytes], note: str,
                      use_gpu: bool) -> Tuple[OnnxRunner, str]:
     """(runner, note) of the int8 graph: <checkpoint>/model.int8.onnx when it was quantised from
-    this float32 graph (`float_runner` over `graph`, a path or bytes) with these calibration clips,
-    else quantised now and saved atomically."""
+    this float32 graph (`float_runner` over `graph`, a path or bytes), else quantised now and saved
+    atomically. A saved graph is reused without the training list (a model folder shipped without
+    its data); when the list is readable and gives other calibration clips, it is quantised again."""
     props = dict(float_runner.session.get_modelmeta().custom_metadata_map)
-    clips = calibration_clips(predictor)
-    expected = int8_fingerprint(props.get("fingerprint", ""), clips)
+    expected = int8_fingerprint(props.get("fingerprint", ""))
     path = os.path.join(checkpoint_dir(model_path), INT8_FILE)
-    if os.path.isfile(path):
-        try:
-            runner = OnnxRunner(path, use_gpu)
-            if runner.fingerprint == expected and runner.labels == predictor.labels:
-                return runner, f"{note}; int8: {path}"
-        except Exception:   # unreadable: quantise again
-            pass
+    saved = saved_int8(path, expected, predictor.labels, use_gpu)
+    try:
+        clips = calibration_clips(predictor)
+    except ExportError:
+        if saved is None:
+            raise
+        return saved, f"{note}; int8: {path}"
+    if saved is not None and saved.session.get_modelmeta().custom_metadata_map.get("clips") == clips_digest(clips):
+        return saved, f"{note}; int8: {path}"
     started = time.perf_counter()
     quantized = with_props(quantize_int8(graph, float_runner.input_name, predictor, clips),
-                           {**props, "fingerprint": expected, "precision": "int8",
+                           {**props, "fingerprint": expected, "precision": "int8", "clips": clips_digest(clips),
                             "calibration": f"{len(clips)} clips of {predictor.config['dataset_conf']['train_list']}"})
     where = save_or_keep(path, quantized)
     return OnnxRunner(quantized, use_gpu), (f"{note}; quantised to int8 on {len(clips)} calibration clips in "
                                             f"{time.perf_counter() - started:.1f} s, {where}")
+
+
+def saved_int8(path: str, expected: str, labels: List[str], use_gpu: bool) -> Optional[OnnxRunner]:
+    """The runner of the int8 graph at `path` when it was quantised from the current float32 graph."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        runner = OnnxRunner(path, use_gpu)
+    except Exception:   # unreadable: quantise again
+        return None
+    return runner if runner.fingerprint == expected and runner.labels == labels else None

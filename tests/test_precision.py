@@ -116,9 +116,10 @@ def test_infer_py_says_in_one_line_what_is_wrong(own_model, clips):
 
 def test_int8_without_calibration_clips_falls_back_to_torch_float32(own_model, clips, tmp_path):
     from mser.predictor import MSERPredictor, OnnxFallbackWarning
-    missing = tmp_path / "no_such_list.txt"
+    missing, model = tmp_path / "no_such_list.txt", tmp_path / "best_model"
+    shutil.copytree(own_model, model, ignore=shutil.ignore_patterns("*.int8.onnx"))   # nothing to reuse
     with pytest.warns(OnnxFallbackWarning, match="int8 needs calibration clips from the training list"):
-        predictor = MSERPredictor(own_model, backend="onnx", precision="int8",
+        predictor = MSERPredictor(str(model), backend="onnx", precision="int8",
                                   overwrites=f"dataset_conf.train_list={missing}")
     assert (predictor.backend, predictor.precision) == ("torch", "float32")
     assert predictor.predict(str(clips / "high_1.wav"))[0] == "high"
@@ -128,9 +129,18 @@ def test_export_onnx_writes_the_int8_graph_that_the_predictor_then_reuses(own_mo
     from mser.predictor import MSERPredictor
     model = tmp_path / "best_model"
     shutil.copytree(own_model, model, ignore=shutil.ignore_patterns("*.onnx"))
-    run = run_script("tools/export_onnx.py", "--model_path", model, "--audio_path", clips / "low_0.wav", "--int8")
+    run = run_script("tools/export_onnx.py", "--model_path", model, "--audio_path", clips / "low_0.wav", "--int8",
+                     "--overwrites", train_list(clips))
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "quantised to int8 on 32 calibration clips" in run.stdout   # of dataset/train_list.txt
+    assert "quantised to int8 on 12 calibration clips" in run.stdout   # all of the clips' training list
     assert (model / "model.int8.onnx").is_file()
-    predictor = MSERPredictor(str(model), backend="onnx", precision="int8")   # the same training list
+    missing = f"dataset_conf.train_list={tmp_path / 'not_shipped.txt'}"   # a model folder without its data
+    predictor = MSERPredictor(str(model), backend="onnx", precision="int8", overwrites=missing)
     assert predictor.backend_note.endswith("int8: " + str(model / "model.int8.onnx"))
+    other = clips.parent / "other_train_list.txt"
+    other.write_text("".join(f"{clip}\t0\n" for clip in sorted(clips.glob("*.wav"))))
+    recalibrated = MSERPredictor(str(model), backend="onnx", precision="int8",
+                                 overwrites=f"dataset_conf.train_list={other}")
+    assert "quantised to int8 on 9 calibration clips" in recalibrated.backend_note   # other clips: quantised again
+    again = MSERPredictor(str(model), backend="onnx", precision="int8", overwrites=f"dataset_conf.train_list={other}")
+    assert again.backend_note.endswith("int8: " + str(model / "model.int8.onnx"))

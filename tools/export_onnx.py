@@ -2,6 +2,7 @@
 
     python tools/export_onnx.py --model_path models/EcapaTdnn_Fbank/best_model
     python tools/export_onnx.py --model_path models/EcapaTdnn_Fbank/best_model --int8
+    python tools/export_onnx.py --model_path ... --int8 --overwrites dataset_conf.train_list=other/train_list.txt
 
 --int8 also writes model.int8.onnx: the graph with its convolutions quantised to int8, activation
 ranges from 32 clips of the training list the config names (what MSERPredictor(backend="onnx",
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--int8", action="store_true",
                         help="also write <model_path>/model.int8.onnx, quantised with 32 clips of the training "
                              "list the config names")
+    parser.add_argument("--overwrites", default=None,
+                        help="override config values for --int8, e.g. dataset_conf.train_list=FILE when the "
+                             "checkpoint's training list is not readable here")
     return parser
 
 
@@ -66,15 +70,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"checked on {audio_path}: max |onnxruntime - PyTorch| on probabilities = "
           f"{result['max_abs_diff']:.2e} (limit {MAX_DIFFERENCE:g})")
     if args.int8:
-        write_int8(args.model_path, args.configs)
+        write_int8(args.model_path, args.configs, args.overwrites)
     return 0
 
 
-def write_int8(model_path: str, configs: Optional[str]) -> None:
+def write_int8(model_path: str, configs: Optional[str], overwrites: Optional[str]) -> None:
     """Quantise the checkpoint's graph to <model_path>/model.int8.onnx (ExportError when it cannot)."""
     from mser.export import load_or_export
     from mser.predictor import MSERPredictor
-    predictor = MSERPredictor(model_path, configs=configs)
+    predictor = MSERPredictor(model_path, configs=configs, overwrites=overwrites)
     _, note = load_or_export(predictor, model_path, precision="int8")
     print(note.split("; ", 1)[-1])
 
