@@ -216,22 +216,25 @@ def effective_bandwidth(samples: np.ndarray, sample_rate: int, native_rate: Opti
 
 
 def band_limit_message(samples: np.ndarray, sample_rate: int, native_rate: Optional[int] = None,
-                       name: str = "the audio") -> Optional[str]:
-    """What to tell a user whose clip is much narrower-band than the model's `sample_rate`
-    (below NARROW_SHARE of its band); None for a wideband clip, silence or a clip too short to tell."""
+                       name: str = "the audio", model_band_hz: Optional[float] = None) -> Optional[str]:
+    """What to tell a user whose clip is much narrower-band than the model hears (below NARROW_SHARE
+    of `model_band_hz`, by default half of `sample_rate`; lower for a model trained with
+    preprocess_conf.band_limit_hz); None for a clip wide enough, silence or a clip too short to tell."""
+    band = model_band_hz or sample_rate / 2
     bandwidth = effective_bandwidth(samples, sample_rate, native_rate)
-    if bandwidth is None or bandwidth >= NARROW_SHARE * sample_rate / 2:
+    if bandwidth is None or bandwidth >= NARROW_SHARE * band:
         return None
+    heard = f"{sample_rate} Hz audio" if band >= sample_rate / 2 else f"audio up to {band:.0f} Hz"
     return (f"{name} is band-limited to about {round(bandwidth, -2):.0f} Hz (e.g. 8 kHz telephone audio); "
-            f"the model was trained on {sample_rate} Hz audio, expect lower accuracy")
+            f"the model was trained on {heard}, expect lower accuracy")
 
 
 def warn_if_band_limited(samples: np.ndarray, sample_rate: int, native_rate: Optional[int] = None,
-                         name: str = "the audio") -> bool:
+                         name: str = "the audio", model_band_hz: Optional[float] = None) -> bool:
     """Raise a BandwidthWarning (never an error) when `band_limit_message` has something to say;
     returns whether it did. Under Python's default warning filter a message is shown once, so a
     file warns once per process however often it is classified."""
-    message = band_limit_message(samples, sample_rate, native_rate, name)
+    message = band_limit_message(samples, sample_rate, native_rate, name, model_band_hz)
     if message is not None:
         warnings.warn(message, BandwidthWarning, stacklevel=3)
     return message is not None

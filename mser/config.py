@@ -63,6 +63,9 @@ DEFAULT_CONFIG: Dict[str, Any] = {
         # standardise features per speaker (mser/features/speaker_norm.py); prior_clips: how many
         # clips' worth of weight the training set's global statistics carry for each speaker
         "speaker_norm": {"enable": False, "prior_clips": 2.0},
+        # [low, high] Hz: every clip band-passed before its features (mser/features/band.py), e.g.
+        # [300, 3400] to hear what a telephone line carries; null: the whole band
+        "band_limit_hz": None,
     },
     "model_conf": {"model": "EcapaTdnn", "model_args": {}},
     "optimizer_conf": {

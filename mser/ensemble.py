@@ -279,6 +279,7 @@ class EnsemblePredictor(MSERPredictor):
         self.threshold = threshold
         self.featurizer = self.model = self.speaker_norm = self.onnx = None
         self.min_duration = max(member.min_duration for member in self.members)
+        self.model_band_hz = max(member.model_band_hz for member in self.members)
         self.batch_size = min(member.batch_size for member in self.members)
         self.backend = "+".join(sorted({member.backend for member in self.members}))
         self.backend_note = ""

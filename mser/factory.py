@@ -5,6 +5,7 @@ from torch import nn
 
 from mser.errors import ConfigError
 from mser.features import Featurizer, build_encoder_featurizer, build_featurizer, uses_encoder
+from mser.features.band import limit_band, parse_band
 from mser.models import build_model
 
 
@@ -19,8 +20,9 @@ def featurizer_from_config(config: Dict[str, Any]) -> Featurizer:
     refuse_derived_keys(preprocess["method_args"], {"sample_rate": "dataset_conf.dataset.sample_rate"},
                         "preprocess_conf.method_args")
     build = build_encoder_featurizer if uses_encoder(preprocess) else build_featurizer
-    return build(preprocess["feature_method"], sample_rate=config["dataset_conf"]["dataset"]["sample_rate"],
-                 **preprocess["method_args"])
+    sample_rate = config["dataset_conf"]["dataset"]["sample_rate"]
+    band = parse_band(preprocess["band_limit_hz"], sample_rate)
+    return limit_band(build(preprocess["feature_method"], sample_rate=sample_rate, **preprocess["method_args"]), band)
 
 
 def model_from_config(config: Dict[str, Any], input_size: int, num_class: int) -> nn.Module:

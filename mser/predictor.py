@@ -118,6 +118,9 @@ class MSERPredictor:
         self.speaker_norm = self.load_speaker_norm(model_path)
         self.clip = ClipSettings.from_config(self.config)
         self.sample_rate = int(self.clip.sample_rate)
+        # the highest frequency the model hears (preprocess_conf.band_limit_hz), for the bandwidth warning
+        band = getattr(self.featurizer, "band_hz", None)
+        self.model_band_hz = float(band[1]) if band else self.sample_rate / 2
         self.min_duration = float(self.clip.min_duration)
         self.segment_duration = float(self.clip.max_duration)
         eval_duration = self.clip.eval_max_duration
@@ -189,7 +192,7 @@ class MSERPredictor:
         the clip is much narrower-band than the model's audio, e.g. 8 kHz telephone audio.
         """
         samples, native_rate = self.clip.load_with_rate(audio, sample_rate)
-        warn_if_band_limited(samples, self.sample_rate, native_rate, input_name(audio))   # BandwidthWarning
+        warn_if_band_limited(samples, self.sample_rate, native_rate, input_name(audio), self.model_band_hz)
         return samples
 
     # ---- the model -------------------------------------------------------------------------
@@ -426,7 +429,8 @@ class MSERPredictor:
         blocks = list(read_blocks(audio, rate, sample_rate))
         samples = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
         if samples.shape[0]:
-            warn_if_band_limited(samples[:int(READ_BLOCK_SECONDS * rate)], rate, sample_rate, input_name(audio))
+            warn_if_band_limited(samples[:int(READ_BLOCK_SECONDS * rate)], rate, sample_rate, input_name(audio),
+                                 self.model_band_hz)
         duration = samples.shape[0] / rate
         with warnings.catch_warnings():   # loading Silero's TorchScript model: torch.jit deprecation notes
             warnings.simplefilter("ignore", FutureWarning)
@@ -443,7 +447,7 @@ class MSERPredictor:
         buffer, offset, covered = np.zeros(0, dtype=np.float32), 0, 0   # offset: sample index of buffer[0]
         for index, block in enumerate(read_blocks(audio, rate, sample_rate)):
             if index == 0:   # the first 10 s tell the recording's bandwidth (BandwidthWarning)
-                warn_if_band_limited(block, rate, sample_rate, input_name(audio))
+                warn_if_band_limited(block, rate, sample_rate, input_name(audio), self.model_band_hz)
             buffer = np.concatenate([buffer, block])
             while buffer.shape[0] >= window_n:
                 yield self.segment(buffer[:window_n], offset, rate, self.clip)

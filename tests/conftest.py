@@ -47,7 +47,8 @@ def demo_lists(tmp_path_factory):
 
 
 def tiny_overwrites(list_dir, **extra) -> str:
-    """--overwrites for a fast run: short clips, a small model, one epoch."""
+    """--overwrites for a fast run: short clips, a small model, one epoch; `extra` adds or replaces
+    values (None: leave a default out)."""
     values = {
         "dataset_conf.train_list": list_dir / "train_list.txt",
         "dataset_conf.test_list": list_dir / "test_list.txt",
@@ -63,8 +64,8 @@ def tiny_overwrites(list_dir, **extra) -> str:
         "preprocess_conf.method_args.num_mel_bins": 40,
         "dataset_conf.feature_cache.enable": False,
     }
-    values.update(extra)
-    return ",".join(f"{key}={value}" for key, value in values.items())
+    values.update(extra)   # None drops a default
+    return ",".join(f"{key}={value}" for key, value in values.items() if value is not None)
 
 
 def pypi_reachable() -> bool:

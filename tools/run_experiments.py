@@ -148,6 +148,12 @@ for _name, _config in (("egemaps", "configs/egemaps.yml"), ("compare", "configs/
                augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
                note=f"{_name}, -20 dBFS, 2 augmented copies per clip (configs/augmentation_copies.yml)")
 
+TELEPHONE_BAND = {"preprocess_conf": {"band_limit_hz": [300, 3400]}}
+experiment("cv_egemaps_spknorm_dbnorm_copies_band", "configs/egemaps.yml",
+           compose(compose(compose(SPEAKER_NORM, DB_NORM), COPIES), TELEPHONE_BAND),
+           augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
+           note="egemaps, -20 dBFS, 2 augmented copies, every clip band-passed to 300-3400 Hz")
+
 
 # --- the TDNN with channel augmentation, full runs (waveform augmentation computes features per batch)
 experiment("tdnn_prosody_chanaug", PROSODY, NO_CACHE, augment="configs/augmentation_channel.yml",

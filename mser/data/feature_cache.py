@@ -66,6 +66,8 @@ def feature_setup(config: Dict[str, Any]) -> str:
              "target_dB": clip.target_db, "max_duration": clip.eval_max_duration,
              "float16": config["dataset_conf"]["feature_cache"]["float16"],
              "audio_cleaning": AUDIO_CLEANING}
+    if config["preprocess_conf"]["band_limit_hz"] is not None:   # (absent otherwise: older caches stay valid)
+        setup["band_limit_hz"] = config["preprocess_conf"]["band_limit_hz"]
     if uses_encoder(config["preprocess_conf"]):   # the encoder's content, wherever it lives
         from mser.features.hf import source_digest
         setup["encoder_digest"] = source_digest(config["preprocess_conf"]["feature_method"],
