@@ -86,22 +86,30 @@ def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor,
     statistics) each frame is normalised on its own, so the layer is simply applied. Padded frames
     are normalised too, with the real frames' statistics; later layers mask them.
     """
-    if lengths is None or not norm.training or isinstance(norm, nn.SyncBatchNorm):
+    if lengths is None or not norm.training or isinstance(norm, nn.SyncBatchNorm) or fills_batch(lengths, x.shape[2]):
         return norm(x)
-    mask = frame_mask(lengths, x.shape[2])
-    rows = x.movedim(1, -1)[mask].reshape(-1, x.shape[1]).float()  # (real frames [* freq], channels)
-    if rows.shape[0] < 2:
-        raise ValueError(f"Expected more than 1 value per channel when training, got {rows.shape[0]}")
-    mean = rows.mean(dim=0)
-    variance = rows.var(dim=0, unbiased=False)
-    update_running_stats(norm, mean.detach(), variance.detach() * rows.shape[0] / (rows.shape[0] - 1))
+    shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
+    dims = [0] + list(range(2, x.dim()))   # every axis but the channels
+    # reductions over x's own layout with a 0/1 weight per frame: gathering the real frames with a
+    # boolean index, and its scatter in the backward pass, cost 17 % of an EcapaTdnn (C=512) step
+    weight = broadcast_mask(frame_mask(lengths, x.shape[2]), x.dim(), 2).float()
+    values = x.float()
+    count = weight.sum() * (values[0, 0].numel() // x.shape[2])   # real frames [* freq]
+    if count < 2:
+        raise ValueError(f"Expected more than 1 value per channel when training, got {int(count)}")
+    mean = (values * weight).sum(dims) / count
+    variance = ((values - mean.view(shape)).square() * weight).sum(dims) / count
+    update_running_stats(norm, mean.detach(), variance.detach() * count / (count - 1))
     scale = torch.rsqrt(variance + norm.eps)
     if norm.weight is not None:
         scale = scale * norm.weight
     shift = -mean * scale if norm.bias is None else norm.bias - mean * scale
-    shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
-    # scale and shift, rather than writing rows back, keep x's memory layout and avoid a scatter
     return x * scale.to(x.dtype).view(shape) + shift.to(x.dtype).view(shape)
+
+
+def fills_batch(lengths: torch.Tensor, frames: int) -> bool:
+    """Whether every clip fills all `frames` (no padding to leave out: nn.BatchNorm's own kernel)."""
+    return bool(lengths.min() >= frames)
 
 
 def update_running_stats(norm: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor,
