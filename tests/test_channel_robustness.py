@@ -101,11 +101,28 @@ def test_padding_with_digital_silence_or_a_dc_offset_does_not_change_a_predictio
             assert all(abs(scores[name] - clean[name]) < 1e-3 for name in clean), (label, scores, clean)
 
 
-def test_each_session_hears_its_speakers_clips_in_a_seeded_order():
+def robustness_tool():
     import importlib.util
     spec = importlib.util.spec_from_file_location("robustness", REPO / "tools" / "robustness.py")
     robustness = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(robustness)
+    return robustness
+
+
+def test_the_faint_noise_condition_is_50_dB_down_and_the_same_every_run():
+    clip = synthetic_clip(LABELS[0], 1.5, np.random.default_rng(1)).astype(np.float32)
+    noisy, rate = robustness_tool().CONDITIONS["noise_50dB"](clip)
+    again, _ = robustness_tool().CONDITIONS["noise_50dB"](clip)
+    np.testing.assert_array_equal(noisy, again)
+    def power(samples):
+        return np.mean(np.square(samples, dtype=np.float64))
+
+    ratio_db = 10 * np.log10(power(noisy - clip) / power(clip))
+    assert rate == 16000 and ratio_db == pytest.approx(-50.0, abs=0.5)
+
+
+def test_each_session_hears_its_speakers_clips_in_a_seeded_order():
+    robustness = robustness_tool()
     speakers = ["a"] * 12 + ["b"] * 12
     shuffled = robustness.session_orders(speakers, seed=0)
     assert sorted(shuffled) == ["a", "b"]

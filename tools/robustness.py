@@ -28,6 +28,8 @@ Conditions (each applied to the 16 kHz clip as decoded from the list):
   dc_offset      a constant +0.05 added (a cheap sound card)
   level_-10dB    10 dB quieter
   level_+10dB    10 dB louder (clipped at +-1 where it exceeds full scale)
+  noise_50dB     white noise 50 dB below the clip's RMS level (seeded per clip): inaudible, so its
+                 flip rate is the floor that answers near a decision boundary set for every condition
 """
 import argparse
 import io
@@ -104,6 +106,13 @@ def level(gain_db: float) -> Condition:
     return condition
 
 
+def faint_noise(samples: np.ndarray) -> Tuple[np.ndarray, int]:
+    rng = np.random.default_rng(samples.size)   # the same noise for a clip in every run
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    noise = rng.standard_normal(samples.size) * rms * 10 ** (-50 / 20)
+    return (samples + noise).astype(np.float32), SAMPLE_RATE
+
+
 CONDITIONS: Dict[str, Condition] = {
     "clean": lambda samples: (samples, SAMPLE_RATE),
     "silence_pad": silence_pad,
@@ -116,6 +125,7 @@ CONDITIONS: Dict[str, Condition] = {
     "dc_offset": dc_offset,
     "level_-10dB": level(-10.0),
     "level_+10dB": level(10.0),
+    "noise_50dB": faint_noise,
 }
 
 

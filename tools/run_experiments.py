@@ -148,6 +148,12 @@ for _name, _config in (("egemaps", "configs/egemaps.yml"), ("compare", "configs/
                augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
                note=f"{_name}, -20 dBFS, 2 augmented copies per clip (configs/augmentation_copies.yml)")
 
+for _copies in (1, 2):
+    experiment(f"cv_prosody_spknorm_copies{_copies}", PROSODY,
+               compose(SPEAKER_NORM, {"dataset_conf": {"feature_cache": {"augmented_copies": _copies}}}),
+               augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
+               note=f"tdnn_prosody.yml on cached features with augmented copies ({_copies} per clip; "
+                    "configs/augmentation_copies.yml: talker and channel) instead of per-batch channel augmentation")
 TELEPHONE_BAND = {"preprocess_conf": {"band_limit_hz": [300, 3400]}}
 experiment("cv_egemaps_spknorm_dbnorm_copies_band", "configs/egemaps.yml",
            compose(compose(compose(SPEAKER_NORM, DB_NORM), COPIES), TELEPHONE_BAND),
@@ -186,7 +192,9 @@ for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spkn
                  ("cv_egemaps_spknorm", "cv_prosody_spknorm", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug",
                   "cv_compare_spknorm_dbnorm_copies"),
-                 ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm")):
+                 ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm"),
+                 ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_copies1", "cv_compare_spknorm"),
+                 ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_copies2", "cv_compare_spknorm")):
     experiment("cv_ens_" + "+".join(m[3:].replace("_spknorm", "") for m in _members), "", {"members": _members},
                kind="cv_ensemble", groups=("cv", "ensembles"), note="averaged probabilities of " + ", ".join(_members))
 
