@@ -457,3 +457,20 @@ def test_infer_refuses_an_unknown_statistics_value(normalised_model, demo_lists)
     result = run_script("infer.py", "--model_path", model_dir, "--audio_path", clip, "--statistics", "all")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "argument --statistics: invalid choice: 'all' (choose from" in result.stderr.splitlines()[-1]
+
+
+def test_robustness_tool_with_whole_statistics_does_not_depend_on_the_session_order(normalised_model, demo_lists,
+                                                                                   tmp_path):
+    import json
+    model_dir, _ = normalised_model
+    reports = {}
+    for statistics, seeds in (("whole", (0, 1)), ("running", (0,))):
+        for seed in seeds:
+            out = tmp_path / f"{statistics}{seed}.json"
+            result = run_script("tools/robustness.py", "--model_path", model_dir, "--test_list",
+                                demo_lists / "test_list.txt", "--conditions", "level_-10dB", "--statistics", statistics,
+                                "--session_seed", seed, "--json", out)
+            assert result.returncode == 0, result.stderr[-3000:]
+            reports[statistics, seed] = json.loads(out.read_text())
+    assert reports["whole", 0] == reports["whole", 1]   # every clip sees all of its speaker's clips
+    assert set(reports["running", 0]) == {"clean", "level_-10dB"}

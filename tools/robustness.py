@@ -13,7 +13,8 @@ statistics of the speaker's clips so far (`MSERPredictor.predict_batch(..., spea
 under the same condition; `--no_speakers` uses the global statistics for every clip instead. A
 session hears its speaker's clips in a seeded random order (`--session_seed`, -1 for list order):
 lists are sorted by emotion, and a session that first hears only one emotion starts its running
-statistics from that emotion alone.
+statistics from that emotion alone. `--statistics whole` instead normalises every clip with the
+statistics of all of its speaker's clips under the condition, as eval.py and infer.py do for files.
 
 Conditions (each applied to the 16 kHz clip as decoded from the list):
   clean          the clip as it is
@@ -142,9 +143,10 @@ def session_orders(speakers: Sequence[str], seed: int = 0) -> Dict[str, List[int
 
 
 def predict_condition(predictor, clips: Sequence[np.ndarray], speakers: Sequence[str],
-                      condition: Condition, seed: int = 0) -> List[int]:
+                      condition: Condition, seed: int = 0, statistics: str = "running") -> List[int]:
     """Predicted label index of every clip under one condition, one speaker's clips at a time in
-    the order of `session_orders` (every clip on its own when `speakers` are empty strings)."""
+    the order of `session_orders` (every clip on its own when `speakers` are empty strings), with
+    running or whole-session speaker statistics (MSERPredictor.predict_batch)."""
     changed = [condition(samples) for samples in clips]
     rates = {rate for _, rate in changed}
     if len(rates) != 1:
@@ -154,14 +156,14 @@ def predict_condition(predictor, clips: Sequence[np.ndarray], speakers: Sequence
     predicted = [0] * len(clips)
     for speaker, rows in session_orders(speakers, seed).items():
         labels = predictor.predict_batch([changed[i][0] for i in rows], sample_rate=rate, speaker=speaker or None,
-                                         statistics="running")
+                                         statistics=statistics)
         for row, (label, _) in zip(rows, labels):
             predicted[row] = predictor.labels.index(label)
     return predicted
 
 
 def evaluate(model_path: str, test_list: str, names: Sequence[str], use_gpu: bool = False,
-             by_speaker: bool = True, seed: int = 0) -> Dict[str, dict]:
+             by_speaker: bool = True, seed: int = 0, statistics: str = "running") -> Dict[str, dict]:
     """{condition: {unweighted_accuracy, accuracy, flip_rate, num_samples}} on `test_list`."""
     from mser import MSERPredictor
     from mser.errors import BandwidthWarning
@@ -173,7 +175,7 @@ def evaluate(model_path: str, test_list: str, names: Sequence[str], use_gpu: boo
     speakers = [item.speaker if by_speaker else "" for item in items]
     results, clean = {}, None
     for name in ["clean"] + [n for n in names if n != "clean"]:
-        predicted = predict_condition(predictor, clips, speakers, CONDITIONS[name], seed)
+        predicted = predict_condition(predictor, clips, speakers, CONDITIONS[name], seed, statistics)
         clean = predicted if name == "clean" else clean
         metrics = compute_metrics(truth, predicted, predictor.labels)
         results[name] = {"unweighted_accuracy": metrics["unweighted_accuracy"], "accuracy": metrics["accuracy"],
@@ -198,6 +200,9 @@ def main(argv=None) -> None:
                         help="ignore the list's speakers: every clip normalised with the global statistics")
     parser.add_argument("--session_seed", type=int, default=0,
                         help="seed of the order in which each speaker's session hears its clips (-1: list order)")
+    parser.add_argument("--statistics", choices=("running", "whole"), default="running",
+                        help="speaker statistics: running (a live session, as infer_record.py) or whole "
+                             "(all of a speaker's clips first, as eval.py and infer.py on files)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.conditions.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONDITIONS]
@@ -206,7 +211,7 @@ def main(argv=None) -> None:
     from mser.errors import MSERError
     try:
         results = evaluate(args.model_path, args.test_list, names, args.use_gpu, not args.no_speakers,
-                           args.session_seed)
+                           args.session_seed, args.statistics)
     except MSERError as e:
         sys.exit(f"error: {e}")
     if args.json:
