@@ -171,6 +171,9 @@ for _name in ("egemaps", "compare"):
                augment="configs/augmentation_copies.yml", groups=("augment",),
                note=f"{_name}.yml, -20 dBFS, 2 augmented copies per clip (configs/augmentation_copies.yml)")
 
+experiment("compare_dbnorm", "configs/compare.yml", DB_NORM, groups=("augment",),
+           note="compare.yml with every clip normalised to -20 dBFS before openSMILE")
+
 # --- ensembles of runs above (same seed, or same fold): the members' averaged probabilities
 ENSEMBLE_MEMBERS = ("egemaps", "compare", "tdnn_prosody_chanaug")
 experiment("ensemble", "", {"members": ENSEMBLE_MEMBERS}, kind="ensemble", groups=("ensembles",),
@@ -185,6 +188,11 @@ experiment("ensemble_egemaps_copies", "configs/ensemble.yml", {"members": ("egem
            kind="ensemble", groups=("ensembles",),
            note="configs/ensemble.yml: eGeMAPS at -20 dBFS with augmented copies + ComParE + tdnn_prosody with "
                 "channel augmentation")
+experiment("ensemble_dbnorm", "configs/ensemble.yml", {"members": ("egemaps_dbnorm_copies", "compare_dbnorm",
+                                                                    "tdnn_prosody_chanaug")},
+           kind="ensemble", groups=("ensembles",),
+           note="eGeMAPS at -20 dBFS with augmented copies + ComParE at -20 dBFS + tdnn_prosody with channel "
+                "augmentation")
 for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spknorm", "cv_compare_spknorm"),
                  ("cv_prosody_spknorm", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm", "cv_prosody_spknorm", "cv_compare_spknorm"),

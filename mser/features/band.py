@@ -17,6 +17,7 @@ import yaml
 from torch import nn
 
 from mser.errors import ConfigError
+from mser.features.base import mask_samples
 
 STOP_BAND_DB = 60.0
 TRANSITION_HZ = 200.0
@@ -70,11 +71,9 @@ class BandPass(nn.Module):
                              persistent=False)
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        samples = torch.arange(waveforms.shape[1], device=waveforms.device)
-        valid = (samples[None, :] < lengths[:, None]).to(waveforms.dtype)
         taps = self.taps.to(waveforms.dtype)
-        filtered = nn.functional.conv1d((waveforms * valid)[:, None, :], taps, padding=taps.shape[-1] // 2)
-        return filtered[:, 0, :] * valid
+        clips = mask_samples(waveforms, lengths)[:, None, :]
+        return mask_samples(nn.functional.conv1d(clips, taps, padding=taps.shape[-1] // 2)[:, 0, :], lengths)
 
 
 def limit_band(featurizer: nn.Module, band: Optional[Sequence[float]]) -> nn.Module:
