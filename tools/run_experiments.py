@@ -183,16 +183,15 @@ experiment("ensemble_plain", "", {"members": ("egemaps", "compare", "tdnn_prosod
 experiment("ensemble_copies", "", {"members": ("egemaps_dbnorm_copies", "compare_dbnorm_copies",
                                                 "tdnn_prosody_chanaug")}, kind="ensemble", groups=("ensembles",),
            note="eGeMAPS and ComParE at -20 dBFS with augmented copies + tdnn_prosody with channel augmentation")
-experiment("ensemble_egemaps_copies", "configs/ensemble.yml", {"members": ("egemaps_dbnorm_copies", "compare",
-                                                                           "tdnn_prosody_chanaug")},
+experiment("ensemble_egemaps_copies", "", {"members": ("egemaps_dbnorm_copies", "compare", "tdnn_prosody_chanaug")},
            kind="ensemble", groups=("ensembles",),
-           note="configs/ensemble.yml: eGeMAPS at -20 dBFS with augmented copies + ComParE + tdnn_prosody with "
-                "channel augmentation")
+           note="the previous configs/ensemble.yml: eGeMAPS at -20 dBFS with augmented copies + ComParE + "
+                "tdnn_prosody with channel augmentation")
 experiment("ensemble_dbnorm", "configs/ensemble.yml", {"members": ("egemaps_dbnorm_copies", "compare_dbnorm",
                                                                     "tdnn_prosody_chanaug")},
            kind="ensemble", groups=("ensembles",),
-           note="eGeMAPS at -20 dBFS with augmented copies + ComParE at -20 dBFS + tdnn_prosody with channel "
-                "augmentation")
+           note="configs/ensemble.yml: eGeMAPS at -20 dBFS with augmented copies + ComParE at -20 dBFS + "
+                "tdnn_prosody with channel augmentation")
 for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spknorm", "cv_compare_spknorm"),
                  ("cv_prosody_spknorm", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm", "cv_prosody_spknorm", "cv_compare_spknorm"),
