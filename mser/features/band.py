@@ -2,8 +2,9 @@
 
 Every clip, in training and at inference, is band-passed to [low, high] Hz before its features are
 computed, so the model only ever hears what a narrower channel also carries: with [300, 3400], the
-band of a telephone line, a telephone call and a wideband recording of it give nearly the same
-features (README, Robustness). The cost is what the model would have learnt above `high`.
+band of a telephone line, a wideband recording and the same speech over a telephone line differ only
+by what the line adds (noise, companding). The cost is what the model would have learnt outside the
+band (README, Features: on the demo corpus, more than the telephone robustness it buys).
 
 The filter is a linear-phase FIR (scipy's Kaiser-window design, 60 dB stop band, 200 Hz transitions)
 applied as a centred convolution, so nothing is delayed; it runs on the featurizer's device, inside
