@@ -29,8 +29,8 @@ Conditions (each applied to the 16 kHz clip as decoded from the list):
   dc_offset      a constant +0.05 added (a cheap sound card)
   level_-10dB    10 dB quieter
   level_+10dB    10 dB louder (clipped at +-1 where it exceeds full scale)
-  noise_50dB     white noise 50 dB below the clip's RMS level (seeded per clip): inaudible, so its
-                 flip rate is the floor that answers near a decision boundary set for every condition
+  noise_50dB     white noise 50 dB below the clip's RMS level (seeded per clip): inaudible, so the
+                 answers it changes are those on a decision boundary, a floor for every condition
 """
 import argparse
 import io
