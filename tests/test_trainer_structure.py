@@ -40,7 +40,14 @@ def test_a_checkpoint_of_the_earlier_format_resumes_to_the_uninterrupted_weights
     train_main(train_argv(corpus, tmp_path / "resumed", "--resume_model", OLD_CHECKPOINT))
     expected = checkpoint.load_weights(str(tmp_path / "reference" / MODEL_DIR / "last_model"))
     got = checkpoint.load_weights(str(tmp_path / "resumed" / MODEL_DIR / "last_model"))
-    assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
+    assert got.keys() == expected.keys()
+    # Not bit-equal: the checkpoint's first epoch ran on an earlier batch norm, whose sums were taken
+    # in another order (differences of 1e-8 to 2e-6). The attention's last bias is the exception: a
+    # constant added before a softmax over time changes nothing, so its gradient is rounding noise,
+    # which Adam turns into steps of up to lr (measured: 8.6e-5).
+    for key in got:
+        atol = 1e-3 if key == "pooling.attention.2.bias" else 1e-5
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=atol, msg=key)
     state = json.loads((tmp_path / "resumed" / MODEL_DIR / "last_model" / checkpoint.STATE_FILE).read_text())
     assert state["epoch"] == 2
 

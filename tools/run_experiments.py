@@ -154,6 +154,11 @@ for _copies in (1, 2):
                augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
                note=f"tdnn_prosody.yml on cached features with augmented copies ({_copies} per clip; "
                     "configs/augmentation_copies.yml: talker and channel) instead of per-batch channel augmentation")
+with open(os.path.join(REPO, "configs", "augmentation_channel.yml"), encoding="utf-8") as _f:
+    CHANNEL_AND_CLIPPING = {**yaml.safe_load(_f), "clipping": {"prob": 0.2, "min_level": 0.2, "max_level": 0.9}}
+experiment("cv_prosody_spknorm_chanaug_clip", PROSODY, compose(SPEAKER_NORM, NO_CACHE), augment=CHANNEL_AND_CLIPPING,
+           kind="cv", groups=("cv",),
+           note="speaker normalisation, channel augmentation and hard clipping (at 20-90 % of the peak, 20 % of clips)")
 TELEPHONE_BAND = {"preprocess_conf": {"band_limit_hz": [300, 3400]}}
 experiment("cv_egemaps_spknorm_dbnorm_copies_band", "configs/egemaps.yml",
            compose(compose(compose(SPEAKER_NORM, DB_NORM), COPIES), TELEPHONE_BAND),
@@ -201,6 +206,7 @@ for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spkn
                   "cv_compare_spknorm_dbnorm_copies"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
+                 ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug_clip", "cv_compare_spknorm_dbnorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_copies1", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_copies2", "cv_compare_spknorm")):
     experiment("cv_ens_" + "+".join(m[3:].replace("_spknorm", "") for m in _members), "", {"members": _members},
