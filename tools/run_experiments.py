@@ -159,6 +159,9 @@ with open(os.path.join(REPO, "configs", "augmentation_channel.yml"), encoding="u
 experiment("cv_prosody_spknorm_chanaug_clip", PROSODY, compose(SPEAKER_NORM, NO_CACHE), augment=CHANNEL_AND_CLIPPING,
            kind="cv", groups=("cv",),
            note="speaker normalisation, channel augmentation and hard clipping (at 20-90 % of the peak, 20 % of clips)")
+experiment("cv_prosody_spknorm_chanaug_dbnorm", PROSODY, compose(compose(SPEAKER_NORM, NO_CACHE), DB_NORM),
+           augment="configs/augmentation_channel.yml", kind="cv", groups=("cv",),
+           note="speaker normalisation and channel augmentation, every clip read at -20 dBFS")
 TELEPHONE_BAND = {"preprocess_conf": {"band_limit_hz": [300, 3400]}}
 experiment("cv_egemaps_spknorm_dbnorm_copies_band", "configs/egemaps.yml",
            compose(compose(compose(SPEAKER_NORM, DB_NORM), COPIES), TELEPHONE_BAND),
@@ -207,6 +210,7 @@ for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spkn
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug_clip", "cv_compare_spknorm_dbnorm"),
+                 ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug_dbnorm", "cv_compare_spknorm_dbnorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_copies1", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_copies2", "cv_compare_spknorm")):
     experiment("cv_ens_" + "+".join(m[3:].replace("_spknorm", "") for m in _members), "", {"members": _members},
