@@ -179,6 +179,9 @@ for _name in ("egemaps", "compare"):
                augment="configs/augmentation_copies.yml", groups=("augment",),
                note=f"{_name}.yml, -20 dBFS, 2 augmented copies per clip (configs/augmentation_copies.yml)")
 
+experiment("tdnn_prosody_chanaug_dbnorm", PROSODY, compose(NO_CACHE, DB_NORM),
+           augment="configs/augmentation_channel.yml", groups=("augment",),
+           note="tdnn_prosody.yml with configs/augmentation_channel.yml, every clip at -20 dBFS")
 experiment("compare_dbnorm", "configs/compare.yml", DB_NORM, groups=("augment",),
            note="compare.yml with every clip normalised to -20 dBFS before openSMILE")
 
@@ -200,6 +203,11 @@ experiment("ensemble_dbnorm", "configs/ensemble.yml", {"members": ("egemaps_dbno
            kind="ensemble", groups=("ensembles",),
            note="configs/ensemble.yml: eGeMAPS at -20 dBFS with augmented copies + ComParE at -20 dBFS + "
                 "tdnn_prosody with channel augmentation")
+experiment("ensemble_all_dbnorm", "", {"members": ("egemaps_dbnorm_copies", "compare_dbnorm",
+                                                   "tdnn_prosody_chanaug_dbnorm")},
+           kind="ensemble", groups=("ensembles",),
+           note="every member at -20 dBFS: eGeMAPS with augmented copies + ComParE + tdnn_prosody with channel "
+                "augmentation")
 for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spknorm", "cv_compare_spknorm"),
                  ("cv_prosody_spknorm", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm", "cv_prosody_spknorm", "cv_compare_spknorm"),
