@@ -147,6 +147,10 @@ for _name, _config in (("egemaps", "configs/egemaps.yml"), ("compare", "configs/
     experiment(f"cv_{_name}_spknorm_dbnorm_copies", _config, compose(compose(SPEAKER_NORM, DB_NORM), COPIES),
                augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
                note=f"{_name}, -20 dBFS, 2 augmented copies per clip (configs/augmentation_copies.yml)")
+experiment("cv_egemaps_spknorm_dbnorm_copies4", "configs/egemaps.yml",
+           compose(compose(SPEAKER_NORM, DB_NORM), {"dataset_conf": {"feature_cache": {"augmented_copies": 4}}}),
+           augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
+           note="egemaps, -20 dBFS, 4 augmented copies per clip (configs/augmentation_copies.yml)")
 
 for _copies in (1, 2):
     experiment(f"cv_prosody_spknorm_copies{_copies}", PROSODY,
