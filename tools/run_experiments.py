@@ -223,6 +223,7 @@ for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spkn
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug_clip", "cv_compare_spknorm_dbnorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug_dbnorm", "cv_compare_spknorm_dbnorm"),
+                 ("cv_egemaps_spknorm_dbnorm_copies4", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_copies1", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_copies2", "cv_compare_spknorm")):
     experiment("cv_ens_" + "+".join(m[3:].replace("_spknorm", "") for m in _members), "", {"members": _members},
