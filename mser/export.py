@@ -338,10 +338,10 @@ class OnnxRunner:
             # idle workers spin by default; on a shared CPU that cost 40 ms of a 105 ms predict() (EcapaTdnn-512)
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(graph, options, providers=providers)
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.input_name = meta.get("input", "")
-        self.labels = meta.get("labels", "").split(",")
-        self.fingerprint = meta.get("fingerprint", "")
+        self.metadata: Dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.input_name = self.metadata.get("input", "")
+        self.labels = self.metadata.get("labels", "").split(",")
+        self.fingerprint = self.metadata.get("fingerprint", "")
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         return self.session.run(["probabilities"], {self.input_name: inputs})[0]
@@ -492,8 +492,7 @@ def load_or_quantize(predictor, model_path: str, float_runner: OnnxRunner, graph
     this float32 graph (`float_runner` over `graph`, a path or bytes), else quantised now and saved
     atomically. A saved graph is reused without the training list (a model folder shipped without
     its data); when the list is readable and gives other calibration clips, it is quantised again."""
-    props = dict(float_runner.session.get_modelmeta().custom_metadata_map)
-    expected = int8_fingerprint(props.get("fingerprint", ""))
+    expected = int8_fingerprint(float_runner.fingerprint)
     path = os.path.join(checkpoint_dir(model_path), INT8_FILE)
     saved = saved_int8(path, expected, predictor.labels, use_gpu)
     try:
@@ -502,11 +501,12 @@ def load_or_quantize(predictor, model_path: str, float_runner: OnnxRunner, graph
         if saved is None:
             raise
         return saved, f"{note}; int8: {path}"
-    if saved is not None and saved.session.get_modelmeta().custom_metadata_map.get("clips") == clips_digest(clips):
+    digest = clips_digest(clips)
+    if saved is not None and saved.metadata.get("clips") == digest:
         return saved, f"{note}; int8: {path}"
     started = time.perf_counter()
     quantized = with_props(quantize_int8(graph, float_runner.input_name, predictor, clips),
-                           {**props, "fingerprint": expected, "precision": "int8", "clips": clips_digest(clips),
+                           {**float_runner.metadata, "fingerprint": expected, "precision": "int8", "clips": digest,
                             "calibration": f"{len(clips)} clips of {predictor.config['dataset_conf']['train_list']}"})
     where = save_or_keep(path, quantized)
     return OnnxRunner(quantized, use_gpu), (f"{note}; quantised to int8 on {len(clips)} calibration clips in "
