@@ -102,7 +102,11 @@ def test_a_bad_band_is_one_line_through_train_py(demo_lists, tmp_path, value, fr
 def test_the_band_is_part_of_the_feature_cache_key():
     whole = feature_setup(load_config("configs/egemaps.yml"))
     assert "band_limit_hz" not in json.loads(whole)   # caches made before the option stay valid
-    assert feature_setup(load_config("configs/egemaps.yml", TELEPHONE)) != whole
+    telephone = feature_setup(load_config("configs/egemaps.yml", TELEPHONE))   # the band as typed: text
+    assert telephone != whole
+    config = load_config("configs/egemaps.yml")
+    config["preprocess_conf"]["band_limit_hz"] = [300, 3400]                  # as a YAML file gives it
+    assert feature_setup(config) == telephone
     with pytest.raises(ConfigError):
         parse_band({"low": 300}, RATE)
 

@@ -23,6 +23,7 @@ from mser.data.dataset import ListDataset, Sample, pad_batch
 from mser.data.lists import ListItem
 from mser.errors import AudioError, DataError
 from mser.features import feature_name, uses_encoder
+from mser.features.band import parse_band
 from mser.features.base import Featurizer
 
 
@@ -66,8 +67,9 @@ def feature_setup(config: Dict[str, Any]) -> str:
              "target_dB": clip.target_db, "max_duration": clip.eval_max_duration,
              "float16": config["dataset_conf"]["feature_cache"]["float16"],
              "audio_cleaning": AUDIO_CLEANING}
-    if config["preprocess_conf"]["band_limit_hz"] is not None:   # (absent otherwise: older caches stay valid)
-        setup["band_limit_hz"] = config["preprocess_conf"]["band_limit_hz"]
+    band = parse_band(config["preprocess_conf"]["band_limit_hz"], clip.sample_rate)
+    if band is not None:   # (absent otherwise: older caches stay valid); as parsed: [300,3400] typed or in YAML
+        setup["band_limit_hz"] = band
     if uses_encoder(config["preprocess_conf"]):   # the encoder's content, wherever it lives
         from mser.features.hf import source_digest
         setup["encoder_digest"] = source_digest(config["preprocess_conf"]["feature_method"],
