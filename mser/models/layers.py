@@ -94,7 +94,7 @@ def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor,
     # boolean index, and its scatter in the backward pass, cost 17 % of an EcapaTdnn (C=512) step
     weight = broadcast_mask(frame_mask(lengths, x.shape[2]), x.dim(), 2).float()
     values = x.float()
-    count = weight.sum() * (values[0, 0].numel() // x.shape[2])   # real frames [* freq]
+    count = weight.sum() * x[0, 0, 0].numel()   # real frames [* freq bins of a frame]
     if count < 2:
         raise ValueError(f"Expected more than 1 value per channel when training, got {int(count)}")
     mean = (values * weight).sum(dims) / count
