@@ -101,14 +101,34 @@ def test_scaler_fit_save_load_round_trip(egemaps, tmp_path):
         build_featurizer("ComParE", sample_rate=SAMPLE_RATE, scaler_path=str(path))
 
 
+def test_levelled_analysis_keeps_the_level_as_the_last_value():
+    levelled = build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE, analysis_dBFS=-20, append_level=True)
+    assert levelled.feature_dim == 89 and levelled.feature_names[-1] == "level_dBFS"
+    clip = voice(1.0)
+    loud, quiet = levelled.extract(torch.stack([clip, 0.1 * clip]))
+    assert loud[-1].item() == pytest.approx(10 * math.log10(clip.double().square().mean().item()), abs=1e-4)
+    assert (loud[-1] - quiet[-1]).item() == pytest.approx(20.0, abs=1e-3)   # 0.1 x is 20 dB down
+    torch.testing.assert_close(loud[:-1], quiet[:-1], rtol=1e-3, atol=1e-3)   # openSMILE heard both at -20 dBFS
+    plain = build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE).extract(torch.stack([clip, 0.1 * clip]))
+    assert (plain[0] - plain[1]).abs().max() > 1.0   # without levelling the functionals move with the level
+    silence = levelled.extract(torch.zeros(1, SAMPLE_RATE))
+    assert silence[0, -1].item() == -100.0
+
+
+def test_analysis_level_out_of_range_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"eGeMAPS: analysis_dBFS must lie in \[-80, 0\] dBFS, got 6"):
+        build_featurizer("eGeMAPS", analysis_dBFS=6)
+
+
 def test_missing_package_is_one_line_with_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "opensmile", None)  # import opensmile now raises ImportError
     with pytest.raises(ConfigError, match=r'eGeMAPS needs the opensmile package: pip install "mser\[opensmile\]"'):
         build_featurizer("eGeMAPS")
 
 
-def test_train_and_infer_with_the_egemaps_config(demo_lists, tmp_path):
-    overwrites = {
+@pytest.mark.parametrize("method_args", [{}, {"analysis_dBFS": -20, "append_level": "true"}])
+def test_train_and_infer_with_the_egemaps_config(demo_lists, tmp_path, method_args):
+    overwrites = {**{f"preprocess_conf.method_args.{key}": value for key, value in method_args.items()},
         "dataset_conf.train_list": demo_lists / "train_list.txt",
         "dataset_conf.test_list": demo_lists / "test_list.txt",
         "dataset_conf.label_list_path": demo_lists / "label_list.txt",

@@ -151,6 +151,14 @@ experiment("cv_egemaps_spknorm_dbnorm_copies4", "configs/egemaps.yml",
            compose(compose(SPEAKER_NORM, DB_NORM), {"dataset_conf": {"feature_cache": {"augmented_copies": 4}}}),
            augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
            note="egemaps, -20 dBFS, 4 augmented copies per clip (configs/augmentation_copies.yml)")
+LEVEL_KEPT = {"preprocess_conf": {"method_args": {"analysis_dBFS": -20, "append_level": True}}}
+experiment("cv_egemaps_spknorm_level_copies", "configs/egemaps.yml", compose(compose(SPEAKER_NORM, LEVEL_KEPT), COPIES),
+           augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
+           note="egemaps, openSMILE's input at -20 dBFS inside the featurizer and the clip's level kept as one more "
+                "value (append_level), 2 augmented copies per clip")
+experiment("cv_compare_spknorm_level", "configs/compare.yml", compose(SPEAKER_NORM, LEVEL_KEPT), kind="cv",
+           groups=("cv",), note="compare.yml, openSMILE's input at -20 dBFS inside the featurizer and the clip's "
+                                "level kept as one more value (append_level)")
 
 for _copies in (1, 2):
     experiment(f"cv_prosody_spknorm_copies{_copies}", PROSODY,
@@ -224,6 +232,8 @@ for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spkn
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug_clip", "cv_compare_spknorm_dbnorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug_dbnorm", "cv_compare_spknorm_dbnorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies4", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
+                 ("cv_egemaps_spknorm_level_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
+                 ("cv_egemaps_spknorm_level_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_level"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_copies1", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_copies2", "cv_compare_spknorm")):
     experiment("cv_ens_" + "+".join(m[3:].replace("_spknorm", "") for m in _members), "", {"members": _members},

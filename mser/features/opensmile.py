@@ -12,6 +12,13 @@ binaries) on each clip's valid samples only, so the padding of a batch never cha
 features. Like CustomFeatures they are cached by extract_features.py and standardised by a scaler
 fitted on the training list (mser.features.clip.ClipFeaturizer).
 
+The level of the input. openSMILE's voicing decisions use absolute energy thresholds, so its
+functionals move with the recording level; `analysis_dBFS: -20` levels each clip's copy that openSMILE
+analyses to that RMS. Levelling also removes how loud the clip was, an arousal cue once the speaker's
+own level is subtracted (speaker normalisation); `append_level: true` keeps it as one more value, the
+clip's RMS level in dBFS as it came in (`level_dBFS`, floored at LEVEL_FLOOR_DBFS). Levelling in the
+dataset (`use_dB_normalization`) instead would hide that level from the featurizer.
+
 Two cases where openSMILE gives no number are handled here:
   - a clip shorter than 60 ms (openSMILE's longest analysis window) makes openSMILE return NaN for
     every value, so such a clip is padded with silence to 60 ms first;
@@ -19,17 +26,19 @@ Two cases where openSMILE gives no number are handled here:
     standardisation; 0 before a scaler is fitted), so that one odd value cannot poison a batch.
 """
 import math
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
 
+from mser.audio import normalize_db
 from mser.errors import ConfigError
 from mser.features.base import register_featurizer
 from mser.features.clip import ClipFeaturizer
 
 INSTALL_HINT = 'pip install "mser[opensmile]"'
 MIN_SECONDS = 0.060  # shorter segments come back from openSMILE as NaN in every value
+LEVEL_FLOOR_DBFS = -100.0   # the level of digital silence (16-bit audio's quietest step is -96 dBFS)
 
 
 def import_opensmile(featurizer: str):
@@ -44,17 +53,24 @@ class OpenSmileFunctionals(ClipFeaturizer):
     """openSMILE functionals of `feature_set`: forward -> ((batch, 1, feature_dim), ones (batch,)).
 
     scaler_path: a JSON scaler written by `save_scaler`, loaded at construction when given.
+    analysis_dBFS: level each clip to this RMS (dBFS) before openSMILE analyses it (None: as it is).
+    append_level: add the clip's RMS level in dBFS, before any levelling, as the last value.
     """
 
     feature_set: str       # an opensmile.FeatureSet member name
     extra = "opensmile"    # the pip extra (and module) this featurizer needs
 
-    def __init__(self, sample_rate: int = 16000, scaler_path: str = ""):
+    def __init__(self, sample_rate: int = 16000, scaler_path: str = "", analysis_dBFS: Optional[float] = None,
+                 append_level: bool = False):
         super().__init__(sample_rate)
         opensmile = import_opensmile(type(self).__name__)
+        if analysis_dBFS is not None and not -80.0 <= float(analysis_dBFS) <= 0.0:
+            raise ConfigError(f"{type(self).__name__}: analysis_dBFS must lie in [-80, 0] dBFS, got {analysis_dBFS!r}")
+        self.analysis_dBFS = None if analysis_dBFS is None else float(analysis_dBFS)
+        self.append_level = bool(append_level)
         self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
                                      feature_level=opensmile.FeatureLevel.Functionals)
-        self.feature_names: List[str] = list(self.smile.feature_names)
+        self.feature_names: List[str] = list(self.smile.feature_names) + ["level_dBFS"] * self.append_level
         self.feature_dim = len(self.feature_names)
         self.min_samples = math.ceil(MIN_SECONDS * sample_rate)
         self.init_scaler(scaler_path)
@@ -71,10 +87,22 @@ class OpenSmileFunctionals(ClipFeaturizer):
 
     def functionals(self, clip: np.ndarray) -> np.ndarray:
         """One clip's valid samples (samples,) -> (feature_dim,) float32, possibly non-finite."""
+        level = rms_dbfs(clip)
+        if self.analysis_dBFS is not None:
+            clip = normalize_db(clip, self.analysis_dBFS)
         if clip.shape[0] < self.min_samples:
             clip = np.pad(clip, (0, self.min_samples - clip.shape[0]))
-        values = self.smile(np.ascontiguousarray(clip, dtype=np.float32), self.sample_rate)
-        return np.asarray(values, dtype=np.float32).reshape(self.feature_dim)
+        values = np.asarray(self.smile(np.ascontiguousarray(clip, dtype=np.float32), self.sample_rate),
+                            dtype=np.float32).reshape(-1)
+        if self.append_level:
+            values = np.append(values, np.float32(level))
+        return values.reshape(self.feature_dim)
+
+
+def rms_dbfs(clip: np.ndarray) -> float:
+    """RMS level in dBFS (full scale 1.0), LEVEL_FLOOR_DBFS for silence or an empty clip."""
+    power = float(np.mean(np.square(clip, dtype=np.float64))) if clip.size else 0.0
+    return max(LEVEL_FLOOR_DBFS, 10.0 * math.log10(power)) if power > 0 else LEVEL_FLOOR_DBFS
 
 
 @register_featurizer
