@@ -38,6 +38,17 @@ def test_quick_benchmark_prints_tables_and_one_json_object():
     assert all(f"## {title}" in result.stdout for title in ("featurizers", "training", "inference"))
 
 
+def test_files_section_runs_infer_py_on_a_list_of_different_clips():
+    result = run_script("tools/benchmark.py", "--quick", "--sections", "files", "--json",
+                        env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    files = json.loads(result.stdout.strip().splitlines()[-1])["files"]
+    assert files["clips"] == files["results_written"] == 64
+    assert 0 < files["start_up_seconds"] < files["script_seconds"]
+    assert files["clips_per_s"] == pytest.approx(64 / files["script_seconds"], rel=0.05)
+    assert files["predict_one_by_one_ms"] > 0 and "## many files: infer.py --audio_list" in result.stdout
+
+
 def test_featurizers_whose_extra_is_missing_are_skipped(monkeypatch):
     benchmark = load_benchmark()
     monkeypatch.setattr(benchmark, "missing_extra", lambda name: "opensmile" if name == "eGeMAPS" else "")

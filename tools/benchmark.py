@@ -90,7 +90,7 @@ from mser.models import list_models  # noqa: E402
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 3.0
 LABELS = ["neutral", "happy", "sad", "angry", "fearful", "surprised"]
-SECTIONS = ("hardware", "features", "train", "infer", "bf16", "memory", "vad", "peers")
+SECTIONS = ("hardware", "features", "train", "infer", "bf16", "memory", "vad", "files", "peers")
 DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name != "peers")   # peers installs from PyPI: asked for
 QUICK_MODELS = ("BiLSTM", "EcapaTdnn")
 # openSMILE analyses one clip at a time on the CPU, 8-23 clips/s against ~1300 for Fbank: the two sets
@@ -98,6 +98,8 @@ QUICK_MODELS = ("BiLSTM", "EcapaTdnn")
 SLOW_FEATURIZERS = ("eGeMAPS", "ComParE")
 BF16_MODEL = "EcapaTdnn"
 LONG_FILE_SECONDS = 600.0
+FILES_CLIPS = 1000        # the files section: infer.py --audio_list on this many different 3 s clips
+FILES_ONE_BY_ONE = 50     # ... against predict() on the first of them, one call per file
 PEER_WORKER = os.path.join(REPO, "tools", "peers", "macls_worker.py")
 DEFAULT_PEERS_VENV = os.path.join(os.path.expanduser("~"), ".cache", "mser-bench", "peers")
 
@@ -593,6 +595,60 @@ def memory_section(workspace: Workspace, args) -> Dict[str, Any]:
     return result
 
 
+# ---------------------------------------------------------------- many files (infer.py --audio_list)
+
+def untrained_checkpoint(model: str, workspace: Workspace, args) -> str:
+    """A checkpoint directory of `model` as its config sizes it, with initial weights (throughput
+    does not depend on what the weights learnt) and no speaker normalisation."""
+    from mser.checkpoint import save_checkpoint
+    from mser.factory import model_from_config
+    config = benchmark_config(model, workspace, args.batch_size, args.batch_size, overwrites=args.overwrites)
+    config["preprocess_conf"]["speaker_norm"]["enable"] = False
+    featurizer = featurizer_from_config(config)
+    network = model_from_config(config, featurizer.feature_dim, len(LABELS))
+    state = {"model": model, "num_class": len(LABELS), "feature_method": config["preprocess_conf"]["feature_method"]}
+    return save_checkpoint(os.path.join(workspace.directory, f"files_{model}"), network.state_dict(), state,
+                           config, LABELS)
+
+
+def timed_infer_list(checkpoint: str, list_path: str, output: str, use_gpu: bool) -> float:
+    """Seconds of one `infer.py --audio_list` process, start-up included."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, os.path.join(REPO, "infer.py"), "--model_path", checkpoint, "--audio_list",
+                    list_path, "--output", output, "--use_gpu", str(use_gpu).lower()],
+                   cwd=REPO, capture_output=True, text=True, check=True)
+    return time.perf_counter() - started
+
+
+def files_section(workspace: Workspace, args) -> Dict[str, Any]:
+    """infer.py --audio_list on FILES_CLIPS different 3 s clips (batched, results to JSON lines),
+    against the same script on one clip (its start-up) and predict() called once per file."""
+    from mser.predictor import MSERPredictor
+    model = "BiLSTM" if args.quick else ("EcapaTdnn" if "EcapaTdnn" in args.models else args.models[0])
+    clips = 64 if args.quick else FILES_CLIPS
+    checkpoint = untrained_checkpoint(model, workspace, args)
+    paths = write_clips(os.path.join(workspace.directory, "files"), clips, workspace.speech)
+    lists = {}
+    for name, chosen in (("all", paths), ("one", paths[:1])):
+        lists[name] = os.path.join(workspace.directory, f"files_{name}.txt")
+        with open(lists[name], "w", encoding="utf-8") as f:
+            f.write("\n".join(chosen) + "\n")
+    output = os.path.join(workspace.directory, "files_results.jsonl")
+    start_up = timed_infer_list(checkpoint, lists["one"], output, args.use_gpu)
+    seconds = timed_infer_list(checkpoint, lists["all"], output, args.use_gpu)
+    with open(output, encoding="utf-8") as f:
+        written = sum(1 for line in f if line.strip())
+    predictor = MSERPredictor(checkpoint, use_gpu=args.use_gpu)
+    one_by_one = [timed_predictions(predictor, paths[:FILES_ONE_BY_ONE // (2 if args.quick else 1)])]
+    per_call_ms = median(one_by_one[0][3:])
+    return {"model": describe_model(load_config(os.path.join(checkpoint, "config.yml"))), "clips": clips,
+            "results_written": written, "script_seconds": round(seconds, 1), "start_up_seconds": round(start_up, 1),
+            "clips_per_s": round(clips / seconds, 1),
+            "clips_per_s_after_start_up": round(clips / max(seconds - start_up, 1e-6), 1),
+            "predict_one_by_one_ms": round(per_call_ms, 1),
+            "predict_one_by_one_clips_per_s": round(1000 / per_call_ms, 1)}
+
+
 # ---------------------------------------------------------------- output
 
 # ---------------------------------------------------------------- voice activity detection
@@ -1072,6 +1128,13 @@ def print_results(results: Dict[str, Any]) -> None:
                 ["backend", "noise", "snr_db", "precision", "recall", "f1", "window_false_alarm", "window_miss",
                  "real_time_factor"]))
     print_peers(results.get("peers"), meta)
+    if "files" in results:
+        files = results["files"]
+        print(f"\n## many files: infer.py --audio_list on {files['clips']} different 3 s clips ({files['model']})\n"
+              f"{files['clips_per_s']} clips/s ({files['script_seconds']} s, {files['start_up_seconds']} s of it "
+              f"start-up: {files['clips_per_s_after_start_up']} clips/s after it; {files['results_written']} results "
+              f"written); predict() one file at a time: {files['predict_one_by_one_ms']} ms "
+              f"({files['predict_one_by_one_clips_per_s']} clips/s)")
     if "memory" in results:
         print("\n## peak RSS")
         for task, values in results["memory"].items():
@@ -1140,6 +1203,7 @@ def run(args) -> Dict[str, Any]:
             "bf16": lambda: bf16_section(workspace, args, peak, device),
             "memory": lambda: memory_section(workspace, args),
             "vad": lambda: vad_section(20 if args.quick else 80),
+            "files": lambda: files_section(workspace, args),
             "peers": lambda: peers_section(workspace, args),
         }
         results["meta"]["section_seconds"] = {}
