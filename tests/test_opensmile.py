@@ -126,7 +126,7 @@ def test_missing_package_is_one_line_with_the_install_command(monkeypatch):
         build_featurizer("eGeMAPS")
 
 
-@pytest.mark.parametrize("method_args", [{}, {"analysis_dBFS": -20, "append_level": "true"}])
+@pytest.mark.parametrize("method_args", [{}, {"analysis_dBFS": "null", "append_level": "false"}])   # level kept, not
 def test_train_and_infer_with_the_egemaps_config(demo_lists, tmp_path, method_args):
     overwrites = {**{f"preprocess_conf.method_args.{key}": value for key, value in method_args.items()},
         "dataset_conf.train_list": demo_lists / "train_list.txt",

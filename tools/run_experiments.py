@@ -131,24 +131,28 @@ experiment("cv_prosody_spknorm_only", PROSODY, compose(SPEAKER_NORM, {"preproces
 experiment("cv_prosody_only", PROSODY, compose(NO_SPEAKER_NORM, {"preprocess_conf": {"method_args": {
     "use_fbank": False}}}),
            kind="cv", groups=("cv",), note="the prosody contours alone, no log-mel")
-experiment("cv_egemaps", "configs/egemaps.yml", NO_SPEAKER_NORM, kind="cv", groups=("cv",),
+# egemaps.yml before it kept the level (append_level): the experiments run with it as it was then
+AS_RECORDED = {"preprocess_conf": {"method_args": {"analysis_dBFS": None, "append_level": False}}}
+experiment("cv_egemaps", "configs/egemaps.yml", compose(AS_RECORDED, NO_SPEAKER_NORM), kind="cv", groups=("cv",),
            note="egemaps.yml without speaker normalisation")
-experiment("cv_egemaps_spknorm", "configs/egemaps.yml", SPEAKER_NORM, kind="cv", groups=("cv",),
+experiment("cv_egemaps_spknorm", "configs/egemaps.yml", compose(AS_RECORDED, SPEAKER_NORM), kind="cv", groups=("cv",),
            note="egemaps.yml, features standardised per speaker")
 experiment("cv_compare_spknorm", "configs/compare.yml", SPEAKER_NORM, kind="cv", groups=("cv",),
            note="compare.yml (ComParE functionals), features standardised per speaker")
 DB_NORM = {"dataset_conf": {"dataset": {"use_dB_normalization": True}}}
-experiment("cv_egemaps_spknorm_dbnorm", "configs/egemaps.yml", compose(SPEAKER_NORM, DB_NORM), kind="cv",
+experiment("cv_egemaps_spknorm_dbnorm", "configs/egemaps.yml", compose(AS_RECORDED, compose(SPEAKER_NORM, DB_NORM)), kind="cv",
            groups=("cv",), note="egemaps.yml with every clip normalised to -20 dBFS before openSMILE")
 experiment("cv_compare_spknorm_dbnorm", "configs/compare.yml", compose(SPEAKER_NORM, DB_NORM), kind="cv",
            groups=("cv",), note="compare.yml with every clip normalised to -20 dBFS before openSMILE")
 COPIES = {"dataset_conf": {"feature_cache": {"augmented_copies": 2}}}
 for _name, _config in (("egemaps", "configs/egemaps.yml"), ("compare", "configs/compare.yml")):
-    experiment(f"cv_{_name}_spknorm_dbnorm_copies", _config, compose(compose(SPEAKER_NORM, DB_NORM), COPIES),
+    experiment(f"cv_{_name}_spknorm_dbnorm_copies", _config,
+               compose(AS_RECORDED if _name == "egemaps" else {}, compose(compose(SPEAKER_NORM, DB_NORM), COPIES)),
                augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
                note=f"{_name}, -20 dBFS, 2 augmented copies per clip (configs/augmentation_copies.yml)")
 experiment("cv_egemaps_spknorm_dbnorm_copies4", "configs/egemaps.yml",
-           compose(compose(SPEAKER_NORM, DB_NORM), {"dataset_conf": {"feature_cache": {"augmented_copies": 4}}}),
+           compose(AS_RECORDED, compose(compose(SPEAKER_NORM, DB_NORM),
+                                        {"dataset_conf": {"feature_cache": {"augmented_copies": 4}}})),
            augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
            note="egemaps, -20 dBFS, 4 augmented copies per clip (configs/augmentation_copies.yml)")
 LEVEL_KEPT = {"preprocess_conf": {"method_args": {"analysis_dBFS": -20, "append_level": True}}}
@@ -156,6 +160,9 @@ experiment("cv_egemaps_spknorm_level_copies", "configs/egemaps.yml", compose(com
            augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
            note="egemaps, openSMILE's input at -20 dBFS inside the featurizer and the clip's level kept as one more "
                 "value (append_level), 2 augmented copies per clip")
+experiment("cv_egemaps_spknorm_level", "configs/egemaps.yml", compose(SPEAKER_NORM, LEVEL_KEPT), kind="cv",
+           groups=("cv",), note="egemaps.yml, openSMILE's input at -20 dBFS inside the featurizer and the clip's "
+                                "level kept as one more value (append_level)")
 experiment("cv_compare_spknorm_level", "configs/compare.yml", compose(SPEAKER_NORM, LEVEL_KEPT), kind="cv",
            groups=("cv",), note="compare.yml, openSMILE's input at -20 dBFS inside the featurizer and the clip's "
                                 "level kept as one more value (append_level)")
@@ -176,7 +183,7 @@ experiment("cv_prosody_spknorm_chanaug_dbnorm", PROSODY, compose(compose(SPEAKER
            note="speaker normalisation and channel augmentation, every clip read at -20 dBFS")
 TELEPHONE_BAND = {"preprocess_conf": {"band_limit_hz": [300, 3400]}}
 experiment("cv_egemaps_spknorm_dbnorm_copies_band", "configs/egemaps.yml",
-           compose(compose(compose(SPEAKER_NORM, DB_NORM), COPIES), TELEPHONE_BAND),
+           compose(AS_RECORDED, compose(compose(compose(SPEAKER_NORM, DB_NORM), COPIES), TELEPHONE_BAND)),
            augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
            note="egemaps, -20 dBFS, 2 augmented copies, every clip band-passed to 300-3400 Hz")
 
@@ -187,9 +194,14 @@ experiment("tdnn_prosody_chanaug", PROSODY, NO_CACHE, augment="configs/augmentat
 
 # --- the functionals with -20 dBFS input and augmented copies (talker and channel), full runs
 for _name in ("egemaps", "compare"):
-    experiment(f"{_name}_dbnorm_copies", f"configs/{_name}.yml", compose(DB_NORM, COPIES),
+    experiment(f"{_name}_dbnorm_copies", f"configs/{_name}.yml",
+               compose(AS_RECORDED if _name == "egemaps" else {}, compose(DB_NORM, COPIES)),
                augment="configs/augmentation_copies.yml", groups=("augment",),
                note=f"{_name}.yml, -20 dBFS, 2 augmented copies per clip (configs/augmentation_copies.yml)")
+
+experiment("egemaps_copies", "configs/egemaps.yml", COPIES, augment="configs/augmentation_copies.yml",
+           groups=("augment",), note="egemaps.yml (level kept) with 2 augmented copies per clip "
+                                     "(configs/augmentation_copies.yml)")
 
 experiment("tdnn_prosody_chanaug_dbnorm", PROSODY, compose(NO_CACHE, DB_NORM),
            augment="configs/augmentation_channel.yml", groups=("augment",),
