@@ -140,8 +140,8 @@ experiment("cv_egemaps_spknorm", "configs/egemaps.yml", compose(AS_RECORDED, SPE
 experiment("cv_compare_spknorm", "configs/compare.yml", SPEAKER_NORM, kind="cv", groups=("cv",),
            note="compare.yml (ComParE functionals), features standardised per speaker")
 DB_NORM = {"dataset_conf": {"dataset": {"use_dB_normalization": True}}}
-experiment("cv_egemaps_spknorm_dbnorm", "configs/egemaps.yml", compose(AS_RECORDED, compose(SPEAKER_NORM, DB_NORM)), kind="cv",
-           groups=("cv",), note="egemaps.yml with every clip normalised to -20 dBFS before openSMILE")
+experiment("cv_egemaps_spknorm_dbnorm", "configs/egemaps.yml", compose(AS_RECORDED, compose(SPEAKER_NORM, DB_NORM)),
+           kind="cv", groups=("cv",), note="egemaps.yml with every clip normalised to -20 dBFS before openSMILE")
 experiment("cv_compare_spknorm_dbnorm", "configs/compare.yml", compose(SPEAKER_NORM, DB_NORM), kind="cv",
            groups=("cv",), note="compare.yml with every clip normalised to -20 dBFS before openSMILE")
 COPIES = {"dataset_conf": {"feature_cache": {"augmented_copies": 2}}}
