@@ -163,6 +163,12 @@ experiment("cv_egemaps_spknorm_level_copies", "configs/egemaps.yml", compose(com
 experiment("cv_egemaps_spknorm_level", "configs/egemaps.yml", compose(SPEAKER_NORM, LEVEL_KEPT), kind="cv",
            groups=("cv",), note="egemaps.yml, openSMILE's input at -20 dBFS inside the featurizer and the clip's "
                                 "level kept as one more value (append_level)")
+for _name, _change in (("dropout05", {"model_conf": {"model_args": {"dropout": 0.5}}}),
+                      ("small", {"model_conf": {"model_args": {"hidden_size": 64, "embd_dim": 128}}}),
+                      ("wd1e-2", {"optimizer_conf": {"optimizer_args": {"weight_decay": 1e-2}}})):
+    experiment(f"cv_egemaps_spknorm_level_{_name}", "configs/egemaps.yml",
+               compose(compose(SPEAKER_NORM, LEVEL_KEPT), _change), kind="cv", groups=("cv",),
+               note=f"egemaps.yml (level kept), network regularised or sized: {json.dumps(_change)}")
 experiment("cv_compare_spknorm_level", "configs/compare.yml", compose(SPEAKER_NORM, LEVEL_KEPT), kind="cv",
            groups=("cv",), note="compare.yml, openSMILE's input at -20 dBFS inside the featurizer and the clip's "
                                 "level kept as one more value (append_level)")
