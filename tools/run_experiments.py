@@ -169,6 +169,8 @@ for _name, _change in (("dropout05", {"model_conf": {"model_args": {"dropout": 0
     experiment(f"cv_egemaps_spknorm_level_{_name}", "configs/egemaps.yml",
                compose(compose(SPEAKER_NORM, LEVEL_KEPT), _change), kind="cv", groups=("cv",),
                note=f"egemaps.yml (level kept), network regularised or sized: {json.dumps(_change)}")
+experiment("cv_custom_spknorm", "configs/custom_features.yml", SPEAKER_NORM, kind="cv", groups=("cv",),
+           note="custom_features.yml (213 clip statistics), features standardised per speaker")
 experiment("cv_compare_spknorm_level", "configs/compare.yml", compose(SPEAKER_NORM, LEVEL_KEPT), kind="cv",
            groups=("cv",), note="compare.yml, openSMILE's input at -20 dBFS inside the featurizer and the clip's "
                                 "level kept as one more value (append_level)")
@@ -251,6 +253,8 @@ for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spkn
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug_dbnorm", "cv_compare_spknorm_dbnorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies4", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
                  ("cv_egemaps_spknorm_level_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
+                 ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm",
+                  "cv_custom_spknorm"),
                  ("cv_egemaps_spknorm_level_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_level"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_copies1", "cv_compare_spknorm"),
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_copies2", "cv_compare_spknorm")):
