@@ -639,12 +639,12 @@ def files_section(workspace: Workspace, args) -> Dict[str, Any]:
     with open(output, encoding="utf-8") as f:
         written = sum(1 for line in f if line.strip())
     predictor = MSERPredictor(checkpoint, use_gpu=args.use_gpu)
-    one_by_one = [timed_predictions(predictor, paths[:FILES_ONE_BY_ONE // (2 if args.quick else 1)])]
-    per_call_ms = median(one_by_one[0][3:])
+    calls = timed_predictions(predictor, paths[:FILES_ONE_BY_ONE // (2 if args.quick else 1)])
+    per_call_ms = median(calls[3:])   # after 3 warm-up calls
     return {"model": describe_model(load_config(os.path.join(checkpoint, "config.yml"))), "clips": clips,
             "results_written": written, "script_seconds": round(seconds, 1), "start_up_seconds": round(start_up, 1),
             "clips_per_s": round(clips / seconds, 1),
-            "clips_per_s_after_start_up": round(clips / max(seconds - start_up, 1e-6), 1),
+            "clips_per_s_after_start_up": round(clips / (seconds - start_up), 1) if seconds > start_up else None,
             "predict_one_by_one_ms": round(per_call_ms, 1),
             "predict_one_by_one_clips_per_s": round(1000 / per_call_ms, 1)}
 
