@@ -71,6 +71,13 @@ def resample(samples: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
     return AF.resample(tensor, orig_rate, new_rate).numpy()
 
 
+def rms_dbfs(samples: np.ndarray) -> float:
+    """Level of int16 or float samples in dB relative to full scale (-inf for digital silence)."""
+    scale = 32768.0 if samples.dtype == np.int16 else 1.0
+    rms = float(np.sqrt(np.mean(np.square(samples.astype(np.float64) / scale)))) if samples.size else 0.0
+    return 20 * np.log10(rms) if rms > 0 else float("-inf")
+
+
 def normalize_db(samples: np.ndarray, target_db: float = -20.0) -> np.ndarray:
     """Scale to a target RMS level in dBFS; silence is left as it is."""
     rms = float(np.sqrt(np.mean(np.square(samples), dtype=np.float64)))

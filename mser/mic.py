@@ -15,6 +15,7 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 import soundfile
 
+from mser.audio import rms_dbfs  # noqa: F401  (mic.rms_dbfs: the level the recorders print)
 from mser.errors import MSERError
 
 INSTALL_HINT = ("apt-get install portaudio19-dev (Debian/Ubuntu; brew install portaudio on macOS), "
@@ -174,13 +175,6 @@ def read_frames(stream, total: int, chunk: int) -> np.ndarray:
         parts.append(np.frombuffer(data, dtype=np.int16))
         remaining -= count
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
-
-
-def rms_dbfs(samples: np.ndarray) -> float:
-    """Level of int16 or float samples in dB relative to full scale (-inf for digital silence)."""
-    scale = 32768.0 if samples.dtype == np.int16 else 1.0
-    rms = float(np.sqrt(np.mean(np.square(samples.astype(np.float64) / scale)))) if samples.size else 0.0
-    return 20 * np.log10(rms) if rms > 0 else float("-inf")
 
 
 def write_wav(path: str, samples: np.ndarray, sample_rate: int) -> None:

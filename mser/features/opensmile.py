@@ -31,7 +31,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from mser.audio import normalize_db
+from mser.audio import normalize_db, rms_dbfs
 from mser.errors import ConfigError
 from mser.features.base import register_featurizer
 from mser.features.clip import ClipFeaturizer
@@ -87,7 +87,7 @@ class OpenSmileFunctionals(ClipFeaturizer):
 
     def functionals(self, clip: np.ndarray) -> np.ndarray:
         """One clip's valid samples (samples,) -> (feature_dim,) float32, possibly non-finite."""
-        level = rms_dbfs(clip)
+        level = max(LEVEL_FLOOR_DBFS, rms_dbfs(clip))
         if self.analysis_dBFS is not None:
             clip = normalize_db(clip, self.analysis_dBFS)
         if clip.shape[0] < self.min_samples:
@@ -97,12 +97,6 @@ class OpenSmileFunctionals(ClipFeaturizer):
         if self.append_level:
             values = np.append(values, np.float32(level))
         return values.reshape(self.feature_dim)
-
-
-def rms_dbfs(clip: np.ndarray) -> float:
-    """RMS level in dBFS (full scale 1.0), LEVEL_FLOOR_DBFS for silence or an empty clip."""
-    power = float(np.mean(np.square(clip, dtype=np.float64))) if clip.size else 0.0
-    return max(LEVEL_FLOOR_DBFS, 10.0 * math.log10(power)) if power > 0 else LEVEL_FLOOR_DBFS
 
 
 @register_featurizer
