@@ -600,15 +600,11 @@ def memory_section(workspace: Workspace, args) -> Dict[str, Any]:
 def untrained_checkpoint(model: str, workspace: Workspace, args) -> str:
     """A checkpoint directory of `model` as its config sizes it, with initial weights (throughput
     does not depend on what the weights learnt) and no speaker normalisation."""
-    from mser.checkpoint import save_checkpoint
     from mser.factory import model_from_config
     config = benchmark_config(model, workspace, args.batch_size, args.batch_size, overwrites=args.overwrites)
     config["preprocess_conf"]["speaker_norm"]["enable"] = False
-    featurizer = featurizer_from_config(config)
-    network = model_from_config(config, featurizer.feature_dim, len(LABELS))
-    state = {"model": model, "num_class": len(LABELS), "feature_method": config["preprocess_conf"]["feature_method"]}
-    return save_checkpoint(os.path.join(workspace.directory, f"files_{model}"), network.state_dict(), state,
-                           config, LABELS)
+    network = model_from_config(config, featurizer_from_config(config).feature_dim, len(LABELS))
+    return save_mser_checkpoint(config, network, os.path.join(workspace.directory, f"files_{model}"))
 
 
 def timed_infer_list(checkpoint: str, list_path: str, output: str, use_gpu: bool) -> float:
@@ -900,13 +896,12 @@ def rotated(items: Sequence, by: int) -> list:
     return list(items[by:]) + list(items[:by])
 
 
-def save_mser_checkpoint(rig: "TrainingRig", directory: str) -> str:
-    """Our trained EcapaTdnn as a checkpoint directory MSERPredictor loads."""
+def save_mser_checkpoint(config: Dict[str, Any], network: nn.Module, directory: str) -> str:
+    """`network`, built from `config`, as a checkpoint directory MSERPredictor loads."""
     from mser.checkpoint import save_checkpoint
-    config = rig.config
     state = {"model": config["model_conf"]["model"], "num_class": len(LABELS),
              "feature_method": config["preprocess_conf"]["feature_method"]}
-    return save_checkpoint(directory, rig.model.state_dict(), state, config, LABELS)
+    return save_checkpoint(directory, network.state_dict(), state, config, LABELS)
 
 
 def mser_predictors(checkpoint: str) -> Dict[str, Any]:
@@ -1041,7 +1036,9 @@ def compare_with_peer(peer: PeerProcess, workspace: Workspace, args) -> Dict[str
                     batch_size=args.batch_size, num_workers=config["dataset_conf"]["dataLoader"]["num_workers"],
                     threads=torch.get_num_threads(), use_gpu=args.use_gpu)
     speeds = peer_training(peer, rigs, min(args.peers_rounds, PEER_TRAIN_ROUNDS))
-    checkpoint = save_mser_checkpoint(rigs["mser torch"], os.path.join(workspace.directory, "peers_mser", "best_model"))
+    ours = rigs["mser torch"]
+    checkpoint = save_mser_checkpoint(ours.config, ours.model, os.path.join(workspace.directory, "peers_mser",
+                                                                            "best_model"))
     peer.ask("predictor", model_dir=os.path.join(workspace.directory, "peers_macls"))
     predictors = mser_predictors(checkpoint)
     onnx_notes = {name: predictors.pop(name) for name in ("onnx", "onnx int8") if isinstance(predictors[name], str)}
