@@ -200,15 +200,15 @@ def joined_overwrites(*parts: Optional[str]) -> Optional[str]:
 # ---- evaluation ----------------------------------------------------------------------------
 
 def member_probabilities(member: str, list_path: Optional[str], use_gpu: bool):
-    """(true labels, (clips, classes) probabilities, the list used) of one member on a list,
-    evaluated as eval.py evaluates a single checkpoint (speaker statistics from the list)."""
+    """(true labels, (clips, classes) probabilities, each row's speaker, the list used) of one member
+    on a list, evaluated as eval.py evaluates a single checkpoint (speaker statistics from the list)."""
     import torch
 
     from mser.executor import Executor
     executor = Executor.from_config(member_config(member), use_gpu=use_gpu)
     list_path = list_path or executor.config["dataset_conf"]["test_list"]
-    y_true, logits = executor.predict_checkpoint(member, list_path)
-    return y_true.numpy(), torch.softmax(logits.float(), dim=1).numpy(), list_path
+    y_true, logits, speakers = executor.predict_checkpoint(member, list_path)
+    return y_true.numpy(), torch.softmax(logits.float(), dim=1).numpy(), speakers, list_path
 
 
 def member_config(member: str) -> Dict[str, Any]:
@@ -223,12 +223,12 @@ def evaluate(directory: str, list_path: Optional[str] = None, use_gpu: bool = Tr
     """eval.py for an ensemble folder: the metrics of the members' averaged probabilities on
     `list_path` (default: the first member's test list). Writes metrics.json and the confusion
     matrix into `output_dir` when given; the metrics also carry each member's unweighted accuracy."""
-    from mser.metrics import compute_metrics, write_evaluation
+    from mser.metrics import add_speaker_balanced, compute_metrics, write_evaluation
     members = read_members(directory)
     labels = check_members(members)
     y_true, total, member_scores = None, None, {}
     for member in members:
-        y, probs, list_path = member_probabilities(member, list_path, use_gpu)
+        y, probs, speakers, list_path = member_probabilities(member, list_path, use_gpu)
         if y_true is not None and (len(y) != len(y_true) or (y != y_true).any()):
             raise CheckpointError(f"ensemble member {member} could not use the same clips of {list_path} "
                                   f"as the others (the lines starting 'skipping' say which)")
@@ -236,6 +236,7 @@ def evaluate(directory: str, list_path: Optional[str] = None, use_gpu: bool = Tr
         total = probs if total is None else total + probs
         member_scores[member] = compute_metrics(y.tolist(), probs.argmax(1).tolist(), labels)["unweighted_accuracy"]
     metrics = compute_metrics(y_true.tolist(), (total / len(members)).argmax(1).tolist(), labels)
+    add_speaker_balanced(metrics, y_true, total / len(members), speakers)
     metrics["members"] = member_scores
     if output_dir:
         write_evaluation(metrics, labels, output_dir)

@@ -27,7 +27,7 @@ from mser.errors import CheckpointError, DataError
 from mser.factory import check_same_setup, featurizer_from_config, load_matching_weights, model_for_featurizer
 from mser.features import feature_name
 from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats, valid_frames
-from mser.metrics import compute_metrics, write_evaluation
+from mser.metrics import add_speaker_balanced, compute_metrics, write_evaluation
 
 
 @dataclass
@@ -435,13 +435,14 @@ class Executor:
 
     @torch.inference_mode()
     def predict_items(self, items: Sequence[ListItem], model: Optional[nn.Module] = None):
-        """(true labels (clips,), logits (clips, num_class)) over a list, model and featurizer in
-        eval mode; the random streams of training are left as they were."""
+        """(true labels (clips,), logits (clips, num_class), speakers) over the list's usable clips,
+        model and featurizer in eval mode; the random streams of training are left as they were.
+        `speakers` names each row's speaker ("" where the list does not say)."""
         model = model or self.model
         with preserved_rng(self.device), evaluation_mode(model, self.featurizer):
             speaker_table = self.speaker_table(items)
             dataset = self.dataset(items, train=False)
-            y_true, logits_all = [], []
+            y_true, logits_all, speakers = [], [], []
             for batch in tqdm(self.loader(dataset, train=False), desc="evaluating", leave=False,
                               disable=not self.context.is_main, dynamic_ncols=True):
                 self.note_skipped(batch.skipped)
@@ -450,16 +451,18 @@ class Executor:
                 features, frame_lengths = self.features(batch, speaker_table)
                 logits_all.append(self.compute_forward(model, features, frame_lengths).float().cpu())
                 y_true.append(batch.labels)
+                speakers.extend(batch.speakers)
         if not logits_all:
-            return torch.empty(0, dtype=torch.long), torch.empty(0, len(self.labels))
-        return torch.cat(y_true), torch.cat(logits_all)
+            return torch.empty(0, dtype=torch.long), torch.empty(0, len(self.labels)), []
+        return torch.cat(y_true), torch.cat(logits_all), speakers
 
     def evaluate_items(self, items: Sequence[ListItem], criterion: Optional[nn.Module] = None) -> Dict[str, Any]:
-        y_true, logits = self.predict_items(items)
+        y_true, logits, speakers = self.predict_items(items)
         if len(y_true) == 0:
             raise DataError(f"none of the {len(items)} clips to evaluate could be used; "
                             f"the lines starting 'skipping' say why")
         metrics = compute_metrics(y_true.tolist(), logits.argmax(dim=1).tolist(), self.labels)
+        add_speaker_balanced(metrics, y_true.numpy(), torch.softmax(logits.float(), dim=1).numpy(), speakers)
         loss_fn = criterion or nn.CrossEntropyLoss()
         metrics["loss"] = float(loss_fn(logits.to(self.device), y_true.to(self.device))) if len(y_true) else 0.0
         return metrics
@@ -475,8 +478,8 @@ class Executor:
         return metrics
 
     def predict_checkpoint(self, resume_model: Optional[str] = None, list_path: Optional[str] = None):
-        """(true labels (clips,), logits (clips, num_class)) of a checkpoint (or the current model)
-        on the test list (or `list_path`), prepared as `evaluate` prepares it."""
+        """(true labels (clips,), logits (clips, num_class), speakers) of a checkpoint (or the current
+        model) on the test list (or `list_path`), prepared as `evaluate` prepares it."""
         return self.predict_items(self.prepare_evaluation(resume_model, list_path))
 
     def prepare_evaluation(self, resume_model: Optional[str], list_path: Optional[str]) -> List[ListItem]:

@@ -1,7 +1,7 @@
 """Classification metrics (from scikit-learn) and the confusion-matrix figure."""
 import json
 import os
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
@@ -31,6 +31,22 @@ def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequen
     }
 
 
+def add_speaker_balanced(metrics: Dict[str, Any], y_true: np.ndarray, probabilities: np.ndarray,
+                         speakers: Sequence[Optional[str]]) -> Dict[str, Any]:
+    """Add metrics["speaker_balanced"]: the accuracy, UA, macro-F1 and confusion matrix of the
+    decisions balanced per speaker (mser.speaker_balance), and how many speakers were balanced;
+    nothing when no speaker of the list has enough clips. Returns `metrics`."""
+    from mser.speaker_balance import balance_per_speaker, balanced_speaker_count
+    count = balanced_speaker_count(speakers, probabilities.shape[1])
+    if count:
+        balanced = compute_metrics(y_true, balance_per_speaker(probabilities, speakers).argmax(axis=1),
+                                   metrics["labels"])
+        metrics["speaker_balanced"] = {key: balanced[key] for key in
+                                       ("accuracy", "unweighted_accuracy", "macro_f1", "confusion_matrix")}
+        metrics["speaker_balanced"]["speakers"] = count
+    return metrics
+
+
 def format_report(metrics: Dict[str, Any]) -> str:
     """A plain-text summary and per-class precision/recall/F1 table."""
     width = max(12, *(len(name) for name in metrics["labels"]))
@@ -41,6 +57,11 @@ def format_report(metrics: Dict[str, Any]) -> str:
         row = metrics["per_class"][name]
         lines.append(f"{name:<{width}} {row['precision']:>9.4f} {row['recall']:>9.4f} "
                      f"{row['f1']:>9.4f} {row['support']:>8d}")
+    if "speaker_balanced" in metrics:
+        balanced = metrics["speaker_balanced"]
+        lines.append(f"decisions balanced per speaker ({balanced['speakers']} speakers; assumes each speaker's "
+                     f"clips cover the emotions evenly): accuracy {balanced['accuracy']:.4f} | unweighted "
+                     f"accuracy {balanced['unweighted_accuracy']:.4f} | macro-F1 {balanced['macro_f1']:.4f}")
     return "\n".join(lines)
 
 

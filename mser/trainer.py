@@ -210,6 +210,8 @@ class MSERTrainer(Executor):
     def checkpoint_info(self, metrics: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         """What model.state records beside the epoch counter: validation metrics, model, features."""
         summary = {k: metrics[k] for k in ("loss", "accuracy", "unweighted_accuracy", "macro_f1")} if metrics else {}
+        if metrics and "speaker_balanced" in metrics:
+            summary["speaker_balanced_unweighted_accuracy"] = metrics["speaker_balanced"]["unweighted_accuracy"]
         return {"best_metric": self.config["train_conf"]["best_metric"],
                 "val": summary, "model": self.config["model_conf"]["model"],
                 "feature_method": self.config["preprocess_conf"]["feature_method"],

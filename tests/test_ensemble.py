@@ -198,3 +198,16 @@ def test_members_may_differ_in_db_normalisation(ensemble, demo_lists, tmp_path):
     member_segments = [member.segment_probabilities(quiet, 1.0, 0.5, sample_rate=16000) for member in members]
     np.testing.assert_allclose(np.stack([p for _, _, p in segments]),
                                np.mean([[p for _, _, p in s] for s in member_segments], axis=0), rtol=0, atol=1e-5)
+
+
+def test_eval_balances_the_averaged_probabilities_per_speaker(ensemble, demo_lists, tmp_path):
+    directory, _ = ensemble
+    lines = (demo_lists / "test_list.txt").read_text().splitlines()
+    test_list = tmp_path / "test_twice.txt"      # every speaker then has enough clips to balance
+    test_list.write_text("".join(f"{line}\n" for line in lines + lines))
+    result = run_script("eval.py", "--resume_model", directory, "--use_gpu", "false", "--json",
+                        "--output_dir", tmp_path / "eval", "--test_list", test_list)
+    assert result.returncode == 0, result.stderr[-3000:]
+    balanced = json.loads(result.stdout.strip().splitlines()[-1])["speaker_balanced"]
+    assert balanced["speakers"] == len({line.split("\t")[2] for line in lines})
+    assert sum(map(sum, balanced["confusion_matrix"])) == 2 * len(lines)

@@ -392,11 +392,19 @@ def run_one(name: str, out_dir: str, python: str, environment: Dict[str, str], f
             if not os.path.isfile(os.path.join(REPO, list_path)):
                 continue
             metrics = evaluate_on(python, best, list_path, os.path.join(run_dir, f"eval_{key}"), label)
-            row.update({f"{key}_accuracy": metrics["accuracy"], f"{key}_ua": metrics["unweighted_accuracy"],
-                        f"{key}_macro_f1": metrics["macro_f1"]})
+            row.update(test_columns(key, metrics))
             summary += f" | {key} UA {metrics['unweighted_accuracy']:.3f}"
     finish(row, out_dir, label, summary)
     return row
+
+
+def test_columns(key: str, metrics: dict) -> dict:
+    """A results row's columns for eval.py's metrics on one test list (`key`: test or cross)."""
+    columns = {f"{key}_accuracy": metrics["accuracy"], f"{key}_ua": metrics["unweighted_accuracy"],
+               f"{key}_macro_f1": metrics["macro_f1"]}
+    if "speaker_balanced" in metrics:
+        columns[f"{key}_balanced_ua"] = metrics["speaker_balanced"]["unweighted_accuracy"]
+    return columns
 
 
 def finish(row: dict, out_dir: str, label: str, summary: str) -> None:
@@ -443,13 +451,14 @@ def run_ensemble(name: str, out_dir: str, python: str, fold: Optional[int] = Non
         val_list = fold_lists(out_dir, fold, num_folds)["val"]
         metrics = evaluate_on(python, ensemble_dir, val_list, os.path.join(run_dir, "eval_val"), label)
         row["val"] = {key: metrics[key] for key in ("accuracy", "unweighted_accuracy", "macro_f1")}
+        if "speaker_balanced" in metrics:
+            row["val"]["speaker_balanced_unweighted_accuracy"] = metrics["speaker_balanced"]["unweighted_accuracy"]
         summary = f"val UA {metrics['unweighted_accuracy']:.3f}"
     else:
         summary = ""
         for key, list_path in (("test", TEST_LIST), ("cross", CROSS_LIST)):
             metrics = evaluate_on(python, ensemble_dir, list_path, os.path.join(run_dir, f"eval_{key}"), label)
-            row.update({f"{key}_accuracy": metrics["accuracy"], f"{key}_ua": metrics["unweighted_accuracy"],
-                        f"{key}_macro_f1": metrics["macro_f1"]})
+            row.update(test_columns(key, metrics))
             summary += f" | {key} UA {metrics['unweighted_accuracy']:.3f}"
     finish(row, out_dir, label, summary.lstrip(" |"))
     return row
@@ -596,21 +605,26 @@ def table(out_dir: str) -> str:
             full.setdefault(r["name"], {})[r.get("seed")] = r
         elif r["kind"] in ("cv", "cv_ensemble"):
             folds.setdefault(r["name"], {})[(r.get("num_folds"), r["fold"])] = r
-    lines = ["| run | seeds | unseen voices UA | cross-synthesiser UA | best epochs | train wall | load |",
-             "|---|---:|---:|---:|---|---:|---:|"]
+    lines = ["| run | seeds | unseen voices UA | cross-synthesiser UA | balanced per speaker (unseen / cross) "
+             "| best epochs | train wall | load |",
+             "|---|---:|---:|---:|---:|---|---:|---:|"]
     for name, by_seed in full.items():
         runs = list(by_seed.values())
         lines.append(f"| {name} | {len(runs)} | {mean_sd([r.get('test_ua') for r in runs])} | "
                      f"{mean_sd([r.get('cross_ua') for r in runs])} | "
+                     f"{mean_sd([r.get('test_balanced_ua') for r in runs])} / "
+                     f"{mean_sd([r.get('cross_balanced_ua') for r in runs])} | "
                      f"{' '.join(str(r.get('best_epoch', '–')) for r in runs)} | "
                      f"{np.mean([r['train_wall_s'] for r in runs]) / 60:.1f} min | "
                      f"{np.mean([r['load_mean'] for r in runs]):.1f} |")
-    lines += ["", "| cv experiment | folds | mean val UA | per fold | wall per fold | what |",
-              "|---|---:|---:|---|---:|---|"]
+    lines += ["", "| cv experiment | folds | mean val UA | per fold | balanced per speaker | wall per fold | what |",
+              "|---|---:|---:|---|---:|---:|---|"]
     for name, by_fold in folds.items():
         ordered = [by_fold[k] for k in sorted(by_fold)]
         uas = [r["val"].get("unweighted_accuracy", float("nan")) for r in ordered]
+        balanced = [r["val"].get("speaker_balanced_unweighted_accuracy") for r in ordered]
         lines.append(f"| {name} | {len(ordered)} | {mean_sd(uas)} | {' '.join(f'{u:.3f}' for u in uas)} | "
+                     f"{mean_sd(balanced if None not in balanced else [])} | "
                      f"{np.mean([r['train_wall_s'] for r in ordered]) / 60:.1f} min | "
                      f"{EXPERIMENTS[name][5] if name in EXPERIMENTS else ordered[0]['note']} |")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", "
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 
 Entry = Tuple[str, str]   # (id, audio path); the id is the path unless a wav.scp names it
+Answer = Tuple[str, float, np.ndarray, List[dict]]   # (path, duration in s, probabilities, listed segments)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "all, as eval.py does (a --speaker's clips are then held in memory together); "
                              "running: each with the statistics of those before it and itself, in the order "
                              "given, as a live stream must be (infer_record.py); less accurate for the first ones")
+    parser.add_argument("--balance_speaker", action="store_true",
+                        help="with --speaker and whole statistics: share the speaker's clips out evenly over the "
+                             "emotions (each class's probabilities rescaled until every class carries the same "
+                             "total; README, Speaker normalisation). Only for a set of clips that does cover "
+                             "the emotions about evenly, such as one actor's recordings of an acted corpus; "
+                             "needs at least 2 files per emotion (a file longer than --window counts as one, "
+                             "with its segments' average)")
     add_use_gpu_argument(parser)
     add_list_configs_argument(parser)
     return parser
@@ -144,6 +152,7 @@ class FileClassifier:
     def classify(self, entries: Sequence[Entry]) -> List[dict]:
         """One result per entry, in order; a file that fails gets {'audio_path', 'error'}."""
         results: Dict[int, dict] = {}
+        answers: Dict[int, Answer] = {}
         embeddings: Dict[int, np.ndarray] = {}
         short_rows, waveforms = [], []
         for row, (_, path) in enumerate(entries):
@@ -152,7 +161,7 @@ class FileClassifier:
                     raise AudioError(f"audio file not found: {path}")
                 duration, _ = audio_info(path)
                 if duration > self.predictor.window:
-                    results[row] = self.long_result(path, duration)
+                    answers[row] = (path, duration, *self.long_probabilities(path))
                     if self.keep_embeddings:
                         embeddings[row] = self.predictor.embed(path)
                 else:
@@ -163,17 +172,33 @@ class FileClassifier:
         if waveforms:
             all_probs = self.predictor.batched_probabilities(waveforms, self.args.speaker, self.args.statistics)
             for row, waveform, probs in zip(short_rows, waveforms, all_probs):
-                path = entries[row][1]
-                duration = len(waveform) / self.predictor.sample_rate
-                results[row] = self.result(path, duration, probs, [])
+                answers[row] = (entries[row][1], len(waveform) / self.predictor.sample_rate, probs, [])
                 if self.keep_segments:
-                    self.segments[path] = [(0.0, duration, probs)]
+                    self.segments[entries[row][1]] = [(0.0, answers[row][1], probs)]
             if self.keep_embeddings:
                 embeddings.update(zip(short_rows, self.predictor.batched_embeddings(waveforms)))
+        if self.args.balance_speaker and answers:
+            answers = self.balanced(answers)
+        results.update((row, self.result(*answer)) for row, answer in answers.items())
         self.embeddings.extend(embeddings.get(row) for row in range(len(entries)))
         return [with_id(results[row], entry_id) for row, (entry_id, _) in enumerate(entries)]
 
-    def long_result(self, path: str, duration: float) -> dict:
+    def balanced(self, answers: Dict[int, Answer]) -> Dict[int, Answer]:
+        """The answers with the files' probabilities balanced over the emotions (--balance_speaker)."""
+        from mser.speaker_balance import MIN_CLIPS_PER_CLASS, balance_speaker
+        needed = MIN_CLIPS_PER_CLASS * len(self.predictor.labels)
+        if len(answers) < needed:
+            print(f"--balance_speaker: {len(answers)} files of {self.args.speaker} are too few to balance "
+                  f"(at least {needed}: {MIN_CLIPS_PER_CLASS} per emotion); their answers are not balanced",
+                  file=sys.stderr)
+            return answers
+        rows = sorted(answers)
+        balanced = balance_speaker(np.stack([answers[row][2] for row in rows])).astype(np.float32)
+        return {row: (answers[row][0], answers[row][1], probs, answers[row][3]) for row, probs in zip(rows, balanced)}
+
+    def long_probabilities(self, path: str) -> Tuple[np.ndarray, List[dict]]:
+        """A long file's probabilities (its segments' average, weighted by their durations) and its
+        listed segments."""
         args = self.args
         segments = self.predictor.segment_probabilities(path, args.window, args.hop, args.smoothing,
                                                         segmentation=args.segmentation, vad=args.vad,
@@ -185,7 +210,7 @@ class FileClassifier:
         listed = [{"start": round(start, 3), "end": round(end, 3),
                    **dict(zip(("label", "score"), self.predictor.decide(probs)))}
                   for start, end, probs in segments]
-        return self.result(path, duration, overall, listed)
+        return overall, listed
 
     def result(self, path: str, duration: float, probs: np.ndarray, segments: List[dict]) -> dict:
         label, score = self.predictor.decide(probs)
@@ -224,6 +249,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--output {args.output}: the name must end in .jsonl or .csv")
     if args.embeddings and not args.embeddings.endswith(".npy"):
         raise ConfigError(f"--embeddings {args.embeddings}: the name must end in .npy")
+    if args.balance_speaker and (args.speaker is None or args.statistics != "whole"):
+        raise ConfigError("--balance_speaker shares one speaker's clips out over the emotions: give --speaker, "
+                          "with --statistics whole (the default)")
     if args.plot and not (args.audio_path and os.path.isfile(args.audio_path)):
         raise ConfigError("--plot draws one recording: give --audio_path a single audio file")
     for option in ("output", "embeddings", "plot"):
