@@ -1,8 +1,10 @@
 """Ensembles: several trained models, each on its own features, deciding together.
 
 An ensemble is a folder holding `ensemble.yml`, which names member checkpoint directories (paths
-relative to the folder). Each member keeps its own config, featurizer, speaker normalisation and
-weights; the ensemble's class probabilities are the mean of the members' probabilities. Models on
+relative to the folder) and how their class probabilities are combined (`combine`: "mean", the
+arithmetic mean and the default, or "geometric", the normalised geometric mean, under which a class
+any one member rules out stays unlikely). Each member keeps its own config, featurizer, speaker
+normalisation and weights. Models on
 different features (functionals such as eGeMAPS and ComParE, frame-level Fbank+prosody) make
 different mistakes, so their average is right more often than any one of them (README, Results).
 
@@ -26,6 +28,8 @@ from mser.errors import CheckpointError, ConfigError
 from mser.predictor import MSERPredictor
 
 MANIFEST_FILE = "ensemble.yml"
+COMBINE_RULES = ("mean", "geometric")
+TINY_PROBABILITY = 1e-12   # the geometric mean's floor: a member's exact 0 does not zero a class alone
 ENSEMBLE_DIR = "Ensemble"
 # dataset_conf.dataset keys that decide the waveform a member sees; dB normalisation may differ, since
 # the ensemble loads the audio without it and each member levels its own copy (member_waveforms)
@@ -37,31 +41,54 @@ def is_ensemble(path: Optional[str]) -> bool:
     return bool(path) and os.path.isfile(os.path.join(path, MANIFEST_FILE))
 
 
-def write_manifest(directory: str, members: Sequence[str]) -> str:
-    """Write `directory`/ensemble.yml naming `members` (checkpoint directories), after checking
-    that they exist and agree on labels and audio loading. Written atomically. Returns its path."""
+def write_manifest(directory: str, members: Sequence[str], combine: str = "mean") -> str:
+    """Write `directory`/ensemble.yml naming `members` (checkpoint directories) and the `combine`
+    rule, after checking that they exist and agree on labels and audio loading. Written atomically.
+    Returns its path."""
     if len(members) < 2:
         raise ConfigError(f"an ensemble needs at least two members, got {len(members)}")
+    check_combine(combine, "combine")
     check_members([os.path.abspath(m) for m in members])
     os.makedirs(directory, exist_ok=True)
     relative = [os.path.relpath(os.path.abspath(m), os.path.abspath(directory)) for m in members]
     path = os.path.join(directory, MANIFEST_FILE)
     staging = path + ".tmp"
     with open(staging, "w", encoding="utf-8") as f:
-        yaml.safe_dump({"members": relative}, f, sort_keys=False)
+        yaml.safe_dump({"members": relative, "combine": combine}, f, sort_keys=False)
     os.replace(staging, path)
     return path
 
 
-def read_members(directory: str) -> List[str]:
-    """The member checkpoint directories of an ensemble folder, as paths usable from here."""
+def check_combine(rule: Any, where: str) -> str:
+    if rule not in COMBINE_RULES:
+        raise ConfigError(f"{where} must be one of {', '.join(COMBINE_RULES)}, got {rule!r}")
+    return rule
+
+
+def read_manifest(directory: str) -> Dict[str, Any]:
     path = os.path.join(directory, MANIFEST_FILE)
     try:
         with open(path, encoding="utf-8") as f:
             manifest = yaml.safe_load(f)
     except (OSError, yaml.YAMLError) as e:
         raise CheckpointError(f"cannot read the ensemble manifest {path}: {e}") from None
-    members = manifest.get("members") if isinstance(manifest, dict) else None
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def read_combine(directory: str) -> str:
+    """How an ensemble folder combines its members' probabilities ("mean" when the manifest, written
+    before the choice existed, does not say)."""
+    rule = read_manifest(directory).get("combine", "mean")
+    if rule not in COMBINE_RULES:
+        raise CheckpointError(f"{os.path.join(directory, MANIFEST_FILE)}: combine must be one of "
+                              f"{', '.join(COMBINE_RULES)}, got {rule!r}")
+    return rule
+
+
+def read_members(directory: str) -> List[str]:
+    """The member checkpoint directories of an ensemble folder, as paths usable from here."""
+    path = os.path.join(directory, MANIFEST_FILE)
+    members = read_manifest(directory).get("members")
     if not isinstance(members, list) or not all(isinstance(m, str) for m in members) or len(members) < 2:
         raise CheckpointError(f"{path} must hold 'members:', a list of at least two checkpoint directories")
     resolved = [os.path.normpath(os.path.join(directory, m)) for m in members]
@@ -110,19 +137,38 @@ def is_ensemble_config(path: Optional[str]) -> bool:
     return isinstance(content, dict) and "ensemble" in content
 
 
+ENSEMBLE_KEYS = {"members", "combine"}
+
+
 def read_ensemble_config(path: str) -> List[Dict[str, Optional[str]]]:
     """The member specs of an ensemble YAML: [{configs, data_augment_configs, overwrites}], with
     relative file names resolved against the YAML's own folder (or naming shipped configs)."""
-    from mser.config import read_yaml, resolve_config_path
+    from mser.config import resolve_config_path
     resolved = resolve_config_path(path)
-    content = read_yaml(resolved)
-    extra = sorted(set(content) - {"ensemble"})
-    members = content["ensemble"].get("members") if isinstance(content["ensemble"], dict) else None
-    if extra or not isinstance(members, list) or len(members) < 2:
-        raise ConfigError(f"{resolved}: an ensemble config holds only 'ensemble: {{members: [...]}}' with at least "
-                          f"two members" + (f" (unexpected: {', '.join(extra)})" if extra else ""))
+    members = ensemble_section(resolved)["members"]
     folder = os.path.dirname(os.path.abspath(resolved))
     return [member_spec(resolved, folder, index, member) for index, member in enumerate(members)]
+
+
+def read_ensemble_combine(path: str) -> str:
+    """The `combine` rule of an ensemble YAML ("mean" when it does not say)."""
+    from mser.config import resolve_config_path
+    resolved = resolve_config_path(path)
+    return check_combine(ensemble_section(resolved).get("combine", "mean"), f"{resolved}: ensemble.combine")
+
+
+def ensemble_section(resolved: str) -> Dict[str, Any]:
+    """The checked `ensemble:` mapping of an ensemble YAML file."""
+    from mser.config import read_yaml
+    content = read_yaml(resolved)
+    section = content["ensemble"]
+    extra = sorted(set(content) - {"ensemble"}) + (sorted(set(section) - ENSEMBLE_KEYS)
+                                                   if isinstance(section, dict) else [])
+    members = section.get("members") if isinstance(section, dict) else None
+    if extra or not isinstance(members, list) or len(members) < 2:
+        raise ConfigError(f"{resolved}: an ensemble config holds only 'ensemble: {{members: [...], combine: ...}}' "
+                          f"with at least two members" + (f" (unexpected: {', '.join(extra)})" if extra else ""))
+    return section
 
 
 def member_spec(path: str, folder: str, index: int, member: Any) -> Dict[str, Optional[str]]:
@@ -145,7 +191,7 @@ def train(config_path: str, save_model_path: str = "models/", log_dir: str = "lo
     skips the members that finished and resumes the one that did not; `overwrite` retrains all.
     Returns the ensemble folder."""
     from mser.trainer import MSERTrainer
-    specs = read_ensemble_config(config_path)
+    specs, combine = read_ensemble_config(config_path), read_ensemble_combine(config_path)
     directory = os.path.join(save_model_path, ENSEMBLE_DIR)
 
     def member_trainer(spec):
@@ -170,7 +216,7 @@ def train(config_path: str, save_model_path: str = "models/", log_dir: str = "lo
                     + (f", resuming from {resume}" if resume else ""))
         trainer.train(save_model_path=directory, log_dir=log_dir, overwrite=overwrite, resume_model=resume)
     if trainers[0].context.is_main:
-        write_manifest(directory, [os.path.join(directory, name, "best_model") for name in names])
+        write_manifest(directory, [os.path.join(directory, name, "best_model") for name in names], combine)
         trainers[0].log(f"ensemble of {len(names)} models written to {directory} "
                         f"(eval.py --resume_model {directory})")
     return directory
@@ -220,23 +266,24 @@ def member_config(member: str) -> Dict[str, Any]:
 
 def evaluate(directory: str, list_path: Optional[str] = None, use_gpu: bool = True,
              output_dir: Optional[str] = None) -> Dict[str, Any]:
-    """eval.py for an ensemble folder: the metrics of the members' averaged probabilities on
+    """eval.py for an ensemble folder: the metrics of the members' combined probabilities on
     `list_path` (default: the first member's test list). Writes metrics.json and the confusion
     matrix into `output_dir` when given; the metrics also carry each member's unweighted accuracy."""
     from mser.metrics import add_speaker_balanced, compute_metrics, write_evaluation
-    members = read_members(directory)
+    members, combine = read_members(directory), read_combine(directory)
     labels = check_members(members)
-    y_true, total, member_scores = None, None, {}
+    y_true, parts, member_scores = None, [], {}
     for member in members:
         y, probs, speakers, list_path = member_probabilities(member, list_path, use_gpu)
         if y_true is not None and (len(y) != len(y_true) or (y != y_true).any()):
             raise CheckpointError(f"ensemble member {member} could not use the same clips of {list_path} "
                                   f"as the others (the lines starting 'skipping' say which)")
         y_true = y
-        total = probs if total is None else total + probs
+        parts.append(probs)
         member_scores[member] = compute_metrics(y.tolist(), probs.argmax(1).tolist(), labels)["unweighted_accuracy"]
-    metrics = compute_metrics(y_true.tolist(), (total / len(members)).argmax(1).tolist(), labels)
-    add_speaker_balanced(metrics, y_true, total / len(members), speakers)
+    combined = combine_probabilities(parts, combine)
+    metrics = compute_metrics(y_true.tolist(), combined.argmax(1).tolist(), labels)
+    add_speaker_balanced(metrics, y_true, combined, speakers)
     metrics["members"] = member_scores
     if output_dir:
         write_evaluation(metrics, labels, output_dir)
@@ -245,8 +292,14 @@ def evaluate(directory: str, list_path: Optional[str] = None, use_gpu: bool = Tr
 
 # ---- prediction ----------------------------------------------------------------------------
 
-def mean_probabilities(parts: Sequence[np.ndarray]) -> np.ndarray:
-    return np.mean(np.stack(parts), axis=0).astype(np.float32)
+def combine_probabilities(parts: Sequence[np.ndarray], rule: str = "mean") -> np.ndarray:
+    """The members' (clips, classes) probabilities combined by `rule` (COMBINE_RULES): their mean, or
+    their geometric mean renormalised over the classes."""
+    stacked = np.stack(parts).astype(np.float64)
+    if rule == "geometric":
+        combined = np.exp(np.log(np.maximum(stacked, TINY_PROBABILITY)).mean(axis=0))
+        return (combined / combined.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return stacked.mean(axis=0).astype(np.float32)
 
 
 
@@ -255,11 +308,12 @@ MEMBER_OWN = ("featurizer", "model", "speaker_norm", "onnx", "labels", "threshol
 
 
 class EnsemblePredictor(MSERPredictor):
-    """MSERPredictor over an ensemble folder: every call runs each member and averages their class
-    probabilities. `MSERPredictor(model_path=<ensemble folder>)` returns one. Members keep their own
-    speaker statistics (`speaker=`, per recording in predict_long; "whole" or "running" as for one
-    model, each member over its own features). `embed` concatenates the
-    members' embeddings. configs/overwrites are refused: each member runs on its stored config."""
+    """MSERPredictor over an ensemble folder: every call runs each member and combines their class
+    probabilities (the folder's `combine` rule). `MSERPredictor(model_path=<ensemble folder>)`
+    returns one. Members keep their own speaker statistics (`speaker=`, per recording in
+    predict_long; "whole" or "running" as for one model, each member over its own features).
+    `embed` concatenates the members' embeddings. configs/overwrites are refused: each member runs
+    on its stored config."""
 
     def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
                  threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch",
@@ -270,7 +324,7 @@ class EnsemblePredictor(MSERPredictor):
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold must be a probability between 0 and 1, got {threshold}")
         paths = read_members(model_path)
-        self.labels = check_members(paths)
+        self.labels, self.combine = check_members(paths), read_combine(model_path)
         self.members = [MSERPredictor(path, use_gpu=use_gpu, backend=backend, precision=precision) for path in paths]
         # loading and windowing settings are the first member's (check_members: the same rate for all);
         # dB normalisation is each member's own (member_waveforms)
@@ -299,14 +353,14 @@ class EnsemblePredictor(MSERPredictor):
         return [member.new_session() for member in self.members]
 
     def session_probabilities(self, waveforms: Sequence[np.ndarray], stats) -> np.ndarray:
-        return mean_probabilities([member.session_probabilities(member_waveforms(member, waveforms),
-                                                                None if stats is None else stats[i])
-                                   for i, member in enumerate(self.members)])
+        return combine_probabilities([member.session_probabilities(member_waveforms(member, waveforms),
+                                                                   None if stats is None else stats[i])
+                                      for i, member in enumerate(self.members)], self.combine)
 
     def whole_session(self, stats) -> "EnsembleSession":
         """One whole-statistics session per member, each with its own statistics (`stats[i]`)."""
         return EnsembleSession([member.whole_session(None if stats is None else stats[i])
-                                for i, member in enumerate(self.members)])
+                                for i, member in enumerate(self.members)], self.combine)
 
     def embeddings(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         return np.concatenate([member.embeddings(member_waveforms(member, waveforms)) for member in self.members],
@@ -323,10 +377,11 @@ def member_waveforms(member: MSERPredictor, waveforms: Sequence[np.ndarray]) -> 
 
 class EnsembleSession:
     """A whole-statistics session over every member (mser.predictor.WholeSession): each member
-    featurises and counts the clips in its own statistics; the probabilities are the members' mean."""
+    featurises and counts the clips in its own statistics; the probabilities are the members'
+    combined by `combine` (COMBINE_RULES)."""
 
-    def __init__(self, sessions: Sequence[Any]):
-        self.sessions = list(sessions)
+    def __init__(self, sessions: Sequence[Any], combine: str = "mean"):
+        self.sessions, self.combine = list(sessions), combine
 
     def add(self, waveforms: Sequence[np.ndarray]) -> None:
         """One batch of loaded clips, (samples,) float32 each, levelled for each member as it reads them."""
@@ -334,5 +389,5 @@ class EnsembleSession:
             session.add(member_waveforms(session.predictor, waveforms))
 
     def probabilities(self) -> np.ndarray:
-        """(clips added, num_class) float32: the mean of the members' probabilities."""
-        return mean_probabilities([session.probabilities() for session in self.sessions])
+        """(clips added, num_class) float32: the members' probabilities combined."""
+        return combine_probabilities([session.probabilities() for session in self.sessions], self.combine)

@@ -211,3 +211,69 @@ def test_eval_balances_the_averaged_probabilities_per_speaker(ensemble, demo_lis
     balanced = json.loads(result.stdout.strip().splitlines()[-1])["speaker_balanced"]
     assert balanced["speakers"] == len({line.split("\t")[2] for line in lines})
     assert sum(map(sum, balanced["confusion_matrix"])) == 2 * len(lines)
+
+
+def test_geometric_combination_keeps_a_class_any_member_rules_out_unlikely():
+    from mser.ensemble import combine_probabilities
+    first = np.array([[0.50, 0.50, 0.00], [0.2, 0.3, 0.5]])
+    second = np.array([[0.05, 0.45, 0.50], [0.2, 0.3, 0.5]])
+    mean = combine_probabilities([first, second], "mean")
+    geometric = combine_probabilities([first, second], "geometric")
+    np.testing.assert_allclose(mean, (first + second) / 2, atol=1e-7)
+    assert mean[0].argmax() == 1 and geometric[0].argmax() == 1
+    assert geometric[0, 2] < 1e-5 < mean[0, 2]                   # one member's 0 outweighs the other's 0.5
+    expected = np.sqrt(first[0, :2] * second[0, :2]) / np.sqrt(first[0, :2] * second[0, :2]).sum()
+    np.testing.assert_allclose(geometric[0, :2], expected, rtol=1e-5)
+    np.testing.assert_allclose(geometric[1], first[1], rtol=1e-6)  # members that agree: their answer
+    np.testing.assert_allclose(geometric.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_a_geometric_manifest_is_used_by_eval_and_the_predictor(ensemble, demo_lists, tmp_path):
+    from mser import MSERPredictor
+    from mser.ensemble import combine_probabilities, member_probabilities, read_combine, write_manifest
+    directory, _ = ensemble
+    assert read_combine(str(directory)) == "mean"
+    members = [str(directory / name / "best_model") for name in MEMBERS]
+    geometric = tmp_path / "Geometric"
+    write_manifest(str(geometric), members, combine="geometric")
+    assert yaml.safe_load((geometric / "ensemble.yml").read_text())["combine"] == "geometric"
+
+    test_list = demo_lists / "test_list.txt"
+    result = run_script("eval.py", "--resume_model", geometric, "--use_gpu", "false", "--json",
+                        "--output_dir", tmp_path / "eval", "--test_list", test_list)
+    assert result.returncode == 0, result.stderr[-3000:]
+    parts = [member_probabilities(member, str(test_list), False) for member in members]
+    combined = combine_probabilities([part[1] for part in parts], "geometric")
+    expected = (combined.argmax(1) == parts[0][0]).mean()
+    assert json.loads(result.stdout.strip().splitlines()[-1])["accuracy"] == pytest.approx(expected)
+
+    clip = test_list.read_text().splitlines()[0].split("\t")[0]
+    clip = clip if clip.startswith("/") else str(REPO / clip)
+    scores = MSERPredictor(model_path=str(geometric), use_gpu=False).predict_scores(clip)
+    member_scores = [MSERPredictor(model_path=m, use_gpu=False).predict_scores(clip) for m in members]
+    labels = list(member_scores[0])
+    expected = combine_probabilities([np.array([[s[label] for label in labels]]) for s in member_scores],
+                                     "geometric")[0]
+    for label, probability in zip(labels, expected):
+        assert scores[label] == pytest.approx(probability, abs=1e-5)
+
+
+def test_the_combine_rule_of_a_config_and_a_manifest_is_checked(ensemble, tmp_path, demo_lists):
+    from mser.ensemble import read_combine, read_ensemble_combine
+    config = tmp_path / "ensemble.yml"
+    config.write_text(yaml.safe_dump({"ensemble": {"members": [{"configs": "bi_lstm.yml"},
+                                                               {"configs": "tdnn_prosody.yml"}],
+                                                   "combine": "median"}}))
+    result = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
+                        "--save_model_path", tmp_path / "models", "--overwrites", common_overwrites(demo_lists))
+    assert_one_line_error(result, "ensemble.combine must be one of mean, geometric")
+    assert read_ensemble_combine("ensemble") == "geometric"      # the shipped config, as cross-validated
+    directory, _ = ensemble
+    copy = tmp_path / "Ensemble"
+    shutil.copytree(directory, copy)
+    manifest = yaml.safe_load((copy / "ensemble.yml").read_text())
+    (copy / "ensemble.yml").write_text(yaml.safe_dump({**manifest, "combine": "max"}))
+    result = run_script("eval.py", "--resume_model", copy, "--use_gpu", "false", "--output_dir", tmp_path / "out")
+    assert_one_line_error(result, "combine must be one of mean, geometric, got 'max'")
+    with pytest.raises(Exception, match="got 'max'"):
+        read_combine(str(copy))

@@ -230,11 +230,14 @@ experiment("ensemble_egemaps_copies", "", {"members": ("egemaps_dbnorm_copies", 
            kind="ensemble", groups=("ensembles",),
            note="the previous configs/ensemble.yml: eGeMAPS at -20 dBFS with augmented copies + ComParE + "
                 "tdnn_prosody with channel augmentation")
-experiment("ensemble_dbnorm", "configs/ensemble.yml", {"members": ("egemaps_dbnorm_copies", "compare_dbnorm",
-                                                                    "tdnn_prosody_chanaug")},
+RECOMMENDED_MEMBERS = ("egemaps_dbnorm_copies", "compare_dbnorm", "tdnn_prosody_chanaug")
+experiment("ensemble_dbnorm", "", {"members": RECOMMENDED_MEMBERS},
            kind="ensemble", groups=("ensembles",),
-           note="configs/ensemble.yml: eGeMAPS at -20 dBFS with augmented copies + ComParE at -20 dBFS + "
-                "tdnn_prosody with channel augmentation")
+           note="the previous configs/ensemble.yml: eGeMAPS at -20 dBFS with augmented copies + ComParE at -20 dBFS + "
+                "tdnn_prosody with channel augmentation, probabilities averaged")
+experiment("ensemble_geometric", "configs/ensemble.yml", {"members": RECOMMENDED_MEMBERS, "combine": "geometric"},
+           kind="ensemble", groups=("ensembles",),
+           note="configs/ensemble.yml: the members of ensemble_dbnorm, probabilities combined by their geometric mean")
 experiment("ensemble_all_dbnorm", "", {"members": ("egemaps_dbnorm_copies", "compare_dbnorm",
                                                    "tdnn_prosody_chanaug_dbnorm")},
            kind="ensemble", groups=("ensembles",),
@@ -260,6 +263,9 @@ for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spkn
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_copies2", "cv_compare_spknorm")):
     experiment("cv_ens_" + "+".join(m[3:].replace("_spknorm", "") for m in _members), "", {"members": _members},
                kind="cv_ensemble", groups=("cv", "ensembles"), note="averaged probabilities of " + ", ".join(_members))
+_members = ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm")
+experiment("cv_ens_geometric", "", {"members": _members, "combine": "geometric"}, kind="cv_ensemble",
+           groups=("cv", "ensembles"), note="geometric mean of the probabilities of " + ", ".join(_members))
 
 
 def list_lines(path: str) -> List[str]:
@@ -442,7 +448,7 @@ def run_ensemble(name: str, out_dir: str, python: str, fold: Optional[int] = Non
     from mser.ensemble import ENSEMBLE_DIR, write_manifest
     run_dir = os.path.join(out_dir, label)
     ensemble_dir = os.path.join(run_dir, ENSEMBLE_DIR)
-    write_manifest(ensemble_dir, [row["checkpoint"] for row in members])
+    write_manifest(ensemble_dir, [row["checkpoint"] for row in members], changes.get("combine", "mean"))
     row = {"name": name, "fold": fold, "num_folds": num_folds if fold is not None else None, "seed": seed,
            "config": config, "changes": changes, "augment": None, "kind": kind, "note": note,
            "checkpoint": ensemble_dir, "train_wall_s": round(sum(r["train_wall_s"] for r in members), 1),
