@@ -10,7 +10,7 @@ def test_every_experiment_is_listed_with_its_kind():
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()
             if line.strip() and not line.startswith("cv fold")}   # (the folds' voices follow the list)
-    assert rows["ensemble_geometric"] == "ensemble" and "configs/ensemble.yml" in result.stdout
+    assert rows["ensemble_geometric_level"] == "ensemble" and "configs/ensemble.yml" in result.stdout
     assert rows["cv_ens_egemaps_dbnorm_copies+prosody_chanaug+compare_dbnorm"] == "cv_ensemble"
     assert {kind for kind in rows.values()} <= {"full", "cv", "ensemble", "cv_ensemble", "baseline", "cv_baseline"}
 

@@ -235,9 +235,14 @@ experiment("ensemble_dbnorm", "", {"members": RECOMMENDED_MEMBERS},
            kind="ensemble", groups=("ensembles",),
            note="the previous configs/ensemble.yml: eGeMAPS at -20 dBFS with augmented copies + ComParE at -20 dBFS + "
                 "tdnn_prosody with channel augmentation, probabilities averaged")
-experiment("ensemble_geometric", "configs/ensemble.yml", {"members": RECOMMENDED_MEMBERS, "combine": "geometric"},
+experiment("ensemble_geometric", "", {"members": RECOMMENDED_MEMBERS, "combine": "geometric"},
            kind="ensemble", groups=("ensembles",),
-           note="configs/ensemble.yml: the members of ensemble_dbnorm, probabilities combined by their geometric mean")
+           note="the members of ensemble_dbnorm, probabilities combined by their geometric mean")
+experiment("ensemble_geometric_level", "configs/ensemble.yml",
+           {"members": ("egemaps_copies", "compare_dbnorm", "tdnn_prosody_chanaug"), "combine": "geometric"},
+           kind="ensemble", groups=("ensembles",),
+           note="configs/ensemble.yml: egemaps.yml as shipped (level kept) with augmented copies + ComParE at "
+                "-20 dBFS + tdnn_prosody with channel augmentation, the geometric mean of their probabilities")
 experiment("ensemble_all_dbnorm", "", {"members": ("egemaps_dbnorm_copies", "compare_dbnorm",
                                                    "tdnn_prosody_chanaug_dbnorm")},
            kind="ensemble", groups=("ensembles",),
@@ -263,9 +268,13 @@ for _members in (("cv_egemaps_spknorm", "cv_prosody_spknorm"), ("cv_egemaps_spkn
                  ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_copies2", "cv_compare_spknorm")):
     experiment("cv_ens_" + "+".join(m[3:].replace("_spknorm", "") for m in _members), "", {"members": _members},
                kind="cv_ensemble", groups=("cv", "ensembles"), note="averaged probabilities of " + ", ".join(_members))
-_members = ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm")
-experiment("cv_ens_geometric", "", {"members": _members, "combine": "geometric"}, kind="cv_ensemble",
-           groups=("cv", "ensembles"), note="geometric mean of the probabilities of " + ", ".join(_members))
+for _suffix, _members in (
+        ("", ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm")),
+        ("_custom", ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm",
+                     "cv_custom_spknorm")),
+        ("_level", ("cv_egemaps_spknorm_level_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"))):
+    experiment("cv_ens_geometric" + _suffix, "", {"members": _members, "combine": "geometric"}, kind="cv_ensemble",
+               groups=("cv", "ensembles"), note="geometric mean of the probabilities of " + ", ".join(_members))
 
 
 def list_lines(path: str) -> List[str]:
