@@ -46,6 +46,17 @@ def demo_lists(tmp_path_factory):
     return list_dir
 
 
+@pytest.fixture(scope="session")
+def normalised_model(demo_lists, tmp_path_factory):
+    """One epoch of a tiny BiLSTM trained with speaker normalisation: (best_model dir, train.py's result)."""
+    work = tmp_path_factory.mktemp("speaker_norm")
+    result = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false", "--log_dir", "",
+                        "--save_model_path", work / "models",
+                        "--overwrites", tiny_overwrites(demo_lists, **{"preprocess_conf.speaker_norm.enable": "true"}))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work / "models" / "BiLSTM_Fbank" / "best_model", result
+
+
 def tiny_overwrites(list_dir, **extra) -> str:
     """--overwrites for a fast run: short clips, a small model, one epoch; `extra` adds or replaces
     values (None: leave a default out)."""

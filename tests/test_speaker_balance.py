@@ -74,19 +74,13 @@ def test_speakers_must_match_the_rows():
 
 
 @pytest.fixture(scope="module")
-def balanced_model(demo_lists, tmp_path_factory):
-    """A tiny speaker-normalised BiLSTM and a test list giving each speaker enough clips."""
-    from conftest import tiny_overwrites
-    work = tmp_path_factory.mktemp("speaker_balance")
-    result = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false", "--log_dir", "",
-                        "--save_model_path", work / "models",
-                        "--overwrites", tiny_overwrites(demo_lists, **{"preprocess_conf.speaker_norm.enable": "true"}))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def balanced_model(normalised_model, demo_lists, tmp_path_factory):
+    """The tiny speaker-normalised BiLSTM and a test list giving each speaker enough clips."""
     # the fixture's test list has 7-8 clips per speaker; listed twice, every speaker has at least 12
     lines = (demo_lists / "test_list.txt").read_text().splitlines()
-    test_list = work / "test_twice.txt"
+    test_list = tmp_path_factory.mktemp("speaker_balance") / "test_twice.txt"
     test_list.write_text("".join(f"{line}\n" for line in lines + lines))
-    return work / "models" / "BiLSTM_Fbank" / "best_model", test_list
+    return normalised_model[0], test_list
 
 
 def test_eval_reports_decisions_balanced_per_speaker(balanced_model, tmp_path):

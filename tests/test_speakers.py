@@ -253,18 +253,6 @@ def test_two_column_lists_still_train(demo_lists, tmp_path):
     assert "the list names no speakers" in result.stdout and "test set, best model" in result.stdout
 
 
-@pytest.fixture(scope="module")
-def normalised_model(demo_lists, tmp_path_factory):
-    """One epoch of a tiny BiLSTM trained with speaker normalisation."""
-    from conftest import tiny_overwrites
-    work = tmp_path_factory.mktemp("speaker_norm")
-    result = run_script("train.py", "--configs", "configs/bi_lstm.yml", "--use_gpu", "false", "--log_dir", "",
-                        "--save_model_path", work / "models",
-                        "--overwrites", tiny_overwrites(demo_lists, **{"preprocess_conf.speaker_norm.enable": "true"}))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return work / "models" / "BiLSTM_Fbank" / "best_model", result
-
-
 def test_training_with_speaker_norm_saves_global_statistics(normalised_model):
     import torch
     from mser import checkpoint
