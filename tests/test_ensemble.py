@@ -44,6 +44,7 @@ def test_train_writes_members_and_manifest(ensemble):
     directory, result = ensemble
     manifest = yaml.safe_load((directory / "ensemble.yml").read_text())
     assert manifest["members"] == [f"{name}/best_model" for name in MEMBERS]
+    assert manifest["combine"] == "mean"                 # the config names no rule: the default
     for name in MEMBERS:
         assert (directory / name / "best_model" / "model.pth").is_file()
     assert "ensemble member 2/2" in result.stdout and "ensemble of 2 models" in result.stdout
