@@ -25,3 +25,25 @@ def test_the_tables_read_what_was_recorded(tmp_path):
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if line.startswith("| egemaps |"))
     assert "| 0.600 ± 0.141 | 0.500 ± 0.141 |" in row   # mean and sample sd over the two seeds
+
+
+def test_a_share_of_the_training_voices_is_drawn_per_fold_without_validation_voices(tmp_path, monkeypatch):
+    import importlib.util
+    from conftest import REPO
+    spec = importlib.util.spec_from_file_location("run_experiments", REPO / "tools" / "run_experiments.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    listed = tmp_path / "train_list.txt"
+    listed.write_text("".join(f"clips/v{v}_{i}.wav\t{i % 2}\tv{v}\n" for v in range(8) for i in range(3)))
+    monkeypatch.setattr(tool, "TRAIN_LIST", str(listed))
+
+    def voices(path):
+        return {line.split("\t")[2] for line in open(path).read().splitlines()}
+    full = tool.fold_lists(str(tmp_path / "out"), 0, 4)
+    half = tool.fold_lists(str(tmp_path / "out"), 0, 4, train_voices=0.5)
+    assert len(voices(full["train"])) == 6 and len(voices(half["train"])) == 3
+    assert voices(half["train"]) < voices(full["train"]) and not voices(half["train"]) & voices(half["val"])
+    assert half["val"] == full["val"] and half["train"] != full["train"]
+    again = tool.fold_lists(str(tmp_path / "again"), 0, 4, train_voices=0.5)
+    assert voices(again["train"]) == voices(half["train"])             # seeded: the same voices every run
+    assert tool.TRAIN_VOICES["cv_egemaps_spknorm_level_voices50"] == 0.5

@@ -53,14 +53,18 @@ LABEL_LIST = os.path.join("dataset", "label_list.txt")
 
 # name: (config, changes, augmentation config or None, kind, groups, what it tests)
 EXPERIMENTS: Dict[str, tuple] = {}
+TRAIN_VOICES: Dict[str, float] = {}   # cv experiments that train on a share of each fold's training voices
 
 
 def experiment(name: str, config: str, changes: Optional[dict] = None, augment=None,
-               kind: str = "full", groups=(), note: str = "") -> None:
+               kind: str = "full", groups=(), note: str = "", train_voices: float = 1.0) -> None:
     """`changes` is merged into the YAML config; a key ending in '!' replaces its section whole.
     `augment`: an augmentation YAML path, or a dict written to the run's own augmentation.yml.
-    For kind "baseline", `config` names the clip statistics (logmel or egemaps)."""
+    For kind "baseline", `config` names the clip statistics (logmel or egemaps). `train_voices`
+    (cv only): the share of each fold's training voices it trains on, drawn per fold, seeded."""
     EXPERIMENTS[name] = (config, changes or {}, augment, kind, tuple(groups), note)
+    if train_voices < 1.0:
+        TRAIN_VOICES[name] = train_voices
 
 
 def merged(base: dict, changes: dict) -> dict:
@@ -169,6 +173,10 @@ for _name, _change in (("dropout05", {"model_conf": {"model_args": {"dropout": 0
     experiment(f"cv_egemaps_spknorm_level_{_name}", "configs/egemaps.yml",
                compose(compose(SPEAKER_NORM, LEVEL_KEPT), _change), kind="cv", groups=("cv",),
                note=f"egemaps.yml (level kept), network regularised or sized: {json.dumps(_change)}")
+for _share in (0.5, 0.75):
+    experiment(f"cv_egemaps_spknorm_level_voices{round(100 * _share)}", "configs/egemaps.yml",
+               compose(SPEAKER_NORM, LEVEL_KEPT), kind="cv", groups=("cv",), train_voices=_share,
+               note=f"egemaps.yml (level kept) trained on {round(100 * _share)} % of each fold's training voices")
 experiment("cv_custom_spknorm", "configs/custom_features.yml", SPEAKER_NORM, kind="cv", groups=("cv",),
            note="custom_features.yml (213 clip statistics), features standardised per speaker")
 experiment("cv_compare_spknorm_level", "configs/compare.yml", compose(SPEAKER_NORM, LEVEL_KEPT), kind="cv",
@@ -297,14 +305,21 @@ def cv_folds(num_folds: int, seed: int = 0) -> List[List[str]]:
     return [sorted(voices[i] for i in order[fold::num_folds]) for fold in range(num_folds)]
 
 
-def fold_lists(out_dir: str, fold: int, num_folds: int) -> Dict[str, str]:
-    """Split the training list by voice: fold `fold`'s voices for validation, the rest for training."""
+def fold_lists(out_dir: str, fold: int, num_folds: int, train_voices: float = 1.0) -> Dict[str, str]:
+    """Split the training list by voice: fold `fold`'s voices for validation, the rest (or a seeded
+    share `train_voices` of them) for training."""
     held_out = set(cv_folds(num_folds)[fold])
     lines = list_lines(TRAIN_LIST)
-    paths = {"train": os.path.join(out_dir, f"cv{num_folds}_{fold}_train_list.txt"),
+    trained = sorted({speaker_of(line) for line in lines} - held_out)
+    if train_voices < 1.0:
+        order = np.random.default_rng(fold).permutation(len(trained))
+        trained = [trained[i] for i in sorted(order[:max(1, round(train_voices * len(trained)))])]
+    share = "" if train_voices >= 1.0 else f"_{round(100 * train_voices)}pct"
+    paths = {"train": os.path.join(out_dir, f"cv{num_folds}_{fold}_train{share}_list.txt"),
              "val": os.path.join(out_dir, f"cv{num_folds}_{fold}_val_list.txt")}
     os.makedirs(out_dir, exist_ok=True)
-    for split, keep in (("train", lambda v: v not in held_out), ("val", lambda v: v in held_out)):
+    trained = set(trained)
+    for split, keep in (("train", lambda v: v in trained), ("val", lambda v: v in held_out)):
         with open(paths[split], "w", encoding="utf-8") as f:
             f.writelines(f"{line}\n" for line in lines if keep(speaker_of(line)))
     return paths
@@ -388,7 +403,7 @@ def run_one(name: str, out_dir: str, python: str, environment: Dict[str, str], f
     os.makedirs(run_dir, exist_ok=True)
     dataset_changes = {"feature_cache": {"cache_dir": os.path.join(out_dir, "features")}}
     if fold is not None:
-        lists = fold_lists(out_dir, fold, num_folds)
+        lists = fold_lists(out_dir, fold, num_folds, TRAIN_VOICES.get(name, 1.0))
         dataset_changes.update(train_list=lists["train"], val_list=lists["val"])
     config_path = write_run_config(name, run_dir, dataset_changes, seed)
     command = [python, "train.py", "--configs", config_path, "--use_gpu", "false", "--save_model_path", run_dir,
