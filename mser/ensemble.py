@@ -4,9 +4,9 @@ An ensemble is a folder holding `ensemble.yml`, which names member checkpoint di
 relative to the folder) and how their class probabilities are combined (`combine`: "mean", the
 arithmetic mean and the default, or "geometric", the normalised geometric mean, under which a class
 any one member rules out stays unlikely). Each member keeps its own config, featurizer, speaker
-normalisation and weights. Models on
-different features (functionals such as eGeMAPS and ComParE, frame-level Fbank+prosody) make
-different mistakes, so their average is right more often than any one of them (README, Results).
+normalisation and weights. Models on different features (functionals such as eGeMAPS and ComParE,
+frame-level Fbank+prosody) make different mistakes, so together they are right more often than any
+one of them (README, Results).
 
     train.py --configs configs/ensemble.yml           # trains every member, then writes the manifest
     eval.py --resume_model models/Ensemble            # scores the averaged probabilities
