@@ -280,7 +280,9 @@ for _suffix, _members in (
         ("", ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm")),
         ("_custom", ("cv_egemaps_spknorm_dbnorm_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm",
                      "cv_custom_spknorm")),
-        ("_level", ("cv_egemaps_spknorm_level_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"))):
+        ("_level", ("cv_egemaps_spknorm_level_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm")),
+        ("_level_compare_level", ("cv_egemaps_spknorm_level_copies", "cv_prosody_spknorm_chanaug",
+                                  "cv_compare_spknorm_level"))):
     experiment("cv_ens_geometric" + _suffix, "", {"members": _members, "combine": "geometric"}, kind="cv_ensemble",
                groups=("cv", "ensembles"), note="geometric mean of the probabilities of " + ", ".join(_members))
 
