@@ -284,7 +284,7 @@ def evaluate(directory: str, list_path: Optional[str] = None, use_gpu: bool = Tr
     combined = combine_probabilities(parts, combine)
     metrics = compute_metrics(y_true.tolist(), combined.argmax(1).tolist(), labels)
     add_speaker_balanced(metrics, y_true, combined, speakers)
-    metrics["members"] = member_scores
+    metrics["members"], metrics["combine"] = member_scores, combine
     if output_dir:
         write_evaluation(metrics, labels, output_dir)
     return metrics

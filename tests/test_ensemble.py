@@ -246,7 +246,9 @@ def test_a_geometric_manifest_is_used_by_eval_and_the_predictor(ensemble, demo_l
     parts = [member_probabilities(member, str(test_list), False) for member in members]
     combined = combine_probabilities([part[1] for part in parts], "geometric")
     expected = (combined.argmax(1) == parts[0][0]).mean()
-    assert json.loads(result.stdout.strip().splitlines()[-1])["accuracy"] == pytest.approx(expected)
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["accuracy"] == pytest.approx(expected) and metrics["combine"] == "geometric"
+    assert "ensemble of 2 members, their probabilities combined by their geometric mean" in result.stdout
 
     clip = test_list.read_text().splitlines()[0].split("\t")[0]
     clip = clip if clip.startswith("/") else str(REPO / clip)

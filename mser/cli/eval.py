@@ -75,6 +75,9 @@ def main(argv=None):
         metrics = evaluate(args)
     for member, score in metrics.get("members", {}).items():
         print(f"ensemble member {member}: unweighted accuracy {score:.4f}")
+    if "combine" in metrics:
+        print(f"ensemble of {len(metrics['members'])} members, their probabilities combined by their "
+              f"{'geometric mean' if metrics['combine'] == 'geometric' else 'mean'}")
     print(format_report(metrics))
     print(f"wrote {os.path.join(args.output_dir, 'metrics.json')} and "
           f"{os.path.join(args.output_dir, 'confusion_matrix.png')}")
