@@ -25,6 +25,11 @@ TOLERANCE = 1e-6    # largest relative gap between a class's total and its targe
 FLOOR = 1e-12       # a class no clip gives any probability still gets a share
 
 
+def clips_needed(num_classes: int) -> int:
+    """How many clips a speaker needs to be balanced."""
+    return MIN_CLIPS_PER_CLASS * num_classes
+
+
 def balance_speaker(probabilities: np.ndarray) -> np.ndarray:
     """(clips, classes) probabilities of one speaker -> the same shape, rows summing to 1 and every
     column summing to clips / classes."""
@@ -56,11 +61,11 @@ def balance_per_speaker(probabilities: np.ndarray, speakers: Sequence[Optional[s
         raise ValueError(f"{len(speakers)} speakers for {probabilities.shape[0]} rows of probabilities")
     balanced = probabilities.copy()
     for rows in speaker_rows(speakers).values():
-        if len(rows) >= MIN_CLIPS_PER_CLASS * probabilities.shape[1]:
+        if len(rows) >= clips_needed(probabilities.shape[1]):
             balanced[rows] = balance_speaker(probabilities[rows])
     return balanced
 
 
 def balanced_speaker_count(speakers: Sequence[Optional[str]], num_classes: int) -> int:
     """How many speakers have enough clips to be balanced."""
-    return sum(len(rows) >= MIN_CLIPS_PER_CLASS * num_classes for rows in speaker_rows(speakers).values())
+    return sum(len(rows) >= clips_needed(num_classes) for rows in speaker_rows(speakers).values())

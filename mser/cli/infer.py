@@ -185,8 +185,8 @@ class FileClassifier:
 
     def balanced(self, answers: Dict[int, Answer]) -> Dict[int, Answer]:
         """The answers with the files' probabilities balanced over the emotions (--balance_speaker)."""
-        from mser.speaker_balance import MIN_CLIPS_PER_CLASS, balance_speaker
-        needed = MIN_CLIPS_PER_CLASS * len(self.predictor.labels)
+        from mser.speaker_balance import MIN_CLIPS_PER_CLASS, balance_speaker, clips_needed
+        needed = clips_needed(len(self.predictor.labels))
         if len(answers) < needed:
             print(f"--balance_speaker: {len(answers)} files of {self.args.speaker} are too few to balance "
                   f"(at least {needed}: {MIN_CLIPS_PER_CLASS} per emotion); their answers are not balanced",
