@@ -317,7 +317,9 @@ class EnsemblePredictor(MSERPredictor):
 
     def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
                  threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch",
-                 precision: str = "float32"):
+                 precision: str = "float32", *, views: Sequence[str] = ()):
+        if views:
+            raise ConfigError("test-time views are built by MSERPredictor(model_path, views=[...])")
         if configs or overwrites:
             raise ConfigError(f"{model_path} is an ensemble: its members run on their stored configs "
                               f"(--configs/--overwrites apply to a single checkpoint)")

@@ -87,6 +87,8 @@ class MSERPredictor:
     backend:    "torch", or "onnx" for ONNX Runtime (see the module docstring)
     precision:  "float32", "bfloat16" (torch backend), "int8" (onnx backend) or "auto" (see the
                 module docstring); `predictor.precision` says which runs
+    views:      test-time views (keyword only), e.g. ["telephone"]: each clip is also classified as
+                that view hears it and the probabilities are averaged (mser.views: a ViewPredictor)
 
     A label list named by `configs` or `overwrites` (dataset_conf.label_list_path) must hold the
     labels the checkpoint was trained on, or a CheckpointError says what differs.
@@ -94,6 +96,9 @@ class MSERPredictor:
 
     def __new__(cls, model_path: Optional[str] = None, *args, **kwargs):
         from mser.ensemble import is_ensemble
+        if cls is MSERPredictor and kwargs.get("views"):   # test-time views (mser.views)
+            from mser.views import ViewPredictor
+            return super().__new__(ViewPredictor)
         if cls is MSERPredictor and is_ensemble(model_path):   # an ensemble folder (mser.ensemble)
             from mser.ensemble import EnsemblePredictor
             return super().__new__(EnsemblePredictor)
@@ -101,8 +106,10 @@ class MSERPredictor:
 
     def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
                  threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch",
-                 precision: str = "float32"):
+                 precision: str = "float32", *, views: Sequence[str] = ()):
         from mser.factory import load_for_inference  # imports every model and featurizer
+        if views:   # reached only when a subclass is built directly
+            raise ConfigError("test-time views are built by MSERPredictor(model_path, views=[...])")
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold must be a probability between 0 and 1, got {threshold}")
         if backend not in BACKENDS:

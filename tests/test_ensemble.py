@@ -280,3 +280,18 @@ def test_the_combine_rule_of_a_config_and_a_manifest_is_checked(ensemble, tmp_pa
     assert_one_line_error(result, "combine must be one of mean, geometric, got 'max'")
     with pytest.raises(Exception, match="got 'max'"):
         read_combine(str(copy))
+
+
+def test_views_of_an_ensemble_average_the_ensembles_answers(ensemble, demo_lists):
+    from mser import MSERPredictor
+    from mser.views import telephone
+    directory, _ = ensemble
+    rows = [line.split("\t") for line in (demo_lists / "test_list.txt").read_text().splitlines()]
+    paths = [row[0] for row in rows if row[2] == rows[0][2]][:4]
+    predictor = MSERPredictor(model_path=str(directory), use_gpu=False, views=["telephone"])
+    as_recorded, by_phone = (MSERPredictor(model_path=str(directory), use_gpu=False) for _ in range(2))
+    waveforms = [as_recorded.load(path) for path in paths]
+    together = predictor.batched_probabilities(waveforms, "visitor", "whole")
+    expected = (as_recorded.batched_probabilities(waveforms, "visitor", "whole")
+                + by_phone.batched_probabilities([telephone(w, 16000) for w in waveforms], "visitor", "whole")) / 2
+    np.testing.assert_allclose(together, expected, rtol=0, atol=1e-5)

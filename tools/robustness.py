@@ -15,13 +15,17 @@ session hears its speaker's clips in a seeded random order (`--session_seed`, -1
 lists are sorted by emotion, and a session that first hears only one emotion starts its running
 statistics from that emotion alone. `--statistics whole` instead normalises every clip with the
 statistics of all of its speaker's clips under the condition, as eval.py and infer.py do for files.
+`--views telephone` runs the predictor with test-time views (mser.views).
 
 Conditions (each applied to the 16 kHz clip as decoded from the list):
   clean          the clip as it is
   silence_pad    0.5 s of exact digital silence before and after (padding, a muted stream)
   silence_gaps   two 0.3 s gaps of exact digital silence inside the clip
   telephone_8k   300-3400 Hz band-pass, resampled to 8 kHz and given to the model at 8 kHz
-                 (it resamples back), G.711 mu-law companding
+                 (it resamples back), G.711 mu-law companding (mser.views.telephone_band, the same
+                 line the "telephone" view passes a clip through)
+  gsm_8k         resampled to 8 kHz and through the GSM 06.10 full-rate codec of mobile phones
+                 (libsndfile), no band-pass: another line than telephone_8k's
   rate_44k       resampled to 44.1 kHz and given at that rate (should change nothing)
   mp3            MP3 round trip (libsndfile's LAME encoder, default quality)
   ogg            Ogg Vorbis round trip (libsndfile, default quality)
@@ -50,6 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mser.audio import load_audio  # noqa: E402
 from mser.data.lists import read_data_list  # noqa: E402
 from mser.metrics import compute_metrics  # noqa: E402
+from mser.views import TELEPHONE_RATE, telephone_band  # noqa: E402
 
 SAMPLE_RATE = 16000
 # A condition maps (samples at 16 kHz) to what the predictor is given: an array with its rate,
@@ -69,13 +74,14 @@ def silence_gaps(samples: np.ndarray) -> Tuple[np.ndarray, int]:
 
 
 def telephone_8k(samples: np.ndarray) -> Tuple[np.ndarray, int]:
-    tensor = torch.from_numpy(samples)
-    narrow = AF.resample(tensor, SAMPLE_RATE, 8000)
-    for _ in range(2):  # two biquads each side: a 24 dB/octave band edge
-        narrow = AF.highpass_biquad(narrow, 8000, 300.0)
-        narrow = AF.lowpass_biquad(narrow, 8000, 3400.0)
-    companded = AF.mu_law_decoding(AF.mu_law_encoding(narrow.clamp(-1, 1), 256), 256)
-    return companded.numpy().astype(np.float32), 8000
+    return telephone_band(samples, SAMPLE_RATE), TELEPHONE_RATE
+
+
+def gsm_8k(samples: np.ndarray) -> Tuple[bytes, None]:
+    buffer = io.BytesIO()
+    narrow = AF.resample(torch.from_numpy(samples), SAMPLE_RATE, TELEPHONE_RATE).numpy()
+    soundfile.write(buffer, np.clip(narrow, -1, 1), TELEPHONE_RATE, format="WAV", subtype="GSM610")
+    return buffer.getvalue(), None
 
 
 def resampled_to(rate: int) -> Condition:
@@ -119,6 +125,7 @@ CONDITIONS: Dict[str, Condition] = {
     "silence_pad": silence_pad,
     "silence_gaps": silence_gaps,
     "telephone_8k": telephone_8k,
+    "gsm_8k": gsm_8k,
     "rate_44k": resampled_to(44100),
     "mp3": codec("MP3"),
     "ogg": codec("OGG"),
@@ -163,12 +170,14 @@ def predict_condition(predictor, clips: Sequence[np.ndarray], speakers: Sequence
 
 
 def evaluate(model_path: str, test_list: str, names: Sequence[str], use_gpu: bool = False,
-             by_speaker: bool = True, seed: int = 0, statistics: str = "running") -> Dict[str, dict]:
-    """{condition: {unweighted_accuracy, accuracy, flip_rate, num_samples}} on `test_list`."""
+             by_speaker: bool = True, seed: int = 0, statistics: str = "running",
+             views: Sequence[str] = ()) -> Dict[str, dict]:
+    """{condition: {unweighted_accuracy, accuracy, flip_rate, num_samples}} on `test_list`; `views`:
+    the predictor's test-time views (mser.views)."""
     from mser import MSERPredictor
     from mser.errors import BandwidthWarning
     warnings.filterwarnings("ignore", category=BandwidthWarning)  # telephone_8k is narrow on purpose
-    predictor = MSERPredictor(model_path=model_path, use_gpu=use_gpu)
+    predictor = MSERPredictor(model_path=model_path, use_gpu=use_gpu, views=views)
     items = read_data_list(test_list, len(predictor.labels))   # a checkpoint's or an ensemble's labels
     clips = [load_audio(item[0], SAMPLE_RATE) for item in items]
     truth = [item[1] for item in items]
@@ -203,6 +212,8 @@ def main(argv=None) -> None:
     parser.add_argument("--statistics", choices=("running", "whole"), default="running",
                         help="speaker statistics: running (a live session, as infer_record.py) or whole "
                              "(all of a speaker's clips first, as eval.py and infer.py on files)")
+    parser.add_argument("--views", default="",
+                        help="test-time views of the predictor, comma-separated (mser.views), e.g. telephone")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.conditions.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONDITIONS]
@@ -211,7 +222,7 @@ def main(argv=None) -> None:
     from mser.errors import MSERError
     try:
         results = evaluate(args.model_path, args.test_list, names, args.use_gpu, not args.no_speakers,
-                           args.session_seed, args.statistics)
+                           args.session_seed, args.statistics, args.views)
     except MSERError as e:
         sys.exit(f"error: {e}")
     if args.json:

@@ -65,6 +65,16 @@ class ListConfigsAction(argparse.Action):
         parser.exit()
 
 
+def add_views_argument(parser: argparse.ArgumentParser) -> None:
+    """--views, the same in every script that classifies audio (mser.views)."""
+    parser.add_argument("--views", default="",
+                        help="test-time views, comma-separated (telephone, pitch_down, pitch_up): each clip is "
+                             "also classified as the view hears it, with its own speaker statistics, and the "
+                             "probabilities are averaged. telephone: fewer answers change between wideband and "
+                             "telephone audio, at some accuracy on wideband audio and one more model run per "
+                             "view (README, Robustness) (default: none)")
+
+
 def add_list_configs_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list-configs", "--list_configs", action=ListConfigsAction,
                         help="list the shipped configs (usable by name with --configs) and exit")

@@ -3,8 +3,8 @@ import argparse
 import json
 import os
 
-from mser.cli.common import (HelpFormatter, add_list_configs_argument, add_use_gpu_argument, check_output_folder,
-                             exits_cleanly)
+from mser.cli.common import (HelpFormatter, add_list_configs_argument, add_use_gpu_argument, add_views_argument,
+                             check_output_folder, exits_cleanly)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,6 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output_dir", default="output/eval",
                         help="where metrics.json and confusion_matrix.png are written")
     parser.add_argument("--json", action="store_true", help="print metrics.json as the last line of stdout")
+    add_views_argument(parser)
     add_use_gpu_argument(parser, "evaluate")
     add_list_configs_argument(parser)
     return parser.parse_args(argv)
@@ -55,6 +56,12 @@ def evaluate(args: argparse.Namespace) -> dict:
     from mser import ensemble
     from mser.errors import ConfigError
     from mser.executor import Executor
+    if args.views:   # through the predictor, as infer.py hears files
+        if args.configs or args.overwrites:
+            raise ConfigError("--views evaluates a checkpoint with its stored config (--configs/--overwrites "
+                              "are not taken with it; --test_list still works)")
+        from mser import views
+        return views.evaluate(args.resume_model, args.views, args.test_list, args.use_gpu, args.output_dir)
     if ensemble.is_ensemble(args.resume_model):
         if args.configs or args.overwrites:
             raise ConfigError(f"{args.resume_model} is an ensemble: its members are evaluated with their stored "
@@ -78,6 +85,9 @@ def main(argv=None):
     if "combine" in metrics:
         print(f"ensemble of {len(metrics['members'])} members, their probabilities combined by their "
               f"{'geometric mean' if metrics['combine'] == 'geometric' else 'mean'}")
+    if "views" in metrics:
+        print(f"test-time views {', '.join(metrics['views'])}: their probabilities averaged, each speaker of "
+              f"the list heard as one session per view")
     print(format_report(metrics))
     print(f"wrote {os.path.join(args.output_dir, 'metrics.json')} and "
           f"{os.path.join(args.output_dir, 'confusion_matrix.png')}")

@@ -10,7 +10,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, TextIO, T
 import numpy as np
 
 from mser.audio import audio_info
-from mser.cli.common import HelpFormatter, add_list_configs_argument, add_use_gpu_argument, exits_cleanly
+from mser.cli.common import (HelpFormatter, add_list_configs_argument, add_use_gpu_argument, add_views_argument,
+                             exits_cleanly)
 from mser.errors import AudioError, ConfigError, DataError, MSERError, warnings_as_lines
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au")
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "the emotions about evenly, such as one actor's recordings of an acted corpus; "
                              "needs at least 2 files per emotion (a file longer than --window counts as one, "
                              "with its segments' average)")
+    add_views_argument(parser)
     add_use_gpu_argument(parser)
     add_list_configs_argument(parser)
     return parser
@@ -319,7 +321,7 @@ def classify_inputs(argv: Optional[List[str]]) -> int:
     from mser.predictor import MSERPredictor
     predictor = MSERPredictor(args.model_path, configs=args.configs, use_gpu=args.use_gpu,
                               threshold=args.threshold, overwrites=args.overwrites, backend=args.backend,
-                              precision=args.precision)
+                              precision=args.precision, views=args.views)
     if predictor.backend_note:
         print(predictor.backend_note, file=sys.stderr)
     if output_format(args) == "csv":

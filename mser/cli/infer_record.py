@@ -12,7 +12,8 @@ from typing import List, Optional
 import numpy as np
 
 from mser import mic, vad
-from mser.cli.common import HelpFormatter, add_list_configs_argument, add_use_gpu_argument, exits_cleanly
+from mser.cli.common import (HelpFormatter, add_list_configs_argument, add_use_gpu_argument, add_views_argument,
+                             exits_cleanly)
 from mser.cli.record_audio import add_device_arguments, print_devices
 from mser.errors import ConfigError, warnings_as_lines
 
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true",
                         help="print each window's position in the stream and the latency from its last "
                              "sample to its label")
+    add_views_argument(parser)
     add_use_gpu_argument(parser)
     add_list_configs_argument(parser)
     return parser
@@ -133,7 +135,7 @@ def listen(argv: Optional[List[str]]) -> int:
             print_devices(pa)
         return 0
     from mser.predictor import MSERPredictor
-    predictor = MSERPredictor(args.model_path, configs=args.configs, use_gpu=args.use_gpu)
+    predictor = MSERPredictor(args.model_path, configs=args.configs, use_gpu=args.use_gpu, views=args.views)
     detector = load_detector(args.vad)
     with mic.open_pyaudio() as pa:
         device = mic.choose_input_device(pa, args.device)

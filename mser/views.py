@@ -1,0 +1,211 @@
+"""Test-time views: a clip is classified as recorded and as transformed copies of it (views), each
+with its own speaker statistics, and the views' class probabilities are averaged.
+
+The same speech heard over another channel can get another answer (README, Robustness: a telephone
+line changes about a fifth of the recommended ensemble's answers). With the "telephone" view, the
+answer on a wideband clip also hears the clip as a telephone line would pass it, and the answer on a
+telephone recording barely changes (its telephone view is nearly itself), so the two answers move
+closer by construction. It buys stability on a channel with some accuracy on the usual input and
+costs one more model run per view, so it is off unless asked for (README, Robustness).
+
+    MSERPredictor("models/Ensemble", views=["telephone"])           # a ViewPredictor
+    infer.py --model_path models/Ensemble --audio_path clip.wav --views telephone
+    eval.py --resume_model models/Ensemble --views telephone
+
+Views (the registry VIEWS; each maps loaded samples at the model's rate to samples at that rate):
+  telephone   300-3400 Hz at 8 kHz with G.711 mu-law companding, as a landline passes speech
+  pitch_down  one semitone lower, duration kept (another talker, roughly)
+  pitch_up    one semitone higher
+"""
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+
+from mser.audio import normalize_db
+from mser.errors import ConfigError
+from mser.predictor import MSERPredictor
+from mser.registry import Registry
+
+VIEWS = Registry("test-time view")
+TELEPHONE_RATE = 8000
+TELEPHONE_BAND_HZ = (300.0, 3400.0)
+AS_RECORDED = "as_recorded"
+
+
+def telephone_band(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """What a landline passes of a clip: resampled to 8 kHz, 300-3400 Hz (two biquads on each side,
+    24 dB/octave edges) and G.711 mu-law companding. (S,) at `sample_rate` -> (S',) at 8 kHz."""
+    narrow = AF.resample(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)),
+                         sample_rate, TELEPHONE_RATE)
+    for _ in range(2):
+        narrow = AF.highpass_biquad(narrow, TELEPHONE_RATE, TELEPHONE_BAND_HZ[0])
+        narrow = AF.lowpass_biquad(narrow, TELEPHONE_RATE, TELEPHONE_BAND_HZ[1])
+    return AF.mu_law_decoding(AF.mu_law_encoding(narrow.clamp(-1, 1), 256), 256).numpy().astype(np.float32)
+
+
+@VIEWS.register
+def telephone(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The clip through a telephone line (telephone_band), back at `sample_rate`, as long as it was."""
+    from mser.data.augment import fit_length
+    narrow = torch.from_numpy(telephone_band(samples, sample_rate))
+    return fit_length(AF.resample(narrow, TELEPHONE_RATE, sample_rate).numpy().astype(np.float32), samples.shape[0])
+
+
+@VIEWS.register
+def pitch_down(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    from mser.data.augment import shift_pitch
+    return shift_pitch(samples, sample_rate, -1.0).astype(np.float32)
+
+
+@VIEWS.register
+def pitch_up(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    from mser.data.augment import shift_pitch
+    return shift_pitch(samples, sample_rate, 1.0).astype(np.float32)
+
+
+def check_views(views: Any) -> List[str]:
+    """The view names of `views` (a list, or one comma-separated string), checked against VIEWS;
+    ConfigError for an unknown or repeated name."""
+    names = [name.strip() for name in views.split(",") if name.strip()] if isinstance(views, str) else list(views)
+    for name in names:
+        VIEWS.get(name)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"views must not repeat a name, got {', '.join(names)}")
+    return names
+
+
+class ViewPredictor(MSERPredictor):
+    """MSERPredictor that classifies every clip as recorded and under each of `views` (check_views),
+    and averages the probabilities. Each view runs the model (or every member of an ensemble) on its
+    own copy of the checkpoint, so it keeps its own speaker statistics: a speaker's telephone views
+    are standardised with the statistics of that speaker's telephone views. `embed` gives the
+    embeddings of the clip as recorded. Built by `MSERPredictor(..., views=[...])`."""
+
+    def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
+                 threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch",
+                 precision: str = "float32", *, views: Sequence[str] = ()):
+        self.views = check_views(views)
+        if not self.views:
+            raise ConfigError("a ViewPredictor needs at least one view, e.g. views=['telephone']")
+
+        def load_copy():
+            return MSERPredictor(model_path, configs=configs, use_gpu=use_gpu, threshold=threshold,
+                                 overwrites=overwrites, backend=backend, precision=precision)
+
+        self.parts = [load_copy() for _ in range(len(self.views) + 1)]   # as recorded first
+        self.__dict__.update({name: value for name, value in vars(self.parts[0]).items()
+                              if name not in ("members", "views", "parts")})
+        self.featurizer = self.model = self.speaker_norm = self.onnx = None
+        self.transforms = [unchanged] + [VIEWS.get(name) for name in self.views]
+
+    def reset_speakers(self) -> None:
+        for part in self.parts:
+            part.reset_speakers()
+
+    def speaker_stats(self, speaker: Optional[str]):
+        """One running-statistics object per view (None for no speaker)."""
+        if speaker is None:
+            return None
+        return [part.speaker_stats(speaker) for part in self.parts]
+
+    def new_session(self):
+        return [part.new_session() for part in self.parts]
+
+    def view_waveforms(self, index: int, waveforms: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Loaded clips as view `index` hears them (0: as recorded), levelled again where the
+        checkpoint reads its input at a fixed level (an ensemble's members level their own copy)."""
+        part, transform = self.parts[index], self.transforms[index]
+        viewed = [transform(samples, self.sample_rate) for samples in waveforms]
+        if part.clip.use_db_normalization and index > 0:
+            viewed = [normalize_db(samples, part.clip.target_db) for samples in viewed]
+        return viewed
+
+    def session_probabilities(self, waveforms: Sequence[np.ndarray], stats) -> np.ndarray:
+        return average_views([part.session_probabilities(self.view_waveforms(i, waveforms),
+                                                         None if stats is None else stats[i])
+                              for i, part in enumerate(self.parts)])
+
+    def whole_session(self, stats) -> "ViewSession":
+        return ViewSession(self, [part.whole_session(None if stats is None else stats[i])
+                                  for i, part in enumerate(self.parts)])
+
+    def embeddings(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        return self.parts[0].embeddings(waveforms)
+
+
+def unchanged(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    return samples
+
+
+def average_views(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """The views' (clips, classes) probabilities averaged."""
+    return np.mean(np.stack(parts).astype(np.float64), axis=0).astype(np.float32)
+
+
+class ViewSession:
+    """A whole-statistics session per view (mser.predictor.WholeSession, or an ensemble's session):
+    every batch is added to each view's session as that view hears it."""
+
+    def __init__(self, predictor: ViewPredictor, sessions: Sequence[Any]):
+        self.predictor, self.sessions = predictor, list(sessions)
+
+    def add(self, waveforms: Sequence[np.ndarray]) -> None:
+        for index, session in enumerate(self.sessions):
+            session.add(self.predictor.view_waveforms(index, waveforms))
+
+    def probabilities(self) -> np.ndarray:
+        return average_views([session.probabilities() for session in self.sessions])
+
+
+# ---- evaluation ----------------------------------------------------------------------------
+
+def evaluate(model_path: str, views: Sequence[str], list_path: Optional[str] = None, use_gpu: bool = True,
+             output_dir: Optional[str] = None) -> Dict[str, Any]:
+    """eval.py --views: the metrics of a checkpoint or ensemble folder with test-time views on
+    `list_path` (default: the test list of the checkpoint's config, or of an ensemble's first
+    member), every clip through the predictor, as infer.py hears files: each speaker of the list
+    (third column) as one session with whole statistics, clips without a speaker with the global
+    ones. Unusable clips are skipped and counted."""
+    from mser.metrics import add_speaker_balanced, compute_metrics, write_evaluation
+    predictor = MSERPredictor(model_path, use_gpu=use_gpu, views=views)
+    list_path = list_path or default_test_list(predictor)
+    y_true, probabilities, speakers = view_probabilities(predictor, list_path)
+    metrics = compute_metrics(y_true.tolist(), probabilities.argmax(1).tolist(), predictor.labels)
+    add_speaker_balanced(metrics, y_true, probabilities, speakers)
+    metrics["views"] = [AS_RECORDED] + predictor.views
+    if output_dir:
+        write_evaluation(metrics, predictor.labels, output_dir)
+    return metrics
+
+
+def default_test_list(predictor: ViewPredictor) -> str:
+    return predictor.config["dataset_conf"]["test_list"]   # an ensemble's: its first member's
+
+
+def view_probabilities(predictor: ViewPredictor, list_path: str):
+    """(true labels (clips,), probabilities (clips, classes), speakers) of the usable clips of a list."""
+    from tqdm import tqdm
+
+    from mser.data.lists import read_data_list
+    from mser.errors import AudioError
+    items = read_data_list(list_path, len(predictor.labels))
+    loaded: Dict[str, List[tuple]] = {}
+    skipped = 0
+    for path, label, speaker in tqdm(items, desc="loading", leave=False):
+        try:
+            loaded.setdefault(speaker or "", []).append((label, predictor.load(path)))
+        except AudioError as e:
+            skipped += 1
+            tqdm.write(f"skipping {path}: {e}")
+    if skipped:
+        print(f"{skipped} of {len(items)} clips of {list_path} skipped (unusable)")
+    labels, parts, speakers = [], [], []
+    for speaker, clips in loaded.items():
+        parts.append(predictor.batched_probabilities([samples for _, samples in clips], speaker or None, "whole"))
+        labels.extend(label for label, _ in clips)
+        speakers.extend([speaker or None] * len(clips))
+    if not labels:
+        raise AudioError(f"no usable clip in {list_path}")
+    return np.array(labels), np.concatenate(parts), speakers
