@@ -341,6 +341,9 @@ class EnsemblePredictor(MSERPredictor):
         self.backend = "+".join(sorted({member.backend for member in self.members}))
         self.backend_note = ""
 
+    def normalises_speakers(self) -> bool:
+        return any(member.normalises_speakers() for member in self.members)
+
     def reset_speakers(self) -> None:
         for member in self.members:
             member.reset_speakers()

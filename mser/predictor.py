@@ -174,6 +174,10 @@ class MSERPredictor:
         normalizer.load_state_dict(state)
         return normalizer.to(self.device)
 
+    def normalises_speakers(self) -> bool:
+        """Whether the model standardises features per speaker (preprocess_conf.speaker_norm)."""
+        return self.speaker_norm is not None
+
     def new_session(self) -> Optional[SpeakerStats]:
         """Empty running statistics for one recording or session (None without speaker normalisation)."""
         return SpeakerStats(self.speaker_norm.feature_dim) if self.speaker_norm is not None else None

@@ -100,6 +100,9 @@ class ViewPredictor(MSERPredictor):
         self.featurizer = self.model = self.speaker_norm = self.onnx = None
         self.transforms = [unchanged] + [VIEWS.get(name) for name in self.views]
 
+    def normalises_speakers(self) -> bool:
+        return self.parts[0].normalises_speakers()
+
     def reset_speakers(self) -> None:
         for part in self.parts:
             part.reset_speakers()

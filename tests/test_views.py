@@ -123,3 +123,16 @@ def test_robustness_tool_runs_the_predictor_with_views(normalised_model, demo_li
     report = json.loads((tmp_path / "out.json").read_text())
     assert sorted(report) == ["clean", "gsm_8k", "telephone_8k"]
     assert all(values["num_samples"] == 8 for values in report.values())
+
+
+def test_a_live_window_with_views_joins_the_sessions_statistics_of_every_view(normalised_model, demo_lists):
+    from mser import MSERPredictor
+    from mser.cli.infer_record import describe_prediction
+    predictor = MSERPredictor(str(normalised_model[0]), use_gpu=False, views="telephone")
+    assert predictor.normalises_speakers()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BandwidthWarning)
+        window = predictor.load(speaker_clips(demo_lists / "test_list.txt", 1)[0])
+        line = describe_prediction(predictor, window, 0.0, "microphone session")
+    assert line.split()[0] in predictor.labels
+    assert [part.speaker_norm.speakers["microphone session"].clips for part in predictor.parts] == [1, 1]

@@ -143,7 +143,7 @@ def listen(argv: Optional[List[str]]) -> int:
         gate = f"voice activity gate {detector.name}" if detector else "no voice activity gate"
         print(f"listening on {device.describe()}: {args.record_seconds:g} s windows every "
               f"{args.hop_seconds:g} s, {gate}, Ctrl-C to stop", flush=True)
-        if predictor.speaker_norm is not None:
+        if predictor.normalises_speakers():
             print("speaker normalisation: the session is one speaker; each window is normalised with "
                   "the statistics of the session so far", flush=True)
         started, latencies = time.monotonic(), []
