@@ -1,17 +1,19 @@
 """Ensembles: several trained models, each on its own features, deciding together.
 
 An ensemble is a folder holding `ensemble.yml`, which names member checkpoint directories (paths
-relative to the folder) and how their class probabilities are combined (`combine`: "mean", the
+relative to the folder), how their class probabilities are combined (`combine`: "mean", the
 arithmetic mean and the default, or "geometric", the normalised geometric mean, under which a class
-any one member rules out stays unlikely). Each member keeps its own config, featurizer, speaker
-normalisation and weights. Models on different features (functionals such as eGeMAPS and ComParE,
-frame-level Fbank+prosody) make different mistakes, so together they are right more often than any
-one of them (README, Results).
+any one member rules out stays unlikely) and, optionally, the test-time views its predictor and
+eval.py run unless told otherwise (`views`, mser.views; a ViewPredictor over the ensemble). Each
+member keeps its own config, featurizer, speaker normalisation and weights. Models on different
+features (functionals such as eGeMAPS and ComParE, frame-level Fbank+prosody) make different
+mistakes, so together they are right more often than any one of them (README, Results).
 
     train.py --configs configs/ensemble.yml           # trains every member, then writes the manifest
-    eval.py --resume_model models/Ensemble            # scores the averaged probabilities
+    eval.py --resume_model models/Ensemble            # scores the combined probabilities
     infer.py --model_path models/Ensemble --audio_path clip.wav
-    MSERPredictor(model_path="models/Ensemble")       # an EnsemblePredictor
+    MSERPredictor(model_path="models/Ensemble")       # an EnsemblePredictor (a ViewPredictor over
+                                                      # one when the folder names views)
 
 The members must share the label list and the sample rate, so that one decoded clip serves them
 all; a member trained with dB normalisation levels its own copy of it (member_waveforms).
@@ -41,20 +43,23 @@ def is_ensemble(path: Optional[str]) -> bool:
     return bool(path) and os.path.isfile(os.path.join(path, MANIFEST_FILE))
 
 
-def write_manifest(directory: str, members: Sequence[str], combine: str = "mean") -> str:
-    """Write `directory`/ensemble.yml naming `members` (checkpoint directories) and the `combine`
-    rule, after checking that they exist and agree on labels and audio loading. Written atomically.
-    Returns its path."""
+def write_manifest(directory: str, members: Sequence[str], combine: str = "mean", views: Sequence[str] = ()) -> str:
+    """Write `directory`/ensemble.yml naming `members` (checkpoint directories), the `combine` rule
+    and the test-time `views` its predictor runs by default (mser.views; none when empty), after
+    checking that they exist and agree on labels and audio loading. Written atomically. Returns its path."""
+    from mser.views import check_views
     if len(members) < 2:
         raise ConfigError(f"an ensemble needs at least two members, got {len(members)}")
     check_combine(combine, "combine")
+    views = check_views(views)
     check_members([os.path.abspath(m) for m in members])
     os.makedirs(directory, exist_ok=True)
     relative = [os.path.relpath(os.path.abspath(m), os.path.abspath(directory)) for m in members]
     path = os.path.join(directory, MANIFEST_FILE)
     staging = path + ".tmp"
     with open(staging, "w", encoding="utf-8") as f:
-        yaml.safe_dump({"members": relative, "combine": combine}, f, sort_keys=False)
+        yaml.safe_dump({"members": relative, "combine": combine, **({"views": views} if views else {})}, f,
+                       sort_keys=False)
     os.replace(staging, path)
     return path
 
@@ -83,6 +88,17 @@ def read_combine(directory: str) -> str:
         raise CheckpointError(f"{os.path.join(directory, MANIFEST_FILE)}: combine must be one of "
                               f"{', '.join(COMBINE_RULES)}, got {rule!r}")
     return rule
+
+
+def read_views(directory: str) -> List[str]:
+    """The test-time views an ensemble folder's predictor runs unless told otherwise (mser.views;
+    none when the manifest does not say)."""
+    from mser.views import check_views
+    views = read_manifest(directory).get("views") or []
+    try:
+        return check_views(views)
+    except ConfigError as e:
+        raise CheckpointError(f"{os.path.join(directory, MANIFEST_FILE)}: {e}") from None
 
 
 def read_members(directory: str) -> List[str]:
@@ -137,7 +153,7 @@ def is_ensemble_config(path: Optional[str]) -> bool:
     return isinstance(content, dict) and "ensemble" in content
 
 
-ENSEMBLE_KEYS = {"members", "combine"}
+ENSEMBLE_KEYS = {"members", "combine", "views"}
 
 
 def read_ensemble_config(path: str) -> List[Dict[str, Optional[str]]]:
@@ -157,6 +173,17 @@ def read_ensemble_combine(path: str) -> str:
     return check_combine(ensemble_section(resolved).get("combine", "mean"), f"{resolved}: ensemble.combine")
 
 
+def read_ensemble_views(path: str) -> List[str]:
+    """The test-time `views` of an ensemble YAML (none when it does not say), checked."""
+    from mser.config import resolve_config_path
+    from mser.views import check_views
+    resolved = resolve_config_path(path)
+    try:
+        return check_views(ensemble_section(resolved).get("views") or [])
+    except ConfigError as e:
+        raise ConfigError(f"{resolved}: ensemble.views: {e}") from None
+
+
 def ensemble_section(resolved: str) -> Dict[str, Any]:
     """The checked `ensemble:` mapping of an ensemble YAML file."""
     from mser.config import read_yaml
@@ -166,7 +193,8 @@ def ensemble_section(resolved: str) -> Dict[str, Any]:
                                                    if isinstance(section, dict) else [])
     members = section.get("members") if isinstance(section, dict) else None
     if extra or not isinstance(members, list) or len(members) < 2:
-        raise ConfigError(f"{resolved}: an ensemble config holds only 'ensemble: {{members: [...], combine: ...}}' "
+        raise ConfigError(f"{resolved}: an ensemble config holds only "
+                          f"'ensemble: {{members: [...], combine: ..., views: [...]}}' "
                           f"with at least two members" + (f" (unexpected: {', '.join(extra)})" if extra else ""))
     return section
 
@@ -192,6 +220,7 @@ def train(config_path: str, save_model_path: str = "models/", log_dir: str = "lo
     Returns the ensemble folder."""
     from mser.trainer import MSERTrainer
     specs, combine = read_ensemble_config(config_path), read_ensemble_combine(config_path)
+    views = read_ensemble_views(config_path)
     directory = os.path.join(save_model_path, ENSEMBLE_DIR)
 
     def member_trainer(spec):
@@ -216,7 +245,7 @@ def train(config_path: str, save_model_path: str = "models/", log_dir: str = "lo
                     + (f", resuming from {resume}" if resume else ""))
         trainer.train(save_model_path=directory, log_dir=log_dir, overwrite=overwrite, resume_model=resume)
     if trainers[0].context.is_main:
-        write_manifest(directory, [os.path.join(directory, name, "best_model") for name in names], combine)
+        write_manifest(directory, [os.path.join(directory, name, "best_model") for name in names], combine, views)
         trainers[0].log(f"ensemble of {len(names)} models written to {directory} "
                         f"(eval.py --resume_model {directory})")
     return directory
@@ -317,8 +346,9 @@ class EnsemblePredictor(MSERPredictor):
 
     def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
                  threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch",
-                 precision: str = "float32", *, views: Sequence[str] = ()):
-        if views:
+                 precision: str = "float32", *, views=None):
+        from mser.views import check_views
+        if check_views(views):
             raise ConfigError("test-time views are built by MSERPredictor(model_path, views=[...])")
         if configs or overwrites:
             raise ConfigError(f"{model_path} is an ensemble: its members run on their stored configs "

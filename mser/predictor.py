@@ -88,7 +88,9 @@ class MSERPredictor:
     precision:  "float32", "bfloat16" (torch backend), "int8" (onnx backend) or "auto" (see the
                 module docstring); `predictor.precision` says which runs
     views:      test-time views (keyword only), e.g. ["telephone"]: each clip is also classified as
-                that view hears it and the probabilities are averaged (mser.views: a ViewPredictor)
+                that view hears it and the probabilities are averaged (mser.views: a ViewPredictor);
+                None (default): the folder's own (an ensemble folder's `views`, none for a
+                checkpoint); [] or "none": no views
 
     A label list named by `configs` or `overwrites` (dataset_conf.label_list_path) must hold the
     labels the checkpoint was trained on, or a CheckpointError says what differs.
@@ -96,9 +98,10 @@ class MSERPredictor:
 
     def __new__(cls, model_path: Optional[str] = None, *args, **kwargs):
         from mser.ensemble import is_ensemble
-        if cls is MSERPredictor and kwargs.get("views"):   # test-time views (mser.views)
-            from mser.views import ViewPredictor
-            return super().__new__(ViewPredictor)
+        if cls is MSERPredictor:
+            from mser.views import ViewPredictor, resolve_views
+            if resolve_views(model_path, kwargs.get("views")):   # test-time views (mser.views)
+                return super().__new__(ViewPredictor)
         if cls is MSERPredictor and is_ensemble(model_path):   # an ensemble folder (mser.ensemble)
             from mser.ensemble import EnsemblePredictor
             return super().__new__(EnsemblePredictor)
@@ -106,9 +109,10 @@ class MSERPredictor:
 
     def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
                  threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch",
-                 precision: str = "float32", *, views: Sequence[str] = ()):
+                 precision: str = "float32", *, views=None):
         from mser.factory import load_for_inference  # imports every model and featurizer
-        if views:   # reached only when a subclass is built directly
+        from mser.views import check_views
+        if check_views(views):   # reached only when a subclass is built directly
             raise ConfigError("test-time views are built by MSERPredictor(model_path, views=[...])")
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold must be a probability between 0 and 1, got {threshold}")

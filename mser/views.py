@@ -66,9 +66,15 @@ def pitch_up(samples: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def check_views(views: Any) -> List[str]:
-    """The view names of `views` (a list, or one comma-separated string), checked against VIEWS;
-    ConfigError for an unknown or repeated name."""
+    """The view names of `views` (a list, or one comma-separated string; "none" or empty: no view),
+    checked against VIEWS; ConfigError for an unknown or repeated name."""
+    if views is None:
+        return []
     names = [name.strip() for name in views.split(",") if name.strip()] if isinstance(views, str) else list(views)
+    if names == ["none"]:
+        return []
+    if not all(isinstance(name, str) for name in names):
+        raise ConfigError(f"views must be view names, got {views!r}")
     for name in names:
         VIEWS.get(name)
     if len(set(names)) != len(names):
@@ -76,23 +82,34 @@ def check_views(views: Any) -> List[str]:
     return names
 
 
+def resolve_views(model_path: Optional[str], views: Any) -> List[str]:
+    """The views a predictor of `model_path` runs: `views` when given (check_views; "none" for
+    none), else the folder's own: an ensemble folder's `views` (mser.ensemble.read_views), none for
+    a checkpoint."""
+    if views is not None:
+        return check_views(views)
+    from mser.ensemble import is_ensemble, read_views
+    return read_views(model_path) if is_ensemble(model_path) else []
+
+
 class ViewPredictor(MSERPredictor):
     """MSERPredictor that classifies every clip as recorded and under each of `views` (check_views),
     and averages the probabilities. Each view runs the model (or every member of an ensemble) on its
     own copy of the checkpoint, so it keeps its own speaker statistics: a speaker's telephone views
     are standardised with the statistics of that speaker's telephone views. `embed` gives the
-    embeddings of the clip as recorded. Built by `MSERPredictor(..., views=[...])`."""
+    embeddings of the clip as recorded. Built by `MSERPredictor(..., views=[...])`, or by
+    `MSERPredictor(<ensemble folder>)` when the folder names views (resolve_views)."""
 
     def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
                  threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch",
-                 precision: str = "float32", *, views: Sequence[str] = ()):
-        self.views = check_views(views)
+                 precision: str = "float32", *, views: Any = None):
+        self.views = resolve_views(model_path, views)
         if not self.views:
             raise ConfigError("a ViewPredictor needs at least one view, e.g. views=['telephone']")
 
-        def load_copy():
+        def load_copy():   # views=[]: the copy itself runs without views
             return MSERPredictor(model_path, configs=configs, use_gpu=use_gpu, threshold=threshold,
-                                 overwrites=overwrites, backend=backend, precision=precision)
+                                 overwrites=overwrites, backend=backend, precision=precision, views=[])
 
         self.parts = [load_copy() for _ in range(len(self.views) + 1)]   # as recorded first
         self.__dict__.update({name: value for name, value in vars(self.parts[0]).items()
@@ -164,9 +181,9 @@ class ViewSession:
 
 # ---- evaluation ----------------------------------------------------------------------------
 
-def evaluate(model_path: str, views: Sequence[str], list_path: Optional[str] = None, use_gpu: bool = True,
+def evaluate(model_path: str, views: Any, list_path: Optional[str] = None, use_gpu: bool = True,
              output_dir: Optional[str] = None) -> Dict[str, Any]:
-    """eval.py --views: the metrics of a checkpoint or ensemble folder with test-time views on
+    """eval.py with views (resolve_views): the metrics of a checkpoint or ensemble folder with test-time views on
     `list_path` (default: the test list of the checkpoint's config, or of an ensemble's first
     member), every clip through the predictor, as infer.py hears files: each speaker of the list
     (third column) as one session with whole statistics, clips without a speaker with the global

@@ -295,3 +295,47 @@ def test_views_of_an_ensemble_average_the_ensembles_answers(ensemble, demo_lists
     expected = (as_recorded.batched_probabilities(waveforms, "visitor", "whole")
                 + by_phone.batched_probabilities([telephone(w, 16000) for w in waveforms], "visitor", "whole")) / 2
     np.testing.assert_allclose(together, expected, rtol=0, atol=1e-5)
+
+
+def test_a_folder_that_names_views_runs_them_unless_told_otherwise(ensemble, demo_lists, tmp_path):
+    from mser import MSERPredictor
+    from mser.ensemble import EnsemblePredictor, read_views, write_manifest
+    from mser.views import ViewPredictor
+    directory, _ = ensemble
+    assert read_views(str(directory)) == []
+    viewed = tmp_path / "Viewed"
+    write_manifest(str(viewed), [str(directory / name / "best_model") for name in MEMBERS], "mean", ["telephone"])
+    assert yaml.safe_load((viewed / "ensemble.yml").read_text())["views"] == ["telephone"]
+    predictor = MSERPredictor(model_path=str(viewed), use_gpu=False)
+    assert isinstance(predictor, ViewPredictor) and predictor.views == ["telephone"]
+    assert isinstance(predictor.parts[0], EnsemblePredictor) and len(predictor.parts) == 2
+    assert type(MSERPredictor(model_path=str(viewed), use_gpu=False, views="none")) is EnsemblePredictor
+    test_list = demo_lists / "test_list.txt"
+    result = run_script("eval.py", "--resume_model", viewed, "--use_gpu", "false", "--json",
+                        "--output_dir", tmp_path / "eval", "--test_list", test_list)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["views"] == ["as_recorded", "telephone"]
+    plain = run_script("eval.py", "--resume_model", viewed, "--use_gpu", "false", "--json", "--views", "none",
+                       "--output_dir", tmp_path / "plain", "--test_list", test_list)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert "views" not in json.loads(plain.stdout.strip().splitlines()[-1]) and "ensemble member" in plain.stdout
+
+
+def test_the_views_of_a_config_and_a_manifest_are_checked(ensemble, tmp_path, demo_lists):
+    config = tmp_path / "ensemble.yml"
+    config.write_text(yaml.safe_dump({"ensemble": {"members": [{"configs": "bi_lstm.yml"},
+                                                               {"configs": "tdnn_prosody.yml"}],
+                                                   "views": ["telefone"]}}))
+    result = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
+                        "--save_model_path", tmp_path / "models", "--overwrites", common_overwrites(demo_lists))
+    assert_one_line_error(result, "ensemble.views: unknown test-time view 'telefone' (did you mean 'telephone'?)")
+    from mser.ensemble import read_ensemble_views
+    assert read_ensemble_views("ensemble") == ["telephone"]      # the shipped config, as cross-validated
+    directory, _ = ensemble
+    copy = tmp_path / "Ensemble"
+    shutil.copytree(directory, copy)
+    manifest = yaml.safe_load((copy / "ensemble.yml").read_text())
+    (copy / "ensemble.yml").write_text(yaml.safe_dump({**manifest, "views": ["underwater"]}))
+    result = run_script("infer.py", "--model_path", copy, "--audio_path", REPO / "dataset" / "demo", "--use_gpu",
+                        "false")
+    assert_one_line_error(result, "unknown test-time view 'underwater'")

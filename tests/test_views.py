@@ -109,7 +109,7 @@ def test_infer_with_views_and_its_errors(normalised_model, demo_lists):
     assert_one_line_error(unknown, "unknown test-time view 'telefone' (did you mean 'telephone'?)")
     with_configs = run_script("eval.py", "--resume_model", model, "--use_gpu", "false", "--views", "telephone",
                               "--configs", "configs/bi_lstm.yml", "--output_dir", "")
-    assert_one_line_error(with_configs, "--views evaluates a checkpoint with its stored config")
+    assert_one_line_error(with_configs, "test-time views evaluate a checkpoint with its stored config")
 
 
 def test_robustness_tool_runs_the_predictor_with_views(normalised_model, demo_lists, tmp_path):

@@ -15,7 +15,8 @@ session hears its speaker's clips in a seeded random order (`--session_seed`, -1
 lists are sorted by emotion, and a session that first hears only one emotion starts its running
 statistics from that emotion alone. `--statistics whole` instead normalises every clip with the
 statistics of all of its speaker's clips under the condition, as eval.py and infer.py do for files.
-`--views telephone` runs the predictor with test-time views (mser.views).
+`--views telephone` runs the predictor with test-time views (mser.views; an ensemble folder's own by
+default, `--views none` for none).
 
 Conditions (each applied to the 16 kHz clip as decoded from the list):
   clean          the clip as it is
@@ -171,7 +172,7 @@ def predict_condition(predictor, clips: Sequence[np.ndarray], speakers: Sequence
 
 def evaluate(model_path: str, test_list: str, names: Sequence[str], use_gpu: bool = False,
              by_speaker: bool = True, seed: int = 0, statistics: str = "running",
-             views: Sequence[str] = ()) -> Dict[str, dict]:
+             views=None) -> Dict[str, dict]:
     """{condition: {unweighted_accuracy, accuracy, flip_rate, num_samples}} on `test_list`; `views`:
     the predictor's test-time views (mser.views)."""
     from mser import MSERPredictor
@@ -212,8 +213,9 @@ def main(argv=None) -> None:
     parser.add_argument("--statistics", choices=("running", "whole"), default="running",
                         help="speaker statistics: running (a live session, as infer_record.py) or whole "
                              "(all of a speaker's clips first, as eval.py and infer.py on files)")
-    parser.add_argument("--views", default="",
-                        help="test-time views of the predictor, comma-separated (mser.views), e.g. telephone")
+    parser.add_argument("--views", default=None,
+                        help="test-time views of the predictor, comma-separated (mser.views), e.g. telephone, or "
+                             "none (default: the model folder's own)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.conditions.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONDITIONS]

@@ -20,8 +20,8 @@ Two kinds of runs:
 
 Ensembles (kinds ensemble / cv_ensemble) train nothing: they combine member runs of the same seed
 (or fold) into an ensemble folder (mser.ensemble) and score its combined probabilities with eval.py
-(with test-time views, eval.py --views, when the experiment's changes name "views"); their training
-time is the members' total. Run the members first.
+(the manifest also names the test-time views when the experiment's changes do: "views"); their
+training time is the members' total. Run the members first.
 
 Baselines (kind "baseline") fit a scikit-learn logistic regression on clip-level statistics
 (log-mel mean and sd, or openSMILE eGeMAPS functionals) on the same lists: in full mode scored on
@@ -247,16 +247,17 @@ experiment("ensemble_dbnorm", "", {"members": RECOMMENDED_MEMBERS},
 experiment("ensemble_geometric", "", {"members": RECOMMENDED_MEMBERS, "combine": "geometric"},
            kind="ensemble", groups=("ensembles",),
            note="the members of ensemble_dbnorm, probabilities combined by their geometric mean")
-experiment("ensemble_geometric_level", "configs/ensemble.yml",
+experiment("ensemble_geometric_level", "",
            {"members": ("egemaps_copies", "compare_dbnorm", "tdnn_prosody_chanaug"), "combine": "geometric"},
            kind="ensemble", groups=("ensembles",),
-           note="configs/ensemble.yml: egemaps.yml as shipped (level kept) with augmented copies + ComParE at "
-                "-20 dBFS + tdnn_prosody with channel augmentation, the geometric mean of their probabilities")
+           note="the previous configs/ensemble.yml: egemaps.yml as shipped (level kept) with augmented copies + "
+                "ComParE at -20 dBFS + tdnn_prosody with channel augmentation, the geometric mean of their "
+                "probabilities")
 experiment("ensemble_geometric_level_telephone_view", "configs/ensemble.yml",
            {"members": ("egemaps_copies", "compare_dbnorm", "tdnn_prosody_chanaug"), "combine": "geometric",
-            "views": "telephone"},
+            "views": ["telephone"]},
            kind="ensemble", groups=("ensembles",),
-           note="configs/ensemble.yml evaluated with the telephone test-time view (eval.py --views telephone)")
+           note="configs/ensemble.yml: ensemble_geometric_level with the telephone test-time view (mser.views)")
 experiment("ensemble_all_dbnorm", "", {"members": ("egemaps_dbnorm_copies", "compare_dbnorm",
                                                    "tdnn_prosody_chanaug_dbnorm")},
            kind="ensemble", groups=("ensembles",),
@@ -293,8 +294,8 @@ for _suffix, _members in (
                groups=("cv", "ensembles"), note="geometric mean of the probabilities of " + ", ".join(_members))
 experiment("cv_ens_geometric_level_telephone_view", "",
            {"members": ("cv_egemaps_spknorm_level_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
-            "combine": "geometric", "views": "telephone"}, kind="cv_ensemble", groups=("cv", "ensembles"),
-           note="cv_ens_geometric_level evaluated with the telephone test-time view (eval.py --views telephone)")
+            "combine": "geometric", "views": ["telephone"]}, kind="cv_ensemble", groups=("cv", "ensembles"),
+           note="cv_ens_geometric_level with the telephone test-time view (mser.views)")
 
 
 def list_lines(path: str) -> List[str]:
@@ -396,10 +397,10 @@ def timed_training(command: List[str], run_dir: str, label: str, environment: Di
             "epoch_seconds": epoch_seconds(os.path.join(run_dir, "train.log"))}
 
 
-def evaluate_on(python: str, checkpoint: str, list_path: str, output_dir: str, label: str, views: str = "") -> dict:
-    """eval.py --json of a checkpoint on one list (its own config otherwise); `views`: eval.py --views."""
+def evaluate_on(python: str, checkpoint: str, list_path: str, output_dir: str, label: str) -> dict:
+    """eval.py --json of a checkpoint on one list (its own config otherwise)."""
     command = [python, "eval.py", "--resume_model", checkpoint, "--use_gpu", "false", "--json",
-               "--output_dir", output_dir, "--test_list", list_path] + (["--views", views] if views else [])
+               "--output_dir", output_dir, "--test_list", list_path]
     evaluation = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if evaluation.returncode != 0:
         raise SystemExit(f"[{label}] eval.py on {list_path} failed: {evaluation.stderr}")
@@ -484,15 +485,15 @@ def run_ensemble(name: str, out_dir: str, python: str, fold: Optional[int] = Non
     from mser.ensemble import ENSEMBLE_DIR, write_manifest
     run_dir = os.path.join(out_dir, label)
     ensemble_dir = os.path.join(run_dir, ENSEMBLE_DIR)
-    write_manifest(ensemble_dir, [row["checkpoint"] for row in members], changes.get("combine", "mean"))
+    write_manifest(ensemble_dir, [row["checkpoint"] for row in members], changes.get("combine", "mean"),
+                   changes.get("views", ()))
     row = {"name": name, "fold": fold, "num_folds": num_folds if fold is not None else None, "seed": seed,
            "config": config, "changes": changes, "augment": None, "kind": kind, "note": note,
            "checkpoint": ensemble_dir, "train_wall_s": round(sum(r["train_wall_s"] for r in members), 1),
            "load_mean": round(float(np.mean([r["load_mean"] for r in members])), 2)}
-    views = changes.get("views", "")
     if kind == "cv_ensemble":
         val_list = fold_lists(out_dir, fold, num_folds)["val"]
-        metrics = evaluate_on(python, ensemble_dir, val_list, os.path.join(run_dir, "eval_val"), label, views)
+        metrics = evaluate_on(python, ensemble_dir, val_list, os.path.join(run_dir, "eval_val"), label)
         row["val"] = {key: metrics[key] for key in ("accuracy", "unweighted_accuracy", "macro_f1")}
         if "speaker_balanced" in metrics:
             row["val"]["speaker_balanced_unweighted_accuracy"] = metrics["speaker_balanced"]["unweighted_accuracy"]
@@ -500,8 +501,7 @@ def run_ensemble(name: str, out_dir: str, python: str, fold: Optional[int] = Non
     else:
         summary = ""
         for key, list_path in (("test", TEST_LIST), ("cross", CROSS_LIST)):
-            metrics = evaluate_on(python, ensemble_dir, list_path, os.path.join(run_dir, f"eval_{key}"), label,
-                                  views)
+            metrics = evaluate_on(python, ensemble_dir, list_path, os.path.join(run_dir, f"eval_{key}"), label)
             row.update(test_columns(key, metrics))
             summary += f" | {key} UA {metrics['unweighted_accuracy']:.3f}"
     finish(row, out_dir, label, summary.lstrip(" |"))

@@ -67,12 +67,12 @@ class ListConfigsAction(argparse.Action):
 
 def add_views_argument(parser: argparse.ArgumentParser) -> None:
     """--views, the same in every script that classifies audio (mser.views)."""
-    parser.add_argument("--views", default="",
-                        help="test-time views, comma-separated (telephone, pitch_down, pitch_up): each clip is "
-                             "also classified as the view hears it, with its own speaker statistics, and the "
-                             "probabilities are averaged. telephone: fewer answers change between wideband and "
-                             "telephone audio, at some accuracy on wideband audio and one more model run per "
-                             "view (README, Robustness) (default: none)")
+    parser.add_argument("--views", default=None,
+                        help="test-time views, comma-separated (telephone, pitch_down, pitch_up), or none: each "
+                             "clip is also classified as the view hears it, with its own speaker statistics, and "
+                             "the probabilities are averaged; telephone: fewer answers change between wideband "
+                             "and telephone audio, for one more model run per view (README, Robustness) "
+                             "(default: the model folder's own: an ensemble folder's views, none for a checkpoint)")
 
 
 def add_list_configs_argument(parser: argparse.ArgumentParser) -> None:

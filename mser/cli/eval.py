@@ -56,12 +56,13 @@ def evaluate(args: argparse.Namespace) -> dict:
     from mser import ensemble
     from mser.errors import ConfigError
     from mser.executor import Executor
-    if args.views:   # through the predictor, as infer.py hears files
+    from mser import views
+    chosen = views.resolve_views(args.resume_model, args.views)
+    if chosen:   # through the predictor, as infer.py hears files
         if args.configs or args.overwrites:
-            raise ConfigError("--views evaluates a checkpoint with its stored config (--configs/--overwrites "
-                              "are not taken with it; --test_list still works)")
-        from mser import views
-        return views.evaluate(args.resume_model, args.views, args.test_list, args.use_gpu, args.output_dir)
+            raise ConfigError("test-time views evaluate a checkpoint with its stored config (--configs/--overwrites "
+                              "are not taken with them; --test_list still works; --views none turns them off)")
+        return views.evaluate(args.resume_model, chosen, args.test_list, args.use_gpu, args.output_dir)
     if ensemble.is_ensemble(args.resume_model):
         if args.configs or args.overwrites:
             raise ConfigError(f"{args.resume_model} is an ensemble: its members are evaluated with their stored "
