@@ -31,6 +31,10 @@ Conditions (each applied to the 16 kHz clip as decoded from the list):
   mp3            MP3 round trip (libsndfile's LAME encoder, default quality)
   ogg            Ogg Vorbis round trip (libsndfile, default quality)
   clipping       12 dB of overdrive: scaled so the peak is 4x full scale, then clipped at +-1
+  peak_normalised  scaled so its peak is just under full scale, nothing clipped: what `clipping`
+                 does to the clip's level without the distortion
+  hot_mic_12dB   12 dB more gain for every clip, clipped at +-1: a microphone set too hot for the
+                 whole session (loud clips clip more than quiet ones, as in a real session)
   dc_offset      a constant +0.05 added (a cheap sound card)
   level_-10dB    10 dB quieter
   level_+10dB    10 dB louder (clipped at +-1 where it exceeds full scale)
@@ -104,6 +108,15 @@ def clipping(samples: np.ndarray) -> Tuple[np.ndarray, int]:
     return np.clip(samples * (4.0 / peak), -1.0, 1.0).astype(np.float32), SAMPLE_RATE
 
 
+def peak_normalised(samples: np.ndarray) -> Tuple[np.ndarray, int]:
+    peak = float(np.abs(samples).max()) or 1.0
+    return (samples * (0.99 / peak)).astype(np.float32), SAMPLE_RATE
+
+
+def hot_microphone(samples: np.ndarray) -> Tuple[np.ndarray, int]:
+    return np.clip(samples * 4.0, -1.0, 1.0).astype(np.float32), SAMPLE_RATE
+
+
 def dc_offset(samples: np.ndarray) -> Tuple[np.ndarray, int]:
     return (samples + 0.05).astype(np.float32), SAMPLE_RATE
 
@@ -131,6 +144,8 @@ CONDITIONS: Dict[str, Condition] = {
     "mp3": codec("MP3"),
     "ogg": codec("OGG"),
     "clipping": clipping,
+    "peak_normalised": peak_normalised,
+    "hot_mic_12dB": hot_microphone,
     "dc_offset": dc_offset,
     "level_-10dB": level(-10.0),
     "level_+10dB": level(10.0),
