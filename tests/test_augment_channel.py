@@ -387,3 +387,13 @@ def test_train_py_with_the_channel_augmentation(demo_lists, tmp_path):
     assert "note: reverb, noise, telephone, codec, volume, silence augmentation needs the audio" in result.stdout
     assert "test set, best model" in result.stdout
     assert (tmp_path / "models" / "BiLSTM_Fbank" / "best_model" / "model.pth").is_file()
+
+
+@pytest.mark.skipif("gsm" not in codec_names(), reason="this libsndfile cannot encode GSM 06.10")
+def test_the_gsm_codec_is_a_narrow_band_line_with_one_bitrate():
+    t = np.arange(RATE) / RATE
+    tones = (0.2 * np.sin(2 * np.pi * 500 * t) + 0.2 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+    out = codec_round_trip(tones, RATE, "gsm", 0.0)
+    assert band_gain_db(tones, out, 5500, 6500) < -25          # GSM runs at 8 kHz: nothing above 4 kHz
+    assert band_gain_db(tones, out, 400, 600) > -6
+    np.testing.assert_array_equal(out, codec_round_trip(tones, RATE, "gsm", 0.9))   # compression does not apply

@@ -93,13 +93,15 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 # Synthetic rooms: energy of the direct sound relative to the reverberant tail. 0 dB is a talker
 # a metre or two away in an ordinary room; the tail still dominates the sound for a high RT60.
 SYNTHETIC_DIRECT_TO_REVERB_DB = 0.0
-# codec.formats: name -> (libsndfile format, subtype, sample rates the encoder takes or None for any).
+# codec.formats: name -> (libsndfile format, subtype, sample rates the encoder takes or None for any;
+# a clip at another rate goes through the highest of them).
 CODECS: Dict[str, Tuple[str, str, Optional[Tuple[int, ...]]]] = {
     "ogg": ("OGG", "VORBIS", None),
     "opus": ("OGG", "OPUS", (8000, 12000, 16000, 24000, 48000)),
     "mp3": ("MP3", "MPEG_LAYER_III", None),
+    "gsm": ("WAV", "GSM610", (8000,)),   # GSM 06.10 full rate (13 kbit/s), the 2G mobile phone codec
 }
-OPUS_RATE = 48000
+FIXED_RATE_CODECS = ("gsm",)   # one bitrate: codec.*_compression does not apply
 # libsndfile refuses compression_level 1.0 for MP3; 0.99 is its lowest bitrate.
 MP3_MAX_COMPRESSION = 0.99
 SILENCE_POSITIONS = ("start", "end", "gap")
@@ -462,7 +464,8 @@ def codec_round_trip(samples: np.ndarray, sample_rate: int, codec: str, compress
     compression: libsndfile's compression_level, 0 (best quality) .. 1 (smallest). Clips louder
     than full scale are encoded scaled down and scaled back, so that the codec does not clip them;
     Opus at a rate it does not take goes through 48 kHz. The result is trimmed or zero-padded at
-    the end to the input length (libsndfile already removes the encoders' start delay). (S,) -> (S,)."""
+    the end to the input length (libsndfile already removes the encoders' start delay). GSM has one
+    bitrate and ignores `compression`; it takes 8 kHz only, so it also band-limits. (S,) -> (S,)."""
     container, subtype, rates = CODECS[codec]
     if samples.shape[0] == 0:
         return samples
@@ -472,9 +475,11 @@ def codec_round_trip(samples: np.ndarray, sample_rate: int, codec: str, compress
     scale = 1.0 / peak if peak > 1.0 else 1.0
     signal, rate = samples * np.float32(scale), sample_rate
     if rates is not None and sample_rate not in rates:
-        signal, rate = AF.resample(as_tensor(signal), sample_rate, OPUS_RATE).numpy(), OPUS_RATE
+        rate = max(rates)
+        signal = AF.resample(as_tensor(signal), sample_rate, rate).numpy()
     buffer = io.BytesIO()
-    soundfile.write(buffer, signal, rate, format=container, subtype=subtype, compression_level=compression)
+    level = {} if codec in FIXED_RATE_CODECS else {"compression_level": compression}
+    soundfile.write(buffer, signal, rate, format=container, subtype=subtype, **level)
     buffer.seek(0)
     decoded, _ = soundfile.read(buffer, dtype="float32")
     if rate != sample_rate:
