@@ -70,6 +70,11 @@ def test_views_average_the_clip_and_its_telephone_copy_each_with_its_own_statist
         [telephone(waveforms[0], 16000)])) / 2
     assert [alone[label] for label in predictor.labels] == pytest.approx(expected_alone[0].tolist(), abs=1e-5)
     assert embedding.shape == as_recorded.embeddings([waveforms[0]])[0].shape
+    recording = np.concatenate(waveforms)   # one session per view, each window heard through each view
+    segments = predictor.segment_probabilities(recording, 1.0, 0.5, sample_rate=16000, statistics=statistics)
+    plain = as_recorded.segment_probabilities(recording, 1.0, 0.5, sample_rate=16000, statistics=statistics)
+    assert [(start, end) for start, end, _ in segments] == [(start, end) for start, end, _ in plain]
+    np.testing.assert_allclose(np.stack([p for _, _, p in segments]).sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_eval_with_views_scores_the_predictors_probabilities(normalised_model, demo_lists, tmp_path):
