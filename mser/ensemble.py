@@ -27,6 +27,7 @@ import yaml
 
 from mser.audio import normalize_db
 from mser.errors import CheckpointError, ConfigError
+from mser.composite import CompositePredictor
 from mser.predictor import MSERPredictor
 
 MANIFEST_FILE = "ensemble.yml"
@@ -336,7 +337,7 @@ def combine_probabilities(parts: Sequence[np.ndarray], rule: str = "mean") -> np
 MEMBER_OWN = ("featurizer", "model", "speaker_norm", "onnx", "labels", "threshold")
 
 
-class EnsemblePredictor(MSERPredictor):
+class EnsemblePredictor(CompositePredictor):
     """MSERPredictor over an ensemble folder: every call runs each member and combines their class
     probabilities (the folder's `combine` rule). `MSERPredictor(model_path=<ensemble folder>)`
     returns one. Members keep their own speaker statistics (`speaker=`, per recording in
@@ -358,6 +359,7 @@ class EnsemblePredictor(MSERPredictor):
         paths = read_members(model_path)
         self.labels, self.combine = check_members(paths), read_combine(model_path)
         self.members = [MSERPredictor(path, use_gpu=use_gpu, backend=backend, precision=precision) for path in paths]
+        self.parts = self.members
         # loading and windowing settings are the first member's (check_members: the same rate for all);
         # dB normalisation is each member's own (member_waveforms)
         self.__dict__.update({name: value for name, value in vars(self.members[0]).items()
@@ -374,28 +376,11 @@ class EnsemblePredictor(MSERPredictor):
     def normalises_speakers(self) -> bool:
         return any(member.normalises_speakers() for member in self.members)
 
-    def reset_speakers(self) -> None:
-        for member in self.members:
-            member.reset_speakers()
+    def part_waveforms(self, index: int, waveforms: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+        return member_waveforms(self.members[index], waveforms)
 
-    def speaker_stats(self, speaker: Optional[str]):
-        """One running-statistics object per member (None for no speaker)."""
-        if speaker is None:
-            return None
-        return [member.speaker_stats(speaker) for member in self.members]
-
-    def new_session(self):
-        return [member.new_session() for member in self.members]
-
-    def session_probabilities(self, waveforms: Sequence[np.ndarray], stats) -> np.ndarray:
-        return combine_probabilities([member.session_probabilities(member_waveforms(member, waveforms),
-                                                                   None if stats is None else stats[i])
-                                      for i, member in enumerate(self.members)], self.combine)
-
-    def whole_session(self, stats) -> "EnsembleSession":
-        """One whole-statistics session per member, each with its own statistics (`stats[i]`)."""
-        return EnsembleSession([member.whole_session(None if stats is None else stats[i])
-                                for i, member in enumerate(self.members)], self.combine)
+    def combine_parts(self, probabilities: Sequence[np.ndarray]) -> np.ndarray:
+        return combine_probabilities(probabilities, self.combine)
 
     def embeddings(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         return np.concatenate([member.embeddings(member_waveforms(member, waveforms)) for member in self.members],
@@ -408,21 +393,3 @@ def member_waveforms(member: MSERPredictor, waveforms: Sequence[np.ndarray]) -> 
     if not member.clip.use_db_normalization:
         return waveforms
     return [normalize_db(samples, member.clip.target_db) for samples in waveforms]
-
-
-class EnsembleSession:
-    """A whole-statistics session over every member (mser.predictor.WholeSession): each member
-    featurises and counts the clips in its own statistics; the probabilities are the members'
-    combined by `combine` (COMBINE_RULES)."""
-
-    def __init__(self, sessions: Sequence[Any], combine: str = "mean"):
-        self.sessions, self.combine = list(sessions), combine
-
-    def add(self, waveforms: Sequence[np.ndarray]) -> None:
-        """One batch of loaded clips, (samples,) float32 each, levelled for each member as it reads them."""
-        for session in self.sessions:
-            session.add(member_waveforms(session.predictor, waveforms))
-
-    def probabilities(self) -> np.ndarray:
-        """(clips added, num_class) float32: the members' probabilities combined."""
-        return combine_probabilities([session.probabilities() for session in self.sessions], self.combine)

@@ -24,6 +24,7 @@ import torch
 import torchaudio.functional as AF
 
 from mser.audio import normalize_db
+from mser.composite import CompositePredictor
 from mser.errors import ConfigError
 from mser.predictor import MSERPredictor
 from mser.registry import Registry
@@ -92,7 +93,7 @@ def resolve_views(model_path: Optional[str], views: Any) -> List[str]:
     return read_views(model_path) if is_ensemble(model_path) else []
 
 
-class ViewPredictor(MSERPredictor):
+class ViewPredictor(CompositePredictor):
     """MSERPredictor that classifies every clip as recorded and under each of `views` (check_views),
     and averages the probabilities. Each view runs the model (or every member of an ensemble) on its
     own copy of the checkpoint, so it keeps its own speaker statistics: a speaker's telephone views
@@ -120,20 +121,7 @@ class ViewPredictor(MSERPredictor):
     def normalises_speakers(self) -> bool:
         return self.parts[0].normalises_speakers()
 
-    def reset_speakers(self) -> None:
-        for part in self.parts:
-            part.reset_speakers()
-
-    def speaker_stats(self, speaker: Optional[str]):
-        """One running-statistics object per view (None for no speaker)."""
-        if speaker is None:
-            return None
-        return [part.speaker_stats(speaker) for part in self.parts]
-
-    def new_session(self):
-        return [part.new_session() for part in self.parts]
-
-    def view_waveforms(self, index: int, waveforms: Sequence[np.ndarray]) -> List[np.ndarray]:
+    def part_waveforms(self, index: int, waveforms: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Loaded clips as view `index` hears them (0: as recorded), levelled again where the
         checkpoint reads its input at a fixed level (an ensemble's members level their own copy)."""
         part, transform = self.parts[index], self.transforms[index]
@@ -142,14 +130,9 @@ class ViewPredictor(MSERPredictor):
             viewed = [normalize_db(samples, part.clip.target_db) for samples in viewed]
         return viewed
 
-    def session_probabilities(self, waveforms: Sequence[np.ndarray], stats) -> np.ndarray:
-        return average_views([part.session_probabilities(self.view_waveforms(i, waveforms),
-                                                         None if stats is None else stats[i])
-                              for i, part in enumerate(self.parts)])
-
-    def whole_session(self, stats) -> "ViewSession":
-        return ViewSession(self, [part.whole_session(None if stats is None else stats[i])
-                                  for i, part in enumerate(self.parts)])
+    def combine_parts(self, probabilities: Sequence[np.ndarray]) -> np.ndarray:
+        """The views' probabilities averaged."""
+        return np.mean(np.stack(probabilities).astype(np.float64), axis=0).astype(np.float32)
 
     def embeddings(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         return self.parts[0].embeddings(waveforms)
@@ -159,32 +142,12 @@ def unchanged(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return samples
 
 
-def average_views(parts: Sequence[np.ndarray]) -> np.ndarray:
-    """The views' (clips, classes) probabilities averaged."""
-    return np.mean(np.stack(parts).astype(np.float64), axis=0).astype(np.float32)
-
-
-class ViewSession:
-    """A whole-statistics session per view (mser.predictor.WholeSession, or an ensemble's session):
-    every batch is added to each view's session as that view hears it."""
-
-    def __init__(self, predictor: ViewPredictor, sessions: Sequence[Any]):
-        self.predictor, self.sessions = predictor, list(sessions)
-
-    def add(self, waveforms: Sequence[np.ndarray]) -> None:
-        for index, session in enumerate(self.sessions):
-            session.add(self.predictor.view_waveforms(index, waveforms))
-
-    def probabilities(self) -> np.ndarray:
-        return average_views([session.probabilities() for session in self.sessions])
-
-
 # ---- evaluation ----------------------------------------------------------------------------
 
 def evaluate(model_path: str, views: Any, list_path: Optional[str] = None, use_gpu: bool = True,
              output_dir: Optional[str] = None) -> Dict[str, Any]:
-    """eval.py with views (resolve_views): the metrics of a checkpoint or ensemble folder with test-time views on
-    `list_path` (default: the test list of the checkpoint's config, or of an ensemble's first
+    """eval.py with test-time views (resolve_views): the metrics of a checkpoint or ensemble folder
+    on `list_path` (default: the test list of the checkpoint's config, or of an ensemble's first
     member), every clip through the predictor, as infer.py hears files: each speaker of the list
     (third column) as one session with whole statistics, clips without a speaker with the global
     ones. Unusable clips are skipped and counted."""
