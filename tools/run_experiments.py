@@ -165,6 +165,20 @@ experiment("cv_egemaps_spknorm_level_copies", "configs/egemaps.yml", compose(com
            augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
            note="egemaps, openSMILE's input at -20 dBFS inside the featurizer and the clip's level kept as one more "
                 "value (append_level), 2 augmented copies per clip")
+
+
+def with_gsm(augment_path: str) -> dict:
+    """A shipped augmentation config with the GSM 06.10 codec added to its codec formats."""
+    with open(os.path.join(REPO, augment_path), encoding="utf-8") as f:
+        augment = yaml.safe_load(f)
+    augment["codec"]["formats"] = augment["codec"]["formats"] + ["gsm"]
+    return augment
+
+
+experiment("cv_egemaps_spknorm_level_copies_gsm", "configs/egemaps.yml",
+           compose(compose(SPEAKER_NORM, LEVEL_KEPT), COPIES), augment=with_gsm("configs/augmentation_copies.yml"),
+           kind="cv", groups=("cv",), note="cv_egemaps_spknorm_level_copies with the GSM 06.10 codec among the "
+                                           "copies' codecs (ogg, mp3, gsm)")
 experiment("cv_egemaps_spknorm_level", "configs/egemaps.yml", compose(SPEAKER_NORM, LEVEL_KEPT), kind="cv",
            groups=("cv",), note="egemaps.yml, openSMILE's input at -20 dBFS inside the featurizer and the clip's "
                                 "level kept as one more value (append_level)")
