@@ -101,7 +101,7 @@ CODECS: Dict[str, Tuple[str, str, Optional[Tuple[int, ...]]]] = {
     "mp3": ("MP3", "MPEG_LAYER_III", None),
     "gsm": ("WAV", "GSM610", (8000,)),   # GSM 06.10 full rate (13 kbit/s), the 2G mobile phone codec
 }
-FIXED_RATE_CODECS = ("gsm",)   # one bitrate: codec.*_compression does not apply
+FIXED_BITRATE_CODECS = ("gsm",)   # one bitrate: codec.*_compression does not apply
 # libsndfile refuses compression_level 1.0 for MP3; 0.99 is its lowest bitrate.
 MP3_MAX_COMPRESSION = 0.99
 SILENCE_POSITIONS = ("start", "end", "gap")
@@ -478,7 +478,7 @@ def codec_round_trip(samples: np.ndarray, sample_rate: int, codec: str, compress
         rate = max(rates)
         signal = AF.resample(as_tensor(signal), sample_rate, rate).numpy()
     buffer = io.BytesIO()
-    level = {} if codec in FIXED_RATE_CODECS else {"compression_level": compression}
+    level = {} if codec in FIXED_BITRATE_CODECS else {"compression_level": compression}
     soundfile.write(buffer, signal, rate, format=container, subtype=subtype, **level)
     buffer.seek(0)
     decoded, _ = soundfile.read(buffer, dtype="float32")
