@@ -5,12 +5,15 @@ The same speech heard over another channel can get another answer (README, Robus
 line changes about a fifth of the recommended ensemble's answers). With the "telephone" view, the
 answer on a wideband clip also hears the clip as a telephone line would pass it, and the answer on a
 telephone recording barely changes (its telephone view is nearly itself), so the two answers move
-closer by construction. It buys stability on a channel with some accuracy on the usual input and
-costs one more model run per view, so it is off unless asked for (README, Robustness).
+closer by construction. Each view costs one more model run. For the recommended ensemble, whose
+members heard telephone audio in training, it costs no accuracy in cross-validation, and
+configs/ensemble.yml names it (the folder's `views`, mser.ensemble); a model that never heard
+telephone audio loses accuracy with it (README, Robustness and Results). Off otherwise.
 
-    MSERPredictor("models/Ensemble", views=["telephone"])           # a ViewPredictor
+    MSERPredictor("models/BiLSTM_eGeMAPS/best_model", views=["telephone"])   # a ViewPredictor
+    MSERPredictor("models/Ensemble", views="none")                          # the folder's views off
     infer.py --model_path models/Ensemble --audio_path clip.wav --views telephone
-    eval.py --resume_model models/Ensemble --views telephone
+    eval.py --resume_model models/Ensemble --views none
 
 Views (the registry VIEWS; each maps loaded samples at the model's rate to samples at that rate):
   telephone   300-3400 Hz at 8 kHz with G.711 mu-law companding, as a landline passes speech
