@@ -5,10 +5,10 @@ The same speech heard over another channel can get another answer (README, Robus
 line changes about a fifth of the recommended ensemble's answers). With the "telephone" view, the
 answer on a wideband clip also hears the clip as a telephone line would pass it, and the answer on a
 telephone recording barely changes (its telephone view is nearly itself), so the two answers move
-closer by construction. Each view costs one more model run. For the recommended ensemble, whose
-members heard telephone audio in training, it costs no accuracy in cross-validation, and
-configs/ensemble.yml names it (the folder's `views`, mser.ensemble); a model that never heard
-telephone audio loses accuracy with it (README, Robustness and Results). Off otherwise.
+closer by construction. Each view costs one more model run. For the recommended ensemble it costs
+no accuracy in cross-validation, and configs/ensemble.yml names it (the folder's `views`,
+mser.ensemble); a single eGeMAPS model loses accuracy with it, with or without telephone audio in
+its training (README, Results). Off otherwise.
 
     MSERPredictor("models/BiLSTM_eGeMAPS/best_model", views=["telephone"])   # a ViewPredictor
     MSERPredictor("models/Ensemble", views="none")                          # the folder's views off
