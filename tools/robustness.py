@@ -47,7 +47,7 @@ import json
 import os
 import sys
 import warnings
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile
@@ -82,23 +82,19 @@ def telephone_8k(samples: np.ndarray) -> Tuple[np.ndarray, int]:
     return telephone_band(samples, SAMPLE_RATE), TELEPHONE_RATE
 
 
-def gsm_8k(samples: np.ndarray) -> Tuple[bytes, None]:
-    buffer = io.BytesIO()
-    narrow = AF.resample(torch.from_numpy(samples), SAMPLE_RATE, TELEPHONE_RATE).numpy()
-    soundfile.write(buffer, np.clip(narrow, -1, 1), TELEPHONE_RATE, format="WAV", subtype="GSM610")
-    return buffer.getvalue(), None
-
-
 def resampled_to(rate: int) -> Condition:
     def condition(samples: np.ndarray) -> Tuple[np.ndarray, int]:
         return AF.resample(torch.from_numpy(samples), SAMPLE_RATE, rate).numpy(), rate
     return condition
 
 
-def codec(file_format: str) -> Condition:
+def codec(file_format: str, subtype: Optional[str] = None, rate: int = SAMPLE_RATE) -> Condition:
+    """A round trip through a libsndfile codec, the clip resampled to `rate` first."""
     def condition(samples: np.ndarray) -> Tuple[bytes, None]:
+        if rate != SAMPLE_RATE:
+            samples = AF.resample(torch.from_numpy(samples), SAMPLE_RATE, rate).numpy()
         buffer = io.BytesIO()
-        soundfile.write(buffer, np.clip(samples, -1, 1), SAMPLE_RATE, format=file_format)
+        soundfile.write(buffer, np.clip(samples, -1, 1), rate, format=file_format, subtype=subtype)
         return buffer.getvalue(), None
     return condition
 
@@ -139,7 +135,7 @@ CONDITIONS: Dict[str, Condition] = {
     "silence_pad": silence_pad,
     "silence_gaps": silence_gaps,
     "telephone_8k": telephone_8k,
-    "gsm_8k": gsm_8k,
+    "gsm_8k": codec("WAV", "GSM610", TELEPHONE_RATE),
     "rate_44k": resampled_to(44100),
     "mp3": codec("MP3"),
     "ogg": codec("OGG"),
