@@ -6,6 +6,7 @@ member levels its copy, a view passes it through a telephone line) and keeps its
 statistics, so `speaker=`, `predict_long` and whole or running statistics work as for one model;
 `combine_parts` turns the parts' (clips, classes) probabilities into one answer.
 """
+import abc
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
@@ -13,7 +14,7 @@ import numpy as np
 from mser.predictor import MSERPredictor
 
 
-class CompositePredictor(MSERPredictor):
+class CompositePredictor(MSERPredictor, metaclass=abc.ABCMeta):
     """The shared plumbing; a subclass sets `self.parts` and defines `combine_parts`."""
 
     parts: List[MSERPredictor]
@@ -22,9 +23,9 @@ class CompositePredictor(MSERPredictor):
         """Loaded clips as part `index` hears them (default: as they are)."""
         return waveforms
 
+    @abc.abstractmethod
     def combine_parts(self, probabilities: Sequence[np.ndarray]) -> np.ndarray:
         """The parts' (clips, num_class) probabilities -> (clips, num_class)."""
-        raise NotImplementedError
 
     def reset_speakers(self) -> None:
         for part in self.parts:
