@@ -348,9 +348,8 @@ class EnsemblePredictor(CompositePredictor):
     def __init__(self, model_path: str, configs: Optional[str] = None, use_gpu: bool = False,
                  threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch",
                  precision: str = "float32", *, views=None):
-        from mser.views import check_views
-        if check_views(views):
-            raise ConfigError("test-time views are built by MSERPredictor(model_path, views=[...])")
+        from mser.views import refuse_views
+        refuse_views(views)   # reached only when this class is built directly
         if configs or overwrites:
             raise ConfigError(f"{model_path} is an ensemble: its members run on their stored configs "
                               f"(--configs/--overwrites apply to a single checkpoint)")

@@ -111,9 +111,8 @@ class MSERPredictor:
                  threshold: float = 0.0, overwrites: Optional[str] = None, backend: str = "torch",
                  precision: str = "float32", *, views=None):
         from mser.factory import load_for_inference  # imports every model and featurizer
-        from mser.views import check_views
-        if check_views(views):   # reached only when a subclass is built directly
-            raise ConfigError("test-time views are built by MSERPredictor(model_path, views=[...])")
+        from mser.views import refuse_views
+        refuse_views(views)   # reached only when this class is built directly
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold must be a probability between 0 and 1, got {threshold}")
         if backend not in BACKENDS:

@@ -87,6 +87,13 @@ def check_views(views: Any) -> List[str]:
     return names
 
 
+def refuse_views(views: Any) -> None:
+    """ConfigError when a predictor class that runs no views is built directly with some: views are
+    built by MSERPredictor(model_path, views=[...]), which returns a ViewPredictor."""
+    if check_views(views):
+        raise ConfigError("test-time views are built by MSERPredictor(model_path, views=[...])")
+
+
 def resolve_views(model_path: Optional[str], views: Any) -> List[str]:
     """The views a predictor of `model_path` runs: `views` when given (check_views; "none" for
     none), else the folder's own: an ensemble folder's `views` (mser.ensemble.read_views), none for
