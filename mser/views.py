@@ -179,29 +179,46 @@ def default_test_list(predictor: ViewPredictor) -> str:
 
 
 def view_probabilities(predictor: ViewPredictor, list_path: str):
-    """(true labels (clips,), probabilities (clips, classes), speakers) of the usable clips of a list."""
+    """(true labels (clips,), probabilities (clips, classes), speakers) of the usable clips of a list,
+    grouped by speaker in the order speakers first appear. One speaker's audio is held at a time."""
     from tqdm import tqdm
 
     from mser.data.lists import read_data_list
-    from mser.errors import AudioError, BandwidthWarning
+    from mser.errors import AudioError
     items = read_data_list(list_path, len(predictor.labels))
-    loaded: Dict[str, List[tuple]] = {}
-    skipped = 0
-    with warnings.catch_warnings():   # a list's narrow-band clips are data, as in eval.py without views
-        warnings.simplefilter("ignore", BandwidthWarning)
-        for path, label, speaker in tqdm(items, desc="loading", leave=False):
-            try:
-                loaded.setdefault(speaker or "", []).append((label, predictor.load(path)))
-            except AudioError as e:
-                skipped += 1
-                tqdm.write(f"skipping {path}: {e}")
+    by_speaker: Dict[str, List[tuple]] = {}
+    for path, label, speaker in items:
+        by_speaker.setdefault(speaker or "", []).append((path, label))
+    labels, parts, speakers, skipped = [], [], [], 0
+    progress = tqdm(total=len(items), desc="evaluating", leave=False)
+    for speaker, clips in by_speaker.items():
+        usable, waveforms = load_usable(predictor, clips, progress)
+        skipped += len(clips) - len(usable)
+        if usable:
+            parts.append(predictor.batched_probabilities(waveforms, speaker or None, "whole"))
+            labels.extend(usable)
+            speakers.extend([speaker or None] * len(usable))
+    progress.close()
     if skipped:
         print(f"{skipped} of {len(items)} clips of {list_path} skipped (unusable)")
-    labels, parts, speakers = [], [], []
-    for speaker, clips in loaded.items():
-        parts.append(predictor.batched_probabilities([samples for _, samples in clips], speaker or None, "whole"))
-        labels.extend(label for label, _ in clips)
-        speakers.extend([speaker or None] * len(clips))
     if not labels:
         raise AudioError(f"no usable clip in {list_path}")
     return np.array(labels), np.concatenate(parts), speakers
+
+
+def load_usable(predictor: ViewPredictor, clips: Sequence[tuple], progress) -> tuple:
+    """([label], [samples]) of the (path, label) clips that load; each one that does not is said once."""
+    from tqdm import tqdm
+
+    from mser.errors import AudioError, BandwidthWarning
+    labels, waveforms = [], []
+    with warnings.catch_warnings():   # a list's narrow-band clips are data, as in eval.py without views
+        warnings.simplefilter("ignore", BandwidthWarning)
+        for path, label in clips:
+            try:
+                waveforms.append(predictor.load(path))
+                labels.append(label)
+            except AudioError as e:
+                tqdm.write(f"skipping {path}: {e}")
+            progress.update(1)
+    return labels, waveforms
