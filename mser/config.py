@@ -80,6 +80,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
         "amp_dtype": "bfloat16",
         "use_compile": False,
         "label_smoothing": 0.0,
+        "mixup_alpha": 0.0,          # > 0: mixup (mser/mixup.py), one Beta(alpha, alpha) weight per batch
         "class_weights": False,
         "max_epoch": 30,
         "log_interval": 10,

@@ -28,6 +28,7 @@ from mser.factory import check_same_setup, featurizer_from_config, load_matching
 from mser.features import feature_name
 from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats, valid_frames
 from mser.metrics import add_speaker_balanced, compute_metrics, write_evaluation
+from mser.mixup import Mix, build_mixup
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Executor:
         self.speaker_norm = self.build_speaker_norm()
         self.speaker_tables: Dict[int, Dict[str, SpeakerStats]] = {}   # per list, by hash of its clips
         self.spec_augment: Optional[nn.Module] = None
+        self.mixup = build_mixup(self.config["train_conf"]["mixup_alpha"])
         self.rng_snapshot: Optional[Dict[str, Any]] = None  # random state after the last finished step
         self.resume_batches = 0   # batches of the first epoch an interrupted run had done
 
@@ -327,7 +329,10 @@ class Executor:
         if self.spec_augment is not None:
             features = self.spec_augment(features, frame_lengths)
         labels = batch.labels.to(self.device, non_blocking=True)
-        loss, logits = self.compute_gradients(model, features, frame_lengths, labels, criterion, optimizer, amp)
+        mix = None
+        if self.mixup is not None:
+            features, frame_lengths, mix = self.mixup(features, frame_lengths)
+        loss, logits = self.compute_gradients(model, features, frame_lengths, labels, criterion, optimizer, amp, mix)
         with deferred_interrupt():  # Ctrl-C never leaves a half-made step behind
             amp.step(optimizer)
             if step_scheduler is not None:
@@ -369,11 +374,16 @@ class Executor:
         """Hook: the training loss of logits (batch, num_class) against labels (batch,), a scalar."""
         return criterion(logits.float(), labels)
 
-    def compute_gradients(self, model, features, frame_lengths, labels, criterion, optimizer, amp: "Amp"):
-        """Forward, backward and gradient clipping; the optimizer step is the caller's."""
+    def compute_gradients(self, model, features, frame_lengths, labels, criterion, optimizer, amp: "Amp",
+                          mix: Optional[Mix] = None):
+        """Forward, backward and gradient clipping; the optimizer step is the caller's. With `mix`
+        (mixup), the loss is the mix's blend of the losses against both clips' labels."""
         with amp.autocast():
             logits = self.compute_forward(model, features, frame_lengths)
             loss = self.compute_objectives(logits, labels, criterion)
+            if mix is not None:
+                partner_loss = self.compute_objectives(logits, labels[mix.partner], criterion)
+                loss = mix.weight * loss + (1.0 - mix.weight) * partner_loss
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {self.state.step}; "
                                      f"lower optimizer_conf.optimizer_args.lr or enable grad_clip")
