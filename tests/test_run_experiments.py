@@ -47,3 +47,62 @@ def test_a_share_of_the_training_voices_is_drawn_per_fold_without_validation_voi
     again = tool.fold_lists(str(tmp_path / "again"), 0, 4, train_voices=0.5)
     assert voices(again["train"]) == voices(half["train"])             # seeded: the same voices every run
     assert tool.TRAIN_VOICES["cv_egemaps_spknorm_level_voices50"] == 0.5
+
+
+def load_tool():
+    import importlib.util
+    from conftest import REPO
+    spec = importlib.util.spec_from_file_location("run_experiments", REPO / "tools" / "run_experiments.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_a_cv_fold_picks_its_epoch_on_training_voices_unless_told_otherwise(demo_lists, tmp_path, monkeypatch):
+    """inner (default): the fold's voices never pick the epoch, eval.py scores the best and the last
+    model on them; fold: the old protocol, the fold's voices pick it; last: an ensemble of the fold
+    runs' last-epoch models. The table puts each score in its own column."""
+    import os
+    import sys
+    import yaml
+    tool = load_tool()
+    monkeypatch.setattr(tool, "TRAIN_LIST", str(demo_lists / "train_list.txt"))
+    tiny = {"dataset_conf": {"train_list": str(demo_lists / "train_list.txt"),
+                             "label_list_path": str(demo_lists / "label_list.txt"),
+                             "dataset": {"max_duration": 1.5}, "eval_conf": {"max_duration": 2.0},
+                             "dataLoader": {"batch_size": 16, "num_workers": 0}, "val_fraction": 0.2},
+            "preprocess_conf": {"feature_method": "Fbank", "method_args": {"num_mel_bins": 40}},
+            "model_conf": {"model": "BiLSTM", "model_args": {"hidden_size": 32}},
+            "train_conf": {"max_epoch": 2}}
+    tool.experiment("tiny_cv", "configs/bi_lstm.yml", tiny, kind="cv")
+    tool.experiment("tiny_cv_ens", "", {"members": ("tiny_cv", "tiny_cv")}, kind="cv_ensemble")
+    out = tmp_path / "out"
+    environment = dict(os.environ)
+    inner = tool.run_one("tiny_cv", str(out), sys.executable, environment, fold=0, num_folds=4)
+    lists = tool.fold_lists(str(out), 0, 4)
+    config = yaml.safe_load((out / "tiny_cv" / "fold0_inner" / "config.yml").read_text())
+    assert config["dataset_conf"]["val_list"] == "" and config["dataset_conf"]["train_list"] == lists["train"]
+    assert inner["selection"] == "inner"
+    assert {"val", "last_val", "inner_val"} <= set(inner)
+    assert 0.0 <= inner["val"]["unweighted_accuracy"] <= 1.0 and "unweighted_accuracy" in inner["last_val"]
+    fold = tool.run_one("tiny_cv", str(out), sys.executable, environment, fold=0, num_folds=4, selection="fold")
+    config = yaml.safe_load((out / "tiny_cv" / "fold0" / "config.yml").read_text())
+    assert config["dataset_conf"]["val_list"] == lists["val"] and fold["selection"] == "fold"
+    last = tool.run_ensemble("tiny_cv_ens", str(out), sys.executable, fold=0, num_folds=4, selection="last")
+    manifest = yaml.safe_load((out / "tiny_cv_ens" / "fold0_last" / "Ensemble" / "ensemble.yml").read_text())
+    assert all(member.endswith("last_model") for member in manifest["members"]) and last["selection"] == "last"
+    rows = tool.table(str(out)).splitlines()
+    header = next(line for line in rows if line.startswith("| cv experiment"))
+    single = next(line for line in rows if line.startswith("| tiny_cv |"))
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in single.split("|")]))
+    assert cells["mean val UA, epoch picked on training voices (honest)"] == f"{inner['val']['unweighted_accuracy']:.3f}"
+    assert cells["epoch picked on the scored voices (optimistic)"] == f"{fold['val']['unweighted_accuracy']:.3f}"
+    assert cells["last epoch (honest)"] == f"{fold['last_val']['unweighted_accuracy']:.3f}"
+    ensemble = next(line for line in rows if line.startswith("| tiny_cv_ens |"))
+    assert f"| {last['val']['unweighted_accuracy']:.3f} |" in ensemble
+
+
+def test_last_selection_is_refused_for_a_cv_run():
+    result = run_script("tools/run_experiments.py", "cv_egemaps_spknorm_level", "--cv_selection", "last",
+                        "--out_dir", "/nonexistent")
+    assert result.returncode == 2 and "cv ensembles" in result.stderr
