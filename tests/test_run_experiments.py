@@ -95,7 +95,8 @@ def test_a_cv_fold_picks_its_epoch_on_training_voices_unless_told_otherwise(demo
     header = next(line for line in rows if line.startswith("| cv experiment"))
     single = next(line for line in rows if line.startswith("| tiny_cv |"))
     cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in single.split("|")]))
-    assert cells["mean val UA, epoch picked on training voices (honest)"] == f"{inner['val']['unweighted_accuracy']:.3f}"
+    honest = "mean val UA, epoch picked on training voices (honest)"
+    assert cells[honest] == f"{inner['val']['unweighted_accuracy']:.3f}"
     assert cells["epoch picked on the scored voices (optimistic)"] == f"{fold['val']['unweighted_accuracy']:.3f}"
     assert cells["last epoch (honest)"] == f"{fold['last_val']['unweighted_accuracy']:.3f}"
     ensemble = next(line for line in rows if line.startswith("| tiny_cv_ens |"))
