@@ -26,6 +26,8 @@ Two kinds of runs:
                  0.02-0.04 on this corpus; the last epoch's score is recorded beside it.
           last   (cv ensembles only) the members' last-epoch models of their `fold` runs: an
                  honest score for ensembles whose members ran under `fold`.
+          inner_last  (cv ensembles only) the members' last-epoch models of their `inner` runs:
+                 against `inner`, what picking an epoch on a few training voices is worth.
 
 Ensembles (kinds ensemble / cv_ensemble) train nothing: they combine member runs of the same seed
 (or fold) into an ensemble folder (mser.ensemble) and score its combined probabilities with eval.py
@@ -536,7 +538,8 @@ def finish(row: dict, out_dir: str, label: str, summary: str) -> None:
 # ---------------------------------------------------------------------------- ensembles
 
 SELECTIONS = {"inner": "picked on training voices", "fold": "picked on the scored voices (optimistic)",
-              "last": "last epoch"}
+              "last": "last epoch of fold runs", "inner_last": "last epoch of inner runs"}
+LAST_EPOCH_SOURCES = {"last": "fold", "inner_last": "inner"}   # cv ensembles of members' last-epoch models
 
 
 def selection_of(row: dict) -> str:
@@ -562,7 +565,7 @@ def run_ensemble(name: str, out_dir: str, python: str, fold: Optional[int] = Non
         selection = "fold"   # full runs: always an inner validation slice, recorded without the field
     label = run_label(name, fold, seed, selection)
     rows = latest_rows(out_dir)
-    source = "fold" if selection == "last" else selection
+    source = LAST_EPOCH_SOURCES.get(selection, selection)
     members = [rows.get((member, seed, fold, source)) for member in changes["members"]]
     if any(row is None for row in members):
         missing = [m for m, row in zip(changes["members"], members) if row is None]
@@ -573,7 +576,7 @@ def run_ensemble(name: str, out_dir: str, python: str, fold: Optional[int] = Non
     run_dir = os.path.join(out_dir, label)
     ensemble_dir = os.path.join(run_dir, ENSEMBLE_DIR)
     checkpoints = [row["checkpoint"] for row in members]
-    if selection == "last":
+    if selection in LAST_EPOCH_SOURCES:
         checkpoints = [os.path.join(os.path.dirname(path), "last_model") for path in checkpoints]
     write_manifest(ensemble_dir, checkpoints, changes.get("combine", "mean"), changes.get("views", ()))
     row = {"name": name, "fold": fold, "num_folds": num_folds if fold is not None else None, "seed": seed,
@@ -751,15 +754,15 @@ def cv_table_row(name: str, by_selection: Dict[str, Dict[tuple, dict]]) -> str:
         honest_rows, optimistic_rows = optimistic_rows, {}   # a baseline: nothing picked
     honest = fold_uas(honest_rows)
     last_rows = by_selection.get("last") or {}
-    last = (fold_uas(last_rows) or fold_uas(optimistic_rows, last_epoch_val)
-            or fold_uas(honest_rows, last_epoch_val))
+    last = fold_uas(last_rows) or fold_uas(optimistic_rows, last_epoch_val)
+    inner_last = fold_uas(by_selection.get("inner_last") or {}) or fold_uas(honest_rows, last_epoch_val)
     shown = honest_rows or last_rows or optimistic_rows
     per_fold = honest or last or fold_uas(optimistic_rows)
     balanced = [r["val"].get("speaker_balanced_unweighted_accuracy") for r in shown.values()]
     runs = list(shown.values())
     note = EXPERIMENTS[name][5] if name in EXPERIMENTS else runs[0]["note"]
     return (f"| {name} | {len(runs)} | {mean_sd(honest)} | {' '.join(f'{u:.3f}' for u in per_fold)} | "
-            f"{mean_sd(last)} | {mean_sd(fold_uas(optimistic_rows))} | "
+            f"{mean_sd(inner_last)} | {mean_sd(last)} | {mean_sd(fold_uas(optimistic_rows))} | "
             f"{mean_sd(balanced if None not in balanced else [])} | "
             f"{np.mean([r['train_wall_s'] for r in runs]) / 60:.1f} min | {note} |")
 
@@ -790,9 +793,9 @@ def table(out_dir: str) -> str:
                      f"{np.mean([r['load_mean'] for r in runs]):.1f} |")
     lines += ["", "| cv experiment | folds | mean val UA, epoch picked on training voices (honest) "
               "| per fold (honest, else last epoch) "
-              "| last epoch (honest) | epoch picked on the scored voices (optimistic) | balanced per speaker "
-              "| wall per fold | what |",
-              "|---|---:|---:|---|---:|---:|---:|---:|---|"]
+              "| last epoch, same runs (honest) | last epoch, all training voices (honest) "
+              "| epoch picked on the scored voices (optimistic) | balanced per speaker | wall per fold | what |",
+              "|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for name, by_selection in folds.items():
         lines.append(cv_table_row(name, by_selection))
     return "\n".join(lines)
@@ -863,7 +866,7 @@ def main(argv=None):
             for fold in folds:
                 run_baseline(name, out_dir, fold, args.cv_folds)
         elif kind == "cv":
-            if args.cv_selection == "last":
+            if args.cv_selection in LAST_EPOCH_SOURCES:
                 parser.error(f"{name}: --cv_selection last is for cv ensembles; a cv run under `inner` or "
                              "`fold` records its last epoch's score too")
             for fold in folds:
