@@ -154,7 +154,10 @@ def is_ensemble_config(path: Optional[str]) -> bool:
     return isinstance(content, dict) and "ensemble" in content
 
 
-ENSEMBLE_KEYS = {"members", "combine", "views"}
+ENSEMBLE_KEYS = {"members", "combine", "views", "member_checkpoint"}
+# which of each member's checkpoints the ensemble folder names: the epoch its validation slice
+# picked, or the last epoch (a fixed recipe; picking on a few voices is noisy, README: Results)
+MEMBER_CHECKPOINTS = {"best": "best_model", "last": "last_model"}
 
 
 def read_ensemble_config(path: str) -> List[Dict[str, Optional[str]]]:
@@ -185,6 +188,18 @@ def read_ensemble_views(path: str) -> List[str]:
         raise ConfigError(f"{resolved}: ensemble.views: {e}") from None
 
 
+def read_ensemble_member_checkpoint(path: str) -> str:
+    """The checkpoint folder name ('best_model' or 'last_model') of an ensemble YAML's
+    `member_checkpoint` ("best" when it does not say)."""
+    from mser.config import resolve_config_path
+    resolved = resolve_config_path(path)
+    choice = ensemble_section(resolved).get("member_checkpoint", "best")
+    if choice not in MEMBER_CHECKPOINTS:
+        raise ConfigError(f"{resolved}: ensemble.member_checkpoint must be one of "
+                          f"{', '.join(MEMBER_CHECKPOINTS)}, got {choice!r}")
+    return MEMBER_CHECKPOINTS[choice]
+
+
 def ensemble_section(resolved: str) -> Dict[str, Any]:
     """The checked `ensemble:` mapping of an ensemble YAML file."""
     from mser.config import read_yaml
@@ -195,7 +210,7 @@ def ensemble_section(resolved: str) -> Dict[str, Any]:
     members = section.get("members") if isinstance(section, dict) else None
     if extra or not isinstance(members, list) or len(members) < 2:
         raise ConfigError(f"{resolved}: an ensemble config holds only "
-                          f"'ensemble: {{members: [...], combine: ..., views: [...]}}' "
+                          f"'ensemble: {{members: [...], combine: ..., views: [...], member_checkpoint: ...}}' "
                           f"with at least two members" + (f" (unexpected: {', '.join(extra)})" if extra else ""))
     return section
 
@@ -221,7 +236,7 @@ def train(config_path: str, save_model_path: str = "models/", log_dir: str = "lo
     Returns the ensemble folder."""
     from mser.trainer import MSERTrainer
     specs, combine = read_ensemble_config(config_path), read_ensemble_combine(config_path)
-    views = read_ensemble_views(config_path)
+    views, member_checkpoint = read_ensemble_views(config_path), read_ensemble_member_checkpoint(config_path)
     directory = os.path.join(save_model_path, ENSEMBLE_DIR)
 
     def member_trainer(spec):
@@ -246,7 +261,8 @@ def train(config_path: str, save_model_path: str = "models/", log_dir: str = "lo
                     + (f", resuming from {resume}" if resume else ""))
         trainer.train(save_model_path=directory, log_dir=log_dir, overwrite=overwrite, resume_model=resume)
     if trainers[0].context.is_main:
-        write_manifest(directory, [os.path.join(directory, name, "best_model") for name in names], combine, views)
+        write_manifest(directory, [os.path.join(directory, name, member_checkpoint) for name in names], combine,
+                       views)
         trainers[0].log(f"ensemble of {len(names)} models written to {directory} "
                         f"(eval.py --resume_model {directory})")
     return directory

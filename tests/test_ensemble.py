@@ -339,3 +339,29 @@ def test_the_views_of_a_config_and_a_manifest_are_checked(ensemble, tmp_path, de
     result = run_script("infer.py", "--model_path", copy, "--audio_path", REPO / "dataset" / "demo", "--use_gpu",
                         "false")
     assert_one_line_error(result, "unknown test-time view 'underwater'")
+
+
+def test_member_checkpoint_last_names_the_members_last_epochs(ensemble, demo_lists, tmp_path):
+    from mser.ensemble import read_ensemble_member_checkpoint
+    directory, _ = ensemble
+    copy = tmp_path / "models" / "Ensemble"
+    shutil.copytree(directory, copy)
+    config = yaml.safe_load((directory.parent.parent / "ensemble.yml").read_text())
+    config["ensemble"]["member_checkpoint"] = "last"
+    (tmp_path / "last.yml").write_text(yaml.safe_dump(config))
+    result = run_script("train.py", "--configs", tmp_path / "last.yml", "--use_gpu", "false", "--log_dir", "",
+                        "--save_model_path", tmp_path / "models", "--overwrites", common_overwrites(demo_lists))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("already trained") == 2          # nothing retrained: only the manifest changes
+    assert yaml.safe_load((copy / "ensemble.yml").read_text())["members"] == [f"{n}/last_model" for n in MEMBERS]
+    scored = run_script("eval.py", "--resume_model", copy, "--use_gpu", "false", "--json",
+                        "--output_dir", tmp_path / "out", "--test_list", demo_lists / "test_list.txt")
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert sorted(json.loads(scored.stdout.strip().splitlines()[-1])["members"]) == sorted(
+        str(copy / name / "last_model") for name in MEMBERS)
+    assert read_ensemble_member_checkpoint(str(directory.parent.parent / "ensemble.yml")) == "best_model"
+    config["ensemble"]["member_checkpoint"] = "final"
+    (tmp_path / "bad.yml").write_text(yaml.safe_dump(config))
+    bad = run_script("train.py", "--configs", tmp_path / "bad.yml", "--use_gpu", "false", "--log_dir", "",
+                     "--save_model_path", tmp_path / "other", "--overwrites", common_overwrites(demo_lists))
+    assert_one_line_error(bad, "ensemble.member_checkpoint must be one of best, last, got 'final'")

@@ -300,6 +300,11 @@ experiment("ensemble_geometric_level_telephone_view", "configs/ensemble.yml",
             "views": ["telephone"]},
            kind="ensemble", groups=("ensembles",),
            note="configs/ensemble.yml: ensemble_geometric_level with the telephone test-time view (mser.views)")
+experiment("ensemble_geometric_level_telephone_view_last", "configs/ensemble.yml",
+           {"members": ("egemaps_copies", "compare_dbnorm", "tdnn_prosody_chanaug"), "combine": "geometric",
+            "views": ["telephone"], "member_checkpoint": "last"},
+           kind="ensemble", groups=("ensembles",),
+           note="ensemble_geometric_level_telephone_view with each member's last epoch (member_checkpoint: last)")
 experiment("ensemble_all_dbnorm", "", {"members": ("egemaps_dbnorm_copies", "compare_dbnorm",
                                                    "tdnn_prosody_chanaug_dbnorm")},
            kind="ensemble", groups=("ensembles",),
@@ -576,7 +581,7 @@ def run_ensemble(name: str, out_dir: str, python: str, fold: Optional[int] = Non
     run_dir = os.path.join(out_dir, label)
     ensemble_dir = os.path.join(run_dir, ENSEMBLE_DIR)
     checkpoints = [row["checkpoint"] for row in members]
-    if selection in LAST_EPOCH_SOURCES:
+    if selection in LAST_EPOCH_SOURCES or changes.get("member_checkpoint") == "last":
         checkpoints = [os.path.join(os.path.dirname(path), "last_model") for path in checkpoints]
     write_manifest(ensemble_dir, checkpoints, changes.get("combine", "mean"), changes.get("views", ()))
     row = {"name": name, "fold": fold, "num_folds": num_folds if fold is not None else None, "seed": seed,
