@@ -92,12 +92,16 @@ def build_spec_augment(augment_config: Optional[Dict[str, Any]], device) -> Opti
 def read_lists(config: Dict[str, Any], num_class: int,
                log: Callable[[str], None] = print) -> Tuple[List[ListItem], List[ListItem], List[ListItem]]:
     """(train, validation, test) items; validation is never taken from the test list: it is
-    dataset_conf.val_list, or a seeded slice of the training list."""
+    dataset_conf.val_list, a seeded slice of the training list, or none (val_fraction 0)."""
     dataset_conf = config["dataset_conf"]
     train_items = read_data_list(dataset_conf["train_list"], num_class)
     test_items = read_data_list(dataset_conf["test_list"], num_class)
     if dataset_conf["val_list"]:
         val_items = read_data_list(dataset_conf["val_list"], num_class)
+    elif dataset_conf["val_fraction"] == 0:
+        val_items = []
+        log("validation: none (dataset_conf.val_fraction 0): every training clip trains and no epoch is "
+            "picked; best_model is the last epoch's model")
     else:
         train_items, val_items = split_validation(train_items, dataset_conf["val_fraction"],
                                                   config["train_conf"]["seed"])
@@ -169,7 +173,7 @@ def split_validation(items: List[ListItem], fraction: float, seed: int):
     of their own). Without speakers, or with a single one, it takes clips.
     """
     if fraction <= 0:
-        raise ConfigError("dataset_conf.val_fraction must be > 0 when dataset_conf.val_list is empty")
+        raise ConfigError(f"dataset_conf.val_fraction must be in [0, 1) (0: no validation), got {fraction}")
     if len({item.speaker for item in items if item.speaker}) >= 2:
         return split_validation_by_speaker(items, fraction, seed)
     return split_validation_by_clip(items, fraction, seed)

@@ -67,6 +67,9 @@ class MSERTrainer(Executor):
         # a wrong model or optimizer argument fails now, before any features are computed or folder made
         run = build_run(self.config, self.featurizer, self.labels, train_items, self.device,
                         self.context.world_size, self.log)
+        if not val_items and run.scheduler_unit == "metric":
+            raise ConfigError(f"optimizer_conf.scheduler {self.config['optimizer_conf']['scheduler']} follows the "
+                              f"validation score; give a validation slice (dataset_conf.val_fraction > 0 or val_list)")
         self.model = run.model
         self.model_dir = os.path.join(save_model_path, self.model_name)
         self.prepare_model_dir(resumed=bool(resume_model), overwrite=overwrite)
@@ -164,12 +167,11 @@ class MSERTrainer(Executor):
                      scheduler, scheduler_unit, amp, writer) -> Optional[Dict[str, Any]]:
         val_metrics = None
         if self.context.is_main:
-            val_metrics = self.evaluate_items(val_items, criterion)
+            val_metrics = self.evaluate_items(val_items, criterion) if val_items else None
             lr = optimizer.param_groups[0]["lr"]
             self.log(f"epoch {epoch}/{self.config['train_conf']['max_epoch']} | loss {stats.loss:.4f} "
-                     f"acc {stats.accuracy:.4f} | val loss {val_metrics['loss']:.4f} "
-                     f"acc {val_metrics['accuracy']:.4f} UA {val_metrics['unweighted_accuracy']:.4f} "
-                     f"F1 {val_metrics['macro_f1']:.4f} | lr {lr:.2e} | "
+                     f"acc {stats.accuracy:.4f} | " + (validation_summary(val_metrics) if val_items else "no validation")
+                     + f" | lr {lr:.2e} | "
                      f"{stats.clips / max(stats.seconds, 1e-9):.1f} clips/s, {stats.seconds:.1f} s"
                      + (f" | {stats.skipped} clips skipped" if stats.skipped else ""))
             if writer is not None:
@@ -183,7 +185,8 @@ class MSERTrainer(Executor):
                 scheduler.step(score)
             self.state.epoch, self.state.batches_done = epoch, 0
             if self.context.is_main:
-                self.save_epoch(epoch, score, val_metrics, optimizer, scheduler, amp, rng_states)
+                self.save_epoch(epoch, score, val_metrics, optimizer, scheduler, amp, rng_states,
+                                picked=bool(val_items))
         distributed.barrier(self.context)
         return val_metrics
 
@@ -194,7 +197,7 @@ class MSERTrainer(Executor):
     def write_scalars(self, writer, epoch, stats: EpochStats, val_metrics, test_items, criterion) -> None:
         writer.add_scalar("Train/Loss", stats.loss, epoch)
         writer.add_scalar("Train/Accuracy", stats.accuracy, epoch)
-        splits = [("Val", val_metrics)]
+        splits = [("Val", val_metrics)] if val_metrics is not None else []
         if self.config["train_conf"]["test_every_epoch"]:  # opt-in: it costs time, and draws nothing from training
             splits.append(("Test", self.evaluate_items(test_items, criterion)))
         for split, metrics in splits:
@@ -202,8 +205,9 @@ class MSERTrainer(Executor):
             writer.add_scalar(f"{split}/Accuracy", metrics["accuracy"], epoch)
             writer.add_scalar(f"{split}/UA", metrics["unweighted_accuracy"], epoch)
             writer.add_scalar(f"{split}/MacroF1", metrics["macro_f1"], epoch)
-        figure = confusion_matrix_figure(val_metrics["confusion_matrix"], self.labels, f"validation, epoch {epoch}")
-        writer.add_image("Val/ConfusionMatrix", figure_to_array(figure), epoch)
+        if val_metrics is not None:
+            figure = confusion_matrix_figure(val_metrics["confusion_matrix"], self.labels, f"validation, epoch {epoch}")
+            writer.add_image("Val/ConfusionMatrix", figure_to_array(figure), epoch)
 
     # ----------------------------------------------------------------- checkpoints
 
@@ -239,18 +243,21 @@ class MSERTrainer(Executor):
         return self.checkpointer(optimizer, scheduler, amp, rng_states).save(
             os.path.join(self.model_dir, name), self.config, self.labels, self.checkpoint_info(metrics))
 
-    def save_epoch(self, epoch: int, score: float, val_metrics, optimizer, scheduler, amp, rng_states) -> None:
-        """epoch_N, then best_model when the score improved, then last_model: the resume point is
-        written last, so a kill between two saves leaves last_model at the epoch before, whose
-        recorded best is saved, and a resume from it redoes the epoch."""
-        improved = score > self.state.best_score
+    def save_epoch(self, epoch: int, score: float, val_metrics, optimizer, scheduler, amp, rng_states,
+                   picked: bool = True) -> None:
+        """epoch_N, then best_model when the score improved (every epoch when nothing is `picked`:
+        no validation), then last_model: the resume point is written last, so a kill between two
+        saves leaves last_model at the epoch before, whose recorded best is saved, and a resume from
+        it redoes the epoch."""
+        improved = score > self.state.best_score or not picked
         if improved:
             self.state.best_score, self.state.best_epoch = score, epoch
         self.save(f"epoch_{epoch}", val_metrics, optimizer, scheduler, amp, rng_states)
         if improved:
             self.save("best_model", val_metrics, optimizer, scheduler, amp, rng_states)
-            self.log(f"best model so far (val {self.config['train_conf']['best_metric']} {score:.4f}) "
-                     f"saved to {os.path.join(self.model_dir, 'best_model')}")
+            self.log((f"best model so far (val {self.config['train_conf']['best_metric']} {score:.4f})" if picked
+                      else f"epoch {epoch}'s model (no validation)")
+                     + f" saved to {os.path.join(self.model_dir, 'best_model')}")
         self.save("last_model", val_metrics, optimizer, scheduler, amp, rng_states)
         interrupted = os.path.join(self.model_dir, INTERRUPTED)
         if os.path.isdir(interrupted):  # superseded by this complete epoch
@@ -323,6 +330,11 @@ class MSERTrainer(Executor):
             return None
         from visualdl import LogWriter
         return LogWriter(logdir=os.path.join(log_dir, self.model_name))
+
+
+def validation_summary(metrics: Dict[str, Any]) -> str:
+    return (f"val loss {metrics['loss']:.4f} acc {metrics['accuracy']:.4f} UA {metrics['unweighted_accuracy']:.4f} "
+            f"F1 {metrics['macro_f1']:.4f}")
 
 
 def figure_to_array(figure) -> np.ndarray:

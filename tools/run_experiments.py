@@ -305,6 +305,20 @@ experiment("ensemble_geometric_level_telephone_view_last", "configs/ensemble.yml
             "views": ["telephone"], "member_checkpoint": "last"},
            kind="ensemble", groups=("ensembles",),
            note="ensemble_geometric_level_telephone_view with each member's last epoch (member_checkpoint: last)")
+# every training voice trains, no epoch picked (dataset_conf.val_fraction 0): configs/ensemble.yml's members now
+ALL_VOICES = {"dataset_conf": {"val_fraction": 0}}
+for _name, _config, _changes, _augment in (
+        ("egemaps_copies", "configs/egemaps.yml", COPIES, "configs/augmentation_copies.yml"),
+        ("compare_dbnorm", "configs/compare.yml", DB_NORM, None),
+        ("tdnn_prosody_chanaug", PROSODY, NO_CACHE, "configs/augmentation_channel.yml")):
+    experiment(f"{_name}_all_voices", _config, compose(_changes, ALL_VOICES), augment=_augment, groups=("augment",),
+               note=f"{_name} trained on every training voice, its last epoch the model (val_fraction 0)")
+experiment("ensemble_all_voices", "configs/ensemble.yml",
+           {"members": ("egemaps_copies_all_voices", "compare_dbnorm_all_voices", "tdnn_prosody_chanaug_all_voices"),
+            "combine": "geometric", "views": ["telephone"]},
+           kind="ensemble", groups=("ensembles",),
+           note="configs/ensemble.yml: its members trained on every training voice, each one's last epoch "
+                "(val_fraction 0, member_checkpoint: last), the geometric mean, the telephone view")
 experiment("ensemble_all_dbnorm", "", {"members": ("egemaps_dbnorm_copies", "compare_dbnorm",
                                                    "tdnn_prosody_chanaug_dbnorm")},
            kind="ensemble", groups=("ensembles",),
