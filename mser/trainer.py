@@ -169,9 +169,9 @@ class MSERTrainer(Executor):
         if self.context.is_main:
             val_metrics = self.evaluate_items(val_items, criterion) if val_items else None
             lr = optimizer.param_groups[0]["lr"]
+            validation = validation_summary(val_metrics) if val_items else "no validation"
             self.log(f"epoch {epoch}/{self.config['train_conf']['max_epoch']} | loss {stats.loss:.4f} "
-                     f"acc {stats.accuracy:.4f} | " + (validation_summary(val_metrics) if val_items else "no validation")
-                     + f" | lr {lr:.2e} | "
+                     f"acc {stats.accuracy:.4f} | {validation} | lr {lr:.2e} | "
                      f"{stats.clips / max(stats.seconds, 1e-9):.1f} clips/s, {stats.seconds:.1f} s"
                      + (f" | {stats.skipped} clips skipped" if stats.skipped else ""))
             if writer is not None:
