@@ -68,6 +68,7 @@ def test_a_cv_fold_picks_its_epoch_on_training_voices_unless_told_otherwise(demo
     tool = load_tool()
     monkeypatch.setattr(tool, "TRAIN_LIST", str(demo_lists / "train_list.txt"))
     tiny = {"dataset_conf": {"train_list": str(demo_lists / "train_list.txt"),
+                             "test_list": str(demo_lists / "test_list.txt"),
                              "label_list_path": str(demo_lists / "label_list.txt"),
                              "dataset": {"max_duration": 1.5}, "eval_conf": {"max_duration": 2.0},
                              "dataLoader": {"batch_size": 16, "num_workers": 0}, "val_fraction": 0.2},
