@@ -22,8 +22,9 @@ Two kinds of runs:
                  (the config's val_fraction, whole voices), as a full run picks it; eval.py then
                  scores that model, and the last epoch's, on the fold's voices. An honest estimate.
           fold   the best epoch on the fold's own voices, the voices it is scored on (the protocol
-                 before 2026-11-30). The maximum over epochs of a noisy score: optimistic, by
-                 0.02-0.04 on this corpus; the last epoch's score is recorded beside it.
+                 before 2026-11-30). The maximum over epochs of a noisy score: optimistic, for
+                 single models mostly by 0.02-0.03 on this corpus; the last epoch's score is
+                 recorded beside it.
           last   (cv ensembles only) the members' last-epoch models of their `fold` runs: an
                  honest score for ensembles whose members ran under `fold`.
           inner_last  (cv ensembles only) the members' last-epoch models of their `inner` runs:
@@ -299,7 +300,8 @@ experiment("ensemble_geometric_level_telephone_view", "configs/ensemble.yml",
            {"members": ("egemaps_copies", "compare_dbnorm", "tdnn_prosody_chanaug"), "combine": "geometric",
             "views": ["telephone"]},
            kind="ensemble", groups=("ensembles",),
-           note="configs/ensemble.yml: ensemble_geometric_level with the telephone test-time view (mser.views)")
+           note="the previous configs/ensemble.yml: ensemble_geometric_level with the telephone test-time view "
+                "(mser.views), each member's epoch picked on its validation slice")
 experiment("ensemble_geometric_level_telephone_view_last", "configs/ensemble.yml",
            {"members": ("egemaps_copies", "compare_dbnorm", "tdnn_prosody_chanaug"), "combine": "geometric",
             "views": ["telephone"], "member_checkpoint": "last"},
