@@ -593,12 +593,12 @@ def run_ensemble(name: str, out_dir: str, python: str, fold: Optional[int] = Non
         print(f"[{label}] skipped: run {', '.join(missing)} first", flush=True)
         return None
     sys.path.insert(0, REPO)
-    from mser.ensemble import ENSEMBLE_DIR, write_manifest
+    from mser.ensemble import ENSEMBLE_DIR, MEMBER_CHECKPOINTS, write_manifest
     run_dir = os.path.join(out_dir, label)
     ensemble_dir = os.path.join(run_dir, ENSEMBLE_DIR)
-    checkpoints = [row["checkpoint"] for row in members]
-    if selection in LAST_EPOCH_SOURCES or changes.get("member_checkpoint") == "last":
-        checkpoints = [os.path.join(os.path.dirname(path), "last_model") for path in checkpoints]
+    member_checkpoint = "last" if selection in LAST_EPOCH_SOURCES else changes.get("member_checkpoint", "best")
+    checkpoints = [os.path.join(os.path.dirname(row["checkpoint"]), MEMBER_CHECKPOINTS[member_checkpoint])
+                   for row in members]
     write_manifest(ensemble_dir, checkpoints, changes.get("combine", "mean"), changes.get("views", ()))
     row = {"name": name, "fold": fold, "num_folds": num_folds if fold is not None else None, "seed": seed,
            "config": config, "changes": changes, "augment": None, "kind": kind, "note": note,
