@@ -888,8 +888,8 @@ def main(argv=None):
                 run_baseline(name, out_dir, fold, args.cv_folds)
         elif kind == "cv":
             if args.cv_selection in LAST_EPOCH_SOURCES:
-                parser.error(f"{name}: --cv_selection last is for cv ensembles; a cv run under `inner` or "
-                             "`fold` records its last epoch's score too")
+                parser.error(f"{name}: --cv_selection {args.cv_selection} is for cv ensembles; a cv run under "
+                             "`inner` or `fold` records its last epoch's score too")
             for fold in folds:
                 run_one(name, out_dir, args.python, environment, fold, args.cv_folds, selection=args.cv_selection)
         elif kind == "cv_ensemble":
