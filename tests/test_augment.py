@@ -311,8 +311,8 @@ def test_train_py_with_every_augmentation_on(demo_lists, tmp_path):
                         "--data_augment_configs", SHIPPED,
                         "--overwrites", cached_tiny_run(demo_lists, tmp_path / "cache"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    sections = ("speed, pitch_shift, time_shift, reverb, noise, lowpass, highpass, telephone, codec, volume, "
-                "clipping, dc_offset, silence")
+    sections = ("speed, pitch_shift, formant_shift, time_shift, reverb, noise, lowpass, highpass, telephone, codec, "
+                "volume, clipping, dc_offset, silence")
     assert f"note: {sections} augmentation needs the audio" in result.stdout
     assert "test set, best model" in result.stdout
     assert (tmp_path / "models" / "BiLSTM_Fbank" / "best_model" / "model.pth").is_file()

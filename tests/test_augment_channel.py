@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+import scipy.linalg
+import scipy.signal
 import torchaudio.functional as AF
 
 from mser.data import augment
@@ -24,7 +26,7 @@ from mser.errors import ConfigError
 RATE = 16000
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CHANNEL = CONFIGS / "augmentation_channel.yml"
-NEW_SECTIONS = ("pitch_shift", "time_shift", "lowpass", "highpass", "telephone", "codec", "clipping",
+NEW_SECTIONS = ("pitch_shift", "formant_shift", "time_shift", "lowpass", "highpass", "telephone", "codec", "clipping",
                 "dc_offset", "silence")
 
 
@@ -140,6 +142,53 @@ def test_pitch_shift_draws_semitones_inside_the_range():
     augmenter = only("pitch_shift", min_semitones=-2, max_semitones=3)
     shifts = [12 * np.log2(peak_frequency(augmenter(tone, np.random.default_rng(s))) / 300) for s in range(12)]
     assert -2.05 <= min(shifts) and max(shifts) <= 3.05 and max(shifts) - min(shifts) > 1.5
+
+
+def vowel(f0=150.0, formants=(700.0, 1200.0, 2500.0), seconds=1.0):
+    """A pulse train at `f0` through one resonator per formant (80 Hz bandwidth)."""
+    pulses = np.zeros(int(seconds * RATE))
+    pulses[::int(RATE / f0)] = 1.0
+    for frequency in formants:
+        radius = np.exp(-np.pi * 80 / RATE)
+        resonator = [1, -2 * radius * np.cos(2 * np.pi * frequency / RATE), radius ** 2]
+        pulses = scipy.signal.lfilter([1 - radius], resonator, pulses)
+    return (0.3 * pulses / np.abs(pulses).max()).astype(np.float32)
+
+
+def lpc_formants(samples, order=10):
+    """Formant frequencies of a steady vowel: the angles of its LPC poles (bandwidth < 400 Hz)."""
+    frame = samples.astype(np.float64) * np.hamming(samples.shape[0])
+    autocorrelation = np.correlate(frame, frame, "full")[frame.shape[0] - 1:frame.shape[0] + order]
+    coefficients = scipy.linalg.solve_toeplitz(autocorrelation[:order], -autocorrelation[1:order + 1])
+    poles = np.roots(np.r_[1.0, coefficients])
+    poles = poles[np.imag(poles) > 0]
+    frequencies = np.angle(poles) * RATE / (2 * np.pi)
+    bandwidths = -np.log(np.abs(poles)) * RATE / np.pi
+    return np.sort(frequencies[(bandwidths < 400) & (frequencies > 200)])
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.12])
+def test_formant_shift_moves_the_formants_and_keeps_pitch_length_and_level(factor):
+    clip = vowel()
+    out = only("formant_shift", min_factor=factor, max_factor=factor)(clip)
+    assert out.shape == clip.shape and out.dtype == np.float32
+    before, after = lpc_formants(clip[4000:12000]), lpc_formants(out[4000:12000])
+    assert before.shape == after.shape == (3,)
+    moved = np.log(after / before) / np.log(factor)   # 1: moved by the factor
+    # The cepstral envelope is smooth, so the first formant, a few harmonics up, moves less.
+    assert np.all(moved > 0.3) and np.all(moved < 1.3)
+    assert 0.7 < moved[-1] < 1.2
+    f0 = [float(AF.detect_pitch_frequency(torch.from_numpy(x)[None], RATE)[0].median()) for x in (clip, out)]
+    assert f0[1] == pytest.approx(f0[0], rel=0.01)
+    assert gain_db(clip, out) == pytest.approx(0, abs=0.1)
+
+
+def test_formant_shift_by_one_and_on_silence_or_short_clips_changes_nothing():
+    clip = vowel()
+    np.testing.assert_array_equal(only("formant_shift", min_factor=1.0, max_factor=1.0)(clip), clip)
+    augmenter = only("formant_shift", min_factor=1.1, max_factor=1.1)
+    for unchanged in (np.zeros(RATE, np.float32), clip[:300]):
+        np.testing.assert_array_equal(augmenter(unchanged), unchanged)
 
 
 def test_time_shift_is_a_circular_roll_of_at_most_the_fraction():
@@ -338,6 +387,8 @@ def test_silence_lengths_stay_in_range_and_stay_zero_after_every_other_step():
 @pytest.mark.parametrize("user, fragment", [
     ({"pitch_shift": {"min_semitones": 4, "max_semitones": 2}}, "'pitch_shift.min_semitones' (4.0) is greater"),
     ({"pitch_shift": {"max_semitones": 13}}, "'pitch_shift.max_semitones' must lie in [-12.0, 12.0]"),
+    ({"formant_shift": {"min_factor": 1.2, "max_factor": 1.1}}, "'formant_shift.min_factor' (1.2) is greater"),
+    ({"formant_shift": {"max_factor": 2.0}}, "'formant_shift.max_factor' must lie in [0.7, 1.4]"),
     ({"time_shift": {"max_fraction": 0.7}}, "'time_shift.max_fraction' must lie in [0.0, 0.5]"),
     ({"lowpass": {"min_cutoff_hz": 0}}, "'lowpass.min_cutoff_hz' must be more than 0 Hz"),
     ({"highpass": {"min_cutoff_hz": 500, "max_cutoff_hz": 100}}, "'highpass.min_cutoff_hz' (500.0) is greater"),

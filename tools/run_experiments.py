@@ -179,18 +179,34 @@ experiment("cv_egemaps_spknorm_level_copies", "configs/egemaps.yml", compose(com
                 "value (append_level), 2 augmented copies per clip")
 
 
+def shipped_augmentation(augment_path: str) -> dict:
+    with open(os.path.join(REPO, augment_path), encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
 def with_gsm(augment_path: str) -> dict:
     """A shipped augmentation config with the GSM 06.10 codec added to its codec formats."""
-    with open(os.path.join(REPO, augment_path), encoding="utf-8") as f:
-        augment = yaml.safe_load(f)
+    augment = shipped_augmentation(augment_path)
     augment["codec"]["formats"] = augment["codec"]["formats"] + ["gsm"]
     return augment
+
+
+FORMANTS = {"prob": 0.6, "min_factor": 0.88, "max_factor": 1.12}   # vocal tracts ~12 % shorter or longer
+
+
+def with_formants(augment_path: str) -> dict:
+    """A shipped augmentation config with formant shifts (another vocal tract) switched on."""
+    return {**shipped_augmentation(augment_path), "formant_shift": dict(FORMANTS)}
 
 
 experiment("cv_egemaps_spknorm_level_copies_gsm", "configs/egemaps.yml",
            compose(compose(SPEAKER_NORM, LEVEL_KEPT), COPIES), augment=with_gsm("configs/augmentation_copies.yml"),
            kind="cv", groups=("cv",), note="cv_egemaps_spknorm_level_copies with the GSM 06.10 codec among the "
                                            "copies' codecs (ogg, mp3, gsm)")
+experiment("cv_egemaps_spknorm_level_copies_formant", "configs/egemaps.yml",
+           compose(compose(SPEAKER_NORM, LEVEL_KEPT), COPIES), augment=with_formants("configs/augmentation_copies.yml"),
+           kind="cv", groups=("cv",), note="cv_egemaps_spknorm_level_copies with formant shifts in the copies "
+                                           "(formant_shift: 60 % of the sessions, factor 0.88-1.12)")
 experiment("cv_egemaps_spknorm_level", "configs/egemaps.yml", compose(SPEAKER_NORM, LEVEL_KEPT), kind="cv",
            groups=("cv",), note="egemaps.yml, openSMILE's input at -20 dBFS inside the featurizer and the clip's "
                                 "level kept as one more value (append_level)")

@@ -17,7 +17,8 @@ batches to the longest clip anyway.
 
 Inside the augmenter the steps run in the order of WAVEFORM_SECTIONS:
 
-    speed, pitch_shift, time_shift         the talker, and where the speech sits in the window
+    speed, pitch_shift, formant_shift,     the talker (rate, pitch, vocal tract length),
+    time_shift                             and where the speech sits in the window
     reverb, noise                          the room, then what the microphone hears besides it
     lowpass, highpass, telephone, codec    the channel: microphone response, phone line, lossy codec
     volume, clipping, dc_offset            the level, an overdriven input, a converter's DC offset
@@ -64,6 +65,7 @@ from mser.errors import AudioError, ConfigError
 AUGMENT_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "speed": {"prob": 0.0, "speeds": [0.9, 1.0, 1.1]},
     "pitch_shift": {"prob": 0.0, "min_semitones": -2.0, "max_semitones": 3.0},
+    "formant_shift": {"prob": 0.0, "min_factor": 0.9, "max_factor": 1.1},
     "time_shift": {"prob": 0.0, "max_fraction": 0.5},
     "volume": {"prob": 0.0, "min_gain_dB": -15.0, "max_gain_dB": 15.0},
     "noise": {"prob": 0.0, "noise_dir": "", "min_snr_dB": 10.0, "max_snr_dB": 30.0,
@@ -82,7 +84,7 @@ AUGMENT_DEFAULTS: Dict[str, Dict[str, Any]] = {
 }
 
 # The waveform sections, in the order they are applied (see the module docstring for why).
-WAVEFORM_SECTIONS = ("speed", "pitch_shift", "time_shift", "reverb", "noise", "lowpass", "highpass",
+WAVEFORM_SECTIONS = ("speed", "pitch_shift", "formant_shift", "time_shift", "reverb", "noise", "lowpass", "highpass",
                      "telephone", "codec", "volume", "clipping", "dc_offset", "silence")
 # Sections users look for under another name: the message says where the setting lives.
 SECTION_ALIASES = {"gain": "gain in a dB range is the 'volume' section (prob, min_gain_dB, max_gain_dB)"}
@@ -113,6 +115,11 @@ BUTTERWORTH_Q = 1 / math.sqrt(2)
 # pitch_shift resamples from a rate rounded to this step, so that the polyphase kernel stays
 # small: 50 Hz at 16 kHz is a pitch resolution of 0.05 semitones, at 8 kHz 0.1.
 PITCH_RATE_STEP = 50
+# formant_shift: the spectral envelope is the real cepstrum below this quefrency. It must stay
+# under the shortest pitch period it meets (2.5 ms at 400 Hz), or the harmonics move with the
+# formants; 1.6 ms keeps voices up to ~600 Hz apart from their envelope.
+ENVELOPE_QUEFRENCY_S = 0.0016
+FORMANT_FACTOR_RANGE = (0.7, 1.4)
 
 
 def load_augmentation_config(path: str, sample_rate: Optional[int] = None) -> Dict[str, Dict[str, Any]]:
@@ -165,6 +172,10 @@ def validate_talker(config: Dict[str, Dict[str, Any]]) -> None:
     for key in ("min_semitones", "max_semitones"):
         check_range(f"pitch_shift.{key}", section[key], -12.0, 12.0)
     check_order(section, "pitch_shift", "min_semitones", "max_semitones")
+    formants = config["formant_shift"]
+    for key in ("min_factor", "max_factor"):
+        check_range(f"formant_shift.{key}", formants[key], *FORMANT_FACTOR_RANGE)
+    check_order(formants, "formant_shift", "min_factor", "max_factor")
     check_range("time_shift.max_fraction", config["time_shift"]["max_fraction"], 0.0, 0.5)
 
 
@@ -388,6 +399,42 @@ def shift_pitch(samples: np.ndarray, sample_rate: int, semitones: float) -> np.n
     return fit_length(AF.resample(longer, source_rate, sample_rate).numpy(), samples.shape[0])
 
 
+def shift_formants(samples: np.ndarray, sample_rate: int, factor: float) -> np.ndarray:
+    """Move the formants (the spectral envelope: the vocal tract) up by `factor` (down when < 1)
+    and keep the pitch, the duration and the level: a shorter or longer vocal tract, another
+    voice. Each STFT frame's log-magnitude envelope is its real cepstrum liftered below
+    ENVELOPE_QUEFRENCY_S; bin k is scaled by envelope(k / factor) / envelope(k), the phase kept.
+    pitch_shift moves pitch and formants together; this moves the formants alone. Clips shorter
+    than one analysis window are returned as they are. (S,) -> (S,)."""
+    n_fft = 2 ** math.ceil(math.log2(0.032 * sample_rate))  # ~32 ms windows
+    if factor == 1.0 or samples.shape[0] <= n_fft or not np.any(samples):
+        return samples
+    hop = n_fft // 4
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    signal = as_tensor(samples, np.float64)
+    spectrum = torch.stft(signal, n_fft, hop, window=window, return_complex=True)
+    envelope = log_envelope(spectrum.abs(), n_fft, int(ENVELOPE_QUEFRENCY_S * sample_rate))
+    source_bin = (torch.arange(spectrum.shape[0], dtype=torch.float64) / factor).clamp(max=spectrum.shape[0] - 1)
+    below = source_bin.floor().long()
+    above = (below + 1).clamp(max=spectrum.shape[0] - 1)
+    weight = (source_bin - below)[:, None]
+    warped = (1 - weight) * envelope[below] + weight * envelope[above]
+    shifted = torch.istft(spectrum * torch.exp(warped - envelope), n_fft, hop, window=window,
+                          length=samples.shape[0]).numpy()
+    # The envelope's gain moves the level with the formants; the level is the talker's, keep it.
+    scale = np.sqrt(np.mean(np.square(samples, dtype=np.float64)) / (np.mean(np.square(shifted)) + 1e-20))
+    return (shifted * scale).astype(np.float32)
+
+
+def log_envelope(magnitude: torch.Tensor, n_fft: int, lifter: int) -> torch.Tensor:
+    """The smooth log-magnitude envelope of each frame: the real cepstrum's first `lifter`
+    quefrencies (and their mirror) transformed back. (bins, frames) -> (bins, frames)."""
+    floor = magnitude.amax().clamp(min=1e-12) * 1e-6   # -120 dB under the loudest bin
+    cepstrum = torch.fft.irfft(torch.log(magnitude.clamp(min=floor)), n=n_fft, dim=0)
+    cepstrum[lifter + 1:n_fft - lifter] = 0
+    return torch.fft.rfft(cepstrum, dim=0).real
+
+
 def phase_locked_vocoder(spectrum: torch.Tensor, rate: float, hop: int) -> torch.Tensor:
     """Time-stretch an STFT by `rate` (> 1 faster, < 1 slower) with identity phase locking
     (Laroche & Dolson 1999): each bin takes the phase of the spectral peak it belongs to, advanced
@@ -595,6 +642,9 @@ class WaveformAugmenter:
 
     def pitch_shift(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return shift_pitch(samples, self.sample_rate, self.draw(rng, "pitch_shift", "min_semitones", "max_semitones"))
+
+    def formant_shift(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return shift_formants(samples, self.sample_rate, self.draw(rng, "formant_shift", "min_factor", "max_factor"))
 
     def time_shift(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         most = int(self.config["time_shift"]["max_fraction"] * samples.shape[0])
