@@ -54,7 +54,10 @@ DEFAULT_CONFIG: Dict[str, Any] = {
         "label_list_path": "dataset/label_list.txt",
         # augmented_copies: N augmented copies of each training clip, featurised once and cached
         # (needs --data_augment_configs; mser/data/augmented_copies.py)
-        "feature_cache": {"enable": False, "cache_dir": "dataset/features", "float16": False, "augmented_copies": 0},
+        # workers: processes that extract clip-level features (openSMILE, CustomFeatures) side by side
+        # on the CPU; "auto" is one per core, at most 4; 0 or 1 extracts in the main process
+        "feature_cache": {"enable": False, "cache_dir": "dataset/features", "float16": False, "augmented_copies": 0,
+                          "workers": "auto"},
     },
     "preprocess_conf": {
         "feature_method": "Fbank",
@@ -255,8 +258,9 @@ def checked_value(default: Any, value: Any, path: tuple, open_sections) -> Any:
     return checked_scalar(default, value, path)
 
 
-# Keys that take true, false or the word auto.
+# Keys that take true, false or the word auto; keys that take a whole number >= 0 or auto.
 BOOL_OR_AUTO = {("train_conf", "enable_amp")}
+COUNT_OR_AUTO = {("dataset_conf", "feature_cache", "workers")}
 
 
 def checked_scalar(default: Any, value: Any, path: tuple) -> Any:
@@ -264,6 +268,10 @@ def checked_scalar(default: Any, value: Any, path: tuple) -> Any:
         if isinstance(value, bool) or value == "auto":
             return value
         raise ConfigError(f"'{dotted(path)}' must be true, false or auto, got {value!r}")
+    if path in COUNT_OR_AUTO:
+        if value == "auto" or isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ConfigError(f"'{dotted(path)}' must be a whole number >= 0 or auto, got {value!r}")
     if default is None or value is None and isinstance(default, str):
         return value
     if isinstance(default, bool):

@@ -55,7 +55,9 @@ def config_for(list_dir, cache_dir, feature_method: str):
     return load_config("configs/custom_features.yml", tiny_overwrites(list_dir, **{
         "preprocess_conf.feature_method": feature_method, "preprocess_conf.method_args": "null",
         "dataset_conf.feature_cache.cache_dir": cache_dir, "dataset_conf.feature_cache.float16": "false",
-        "dataset_conf.eval_conf.max_duration": 30}))
+        "dataset_conf.eval_conf.max_duration": 30,
+        # one process: CountingFeatures counts the clips it extracts in the process that extracts them
+        "dataset_conf.feature_cache.workers": 0}))
 
 
 def previous_result(featurizer, items, config):
@@ -141,3 +143,35 @@ def test_egemaps_is_extracted_once_per_training_clip(demo_lists, tmp_path):
     assert_same_features(train_cache, previous_result(build_featurizer("eGeMAPS"), train_items, config))
     assert re.search(r"_train_list_[0-9a-f]{8}\.pt$", feature_cache.cache_path(config, str(list_dir / "train_list.txt"),
                                                                                train_items))
+
+
+def test_clip_features_extracted_in_worker_processes_are_the_ones_one_process_extracts(demo_lists, tmp_path):
+    list_dir = small_lists(demo_lists, tmp_path, clips=40)
+    config = config_for(list_dir, tmp_path / "cache", "CountingFeatures")
+    items = read_data_list(str(list_dir / "train_list.txt"), 6)
+    items.append(items[0]._replace(path=str(tmp_path / "missing.wav")))
+    in_one = CountingFeatures()
+    expected = compute_features(in_one, items, config)
+    assert in_one.clips_extracted == len(items) - 1 and len(expected["skipped"]) == 1
+    config["dataset_conf"]["feature_cache"]["workers"] = 2
+    in_workers = CountingFeatures()
+    computed = compute_features(in_workers, items, config)
+    assert list(computed["features"]) == list(expected["features"]) and computed["skipped"] == expected["skipped"]
+    for path, features in expected["features"].items():
+        # torch sums in another order with one thread (a worker) than with several: rounding apart
+        torch.testing.assert_close(computed["features"][path], features, rtol=1e-6, atol=1e-9)
+    assert in_workers.clips_extracted == 0   # every clip was extracted in a worker process
+
+
+@pytest.mark.parametrize("value", ["many", -1, 1.5, True])
+def test_a_bad_number_of_extraction_workers_is_one_config_error(demo_lists, tmp_path, value):
+    from mser.errors import ConfigError
+    list_dir = small_lists(demo_lists, tmp_path, clips=4)
+    config = config_for(list_dir, tmp_path / "cache", "CountingFeatures")
+    config["dataset_conf"]["feature_cache"]["workers"] = value
+    items = read_data_list(str(list_dir / "train_list.txt"), 6)
+    with pytest.raises(ConfigError, match="feature_cache.workers must be 'auto' or a whole number") as error:
+        compute_features(CountingFeatures(), items, config)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match="'dataset_conf.feature_cache.workers' must be a whole number >= 0 or auto"):
+        load_config("configs/egemaps.yml", f"dataset_conf.feature_cache.workers={value}")

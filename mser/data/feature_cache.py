@@ -21,7 +21,7 @@ from mser.clip import ClipSettings
 from mser.data.augmented_copies import AugmentedCopies, copies_cache_name
 from mser.data.dataset import ListDataset, Sample, pad_batch
 from mser.data.lists import ListItem
-from mser.errors import AudioError, DataError
+from mser.errors import AudioError, ConfigError, DataError
 from mser.features import feature_name, uses_encoder
 from mser.features.band import parse_band
 from mser.features.base import Featurizer
@@ -30,6 +30,7 @@ from mser.features.base import Featurizer
 # What load_audio(clean=True) removes before features are computed; caches made without it get
 # another name and are rebuilt.
 AUDIO_CLEANING = "dc_offset+digital_silence"
+MAX_AUTO_WORKERS = 4   # feature_cache.workers "auto": processes beyond this gain little on one list
 
 
 def short_hash(text: str) -> str:
@@ -98,40 +99,76 @@ def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: 
 
     features_of(waveforms (batch, samples), lengths (batch,)) -> ((batch, frames, dim), (batch,))
     replaces the featurizer's forward when given; load(path) -> samples replaces reading the clip
-    (augmented copies)."""
+    (augmented copies). Clip-level featurizers on the CPU extract in `feature_cache.workers`
+    processes side by side (extraction_workers); the result is the same as in one (openSMILE: to
+    the bit; torch featurizers: up to the rounding of sums a single-threaded worker orders otherwise)."""
     features_of = features_of or featurizer
     was_training = featurizer.training
     featurizer.eval()  # no dither or other training-only randomness in what is cached
     try:
-        return extract_all(features_of, items, config, batch_size, device, desc, load)
+        batches = FeatureBatches(features_of, items, config, batch_size, device, load)
+        workers = extraction_workers(config, featurizer, device)
+        loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers,
+                                             multiprocessing_context="fork" if workers else None)
+        features, skipped = {}, {}
+        for batch_features, batch_skipped in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+            features.update(batch_features)
+            skipped.update(batch_skipped)
+        return {"features": features, "skipped": skipped}
     finally:
         featurizer.train(was_training)
 
 
-def extract_all(features_of: FeatureFunction, items: Sequence[ListItem], config: Dict[str, Any],
-                batch_size: int, device, desc: str, load: Optional[Callable[[str], Any]] = None) -> Dict[str, Any]:
-    clip = ClipSettings.from_config(config)
-    load = load or clip.load
-    max_samples = clip.max_samples(train=False)
-    features, skipped = {}, {}
-    for start in tqdm(range(0, len(items), batch_size), desc=desc, leave=False, dynamic_ncols=True):
-        paths, waveforms = [], []
-        for path, *_ in items[start:start + batch_size]:
+def extraction_workers(config: Dict[str, Any], featurizer: Featurizer, device) -> int:
+    """How many processes extract features beside the main one: `feature_cache.workers` (a whole
+    number, or "auto": one per CPU core this process may use, at most MAX_AUTO_WORKERS). Only
+    clip-level featurizers (openSMILE, CustomFeatures: one clip at a time, single-threaded) on the
+    CPU use them, and only where processes can be forked; frame featurizers already run batched
+    over torch's threads."""
+    value = config["dataset_conf"]["feature_cache"].get("workers", "auto")
+    if value == "auto":
+        value = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+                    MAX_AUTO_WORKERS)
+    elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"dataset_conf.feature_cache.workers must be 'auto' or a whole number >= 0, got {value!r}")
+    forkable = "fork" in torch.multiprocessing.get_all_start_methods()
+    if value <= 1 or not featurizer.clip_level or torch.device(device).type != "cpu" or not forkable:
+        return 0
+    return value
+
+
+class FeatureBatches(torch.utils.data.Dataset):
+    """Batch b of a list's features: ({path: (frames, dim)}, {path: why it was skipped}). Read by a
+    DataLoader, in the main process or in forked workers (each batch is computed whole in one)."""
+
+    def __init__(self, features_of: FeatureFunction, items: Sequence[ListItem], config: Dict[str, Any],
+                 batch_size: int, device, load: Optional[Callable[[str], Any]] = None):
+        clip = ClipSettings.from_config(config)
+        self.features_of, self.items, self.batch_size, self.device = features_of, items, batch_size, device
+        self.load = load or clip.load
+        self.max_samples = clip.max_samples(train=False)
+
+    def __len__(self) -> int:
+        return (len(self.items) + self.batch_size - 1) // self.batch_size
+
+    def __getitem__(self, index: int) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+        paths, waveforms, skipped = [], [], {}
+        for path, *_ in self.items[index * self.batch_size:(index + 1) * self.batch_size]:
             try:
-                samples = load(path)
+                samples = self.load(path)
             except AudioError as e:
                 skipped[path] = str(e)
                 continue
             paths.append(path)
-            waveforms.append(torch.from_numpy(samples[:max_samples]))
+            waveforms.append(torch.from_numpy(samples[:self.max_samples]))
         if not waveforms:
-            continue
+            return {}, skipped
         padded, lengths = pad_batch(waveforms)
         with torch.inference_mode():
-            batch, frame_lengths = features_of(padded.to(device), lengths.to(device))
-        for path, row, frames in zip(paths, batch.cpu(), frame_lengths.cpu().tolist()):
-            features[path] = row[:frames].clone()
-    return {"features": features, "skipped": skipped}
+            batch, frame_lengths = self.features_of(padded.to(self.device), lengths.to(self.device))
+        features = {path: row[:frames].clone()
+                    for path, row, frames in zip(paths, batch.cpu(), frame_lengths.cpu().tolist())}
+        return features, skipped
 
 
 def save_cache(path: str, computed: Dict[str, Any], stamp: Dict[str, str], float16: bool) -> None:
