@@ -257,6 +257,9 @@ experiment("cv_prosody_spknorm_chanaug_clip", PROSODY, compose(SPEAKER_NORM, NO_
 experiment("cv_prosody_spknorm_chanaug_dbnorm", PROSODY, compose(compose(SPEAKER_NORM, NO_CACHE), DB_NORM),
            augment="configs/augmentation_channel.yml", kind="cv", groups=("cv",),
            note="speaker normalisation and channel augmentation, every clip read at -20 dBFS")
+experiment("cv_prosody_spknorm_chanaug_formant", PROSODY, compose(SPEAKER_NORM, NO_CACHE),
+           augment=with_formants("configs/augmentation_channel.yml"), kind="cv", groups=("cv",),
+           note="speaker normalisation, channel augmentation and formant shifts (60 % of clips, factor 0.88-1.12)")
 TELEPHONE_BAND = {"preprocess_conf": {"band_limit_hz": [300, 3400]}}
 experiment("cv_egemaps_spknorm_dbnorm_copies_band", "configs/egemaps.yml",
            compose(AS_RECORDED, compose(compose(compose(SPEAKER_NORM, DB_NORM), COPIES), TELEPHONE_BAND)),
@@ -377,6 +380,11 @@ experiment("cv_ens_geometric_level_telephone_view", "",
            {"members": ("cv_egemaps_spknorm_level_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
             "combine": "geometric", "views": ["telephone"]}, kind="cv_ensemble", groups=("cv", "ensembles"),
            note="cv_ens_geometric_level with the telephone test-time view (mser.views)")
+experiment("cv_ens_geometric_level_telephone_view_formant", "",
+           {"members": ("cv_egemaps_spknorm_level_copies_formant", "cv_prosody_spknorm_chanaug",
+                        "cv_compare_spknorm_dbnorm"),
+            "combine": "geometric", "views": ["telephone"]}, kind="cv_ensemble", groups=("cv", "ensembles"),
+           note="cv_ens_geometric_level_telephone_view, the eGeMAPS member's copies with formant shifts")
 
 
 def list_lines(path: str) -> List[str]:
