@@ -380,11 +380,6 @@ experiment("cv_ens_geometric_level_telephone_view", "",
            {"members": ("cv_egemaps_spknorm_level_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
             "combine": "geometric", "views": ["telephone"]}, kind="cv_ensemble", groups=("cv", "ensembles"),
            note="cv_ens_geometric_level with the telephone test-time view (mser.views)")
-experiment("cv_ens_geometric_level_telephone_view_formant", "",
-           {"members": ("cv_egemaps_spknorm_level_copies_formant", "cv_prosody_spknorm_chanaug",
-                        "cv_compare_spknorm_dbnorm"),
-            "combine": "geometric", "views": ["telephone"]}, kind="cv_ensemble", groups=("cv", "ensembles"),
-           note="cv_ens_geometric_level_telephone_view, the eGeMAPS member's copies with formant shifts")
 
 
 def list_lines(path: str) -> List[str]:
