@@ -12,6 +12,7 @@ fingerprint differs from the current config and list is refused with a clear err
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -100,8 +101,8 @@ def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: 
     features_of(waveforms (batch, samples), lengths (batch,)) -> ((batch, frames, dim), (batch,))
     replaces the featurizer's forward when given; load(path) -> samples replaces reading the clip
     (augmented copies). Clip-level featurizers on the CPU extract in `feature_cache.workers`
-    processes side by side (extraction_workers); the result is the same as in one (openSMILE: to
-    the bit; torch featurizers: up to the rounding of sums a single-threaded worker orders otherwise)."""
+    processes side by side (extraction_workers), each on one torch thread, as the main process
+    extracts them too (one_thread): the features are the same with any number of workers."""
     features_of = features_of or featurizer
     was_training = featurizer.training
     featurizer.eval()  # no dither or other training-only randomness in what is cached
@@ -111,12 +112,31 @@ def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: 
         loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers,
                                              multiprocessing_context="fork" if workers else None)
         features, skipped = {}, {}
-        for batch_features, batch_skipped in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
-            features.update(batch_features)
-            skipped.update(batch_skipped)
+        with one_thread(featurizer.clip_level and torch.device(device).type == "cpu"):
+            for batch_features, batch_skipped in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+                features.update(batch_features)
+                skipped.update(batch_skipped)
         return {"features": features, "skipped": skipped}
     finally:
         featurizer.train(was_training)
+
+
+@contextmanager
+def one_thread(active: bool):
+    """torch on one thread inside the block, as in a DataLoader worker. Clip-level features are
+    extracted this way in the main process too: torch's sums (in the augmented copies' pitch
+    shifts, resampling, filters) round by the number of threads, and openSMILE's voicing decisions
+    can turn on such a rounding; one thread everywhere gives the same features in one process or
+    in workers, on 2 cores or 16."""
+    if not active:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def extraction_workers(config: Dict[str, Any], featurizer: Featurizer, device) -> int:
