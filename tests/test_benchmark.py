@@ -38,6 +38,17 @@ def test_quick_benchmark_prints_tables_and_one_json_object():
     assert all(f"## {title}" in result.stdout for title in ("featurizers", "training", "inference"))
 
 
+def test_extract_section_times_cache_building_in_one_process_and_in_workers():
+    result = run_script("tools/benchmark.py", "--sections", "extract", "--featurizers", "CustomFeatures,Fbank",
+                        "--extract_clips", "24", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads(result.stdout.strip().splitlines()[-1])["extract"]   # Fbank is not clip-level: left out
+    assert row["featurizer"] == "CustomFeatures" and row["clips"] == 24 and row["same_features"] is True
+    assert row["one_process_clips_per_s"] > 0 and row["workers_clips_per_s"] > 0 and row["workers"] >= 0
+    assert row["speedup"] == pytest.approx(row["workers_clips_per_s"] / row["one_process_clips_per_s"], rel=0.05)
+    assert "## cache building" in result.stdout
+
+
 def test_files_section_runs_infer_py_on_a_list_of_different_clips():
     result = run_script("tools/benchmark.py", "--quick", "--sections", "files", "--json",
                         env={"OMP_NUM_THREADS": "1"})

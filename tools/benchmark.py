@@ -11,6 +11,11 @@ Sections (--sections, all but peers by default):
             optimizer: the path waveform augmentation needs) and from the feature cache
             (extract_features.py); the same training step on features computed beforehand; the
             ratios (pipeline efficiency), and where the rest goes (featurizer alone, DataLoader alone)
+  extract   clip-level featurizers (openSMILE eGeMAPS and ComParE, CustomFeatures; the --featurizers
+            choice): clips/s of mser.data.feature_cache.compute_features, what extract_features.py
+            and train.py run to build a cache, on --extract_clips 3 s clips with
+            feature_cache.workers 0 (one process) against auto (one worker process per core, at most
+            4), and whether both gave the same features
   infer     per model: ms per 3 s clip at batch 1 under torch.inference_mode (featurizer + model),
             fp32 and bf16 autocast, and the real-time factor (the best of --runs calls)
   bf16      EcapaTdnn training with train_conf.enable_amp (bf16 autocast) against fp32, end to end
@@ -81,6 +86,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from mser.audio import load_audio  # noqa: E402
+from mser.clip import ClipSettings  # noqa: E402
 from mser.config import apply_overwrites, load_config, save_config  # noqa: E402
 from mser.data.lists import write_data_list, write_label_list  # noqa: E402
 from mser.factory import featurizer_from_config  # noqa: E402
@@ -90,7 +96,7 @@ from mser.models import list_models  # noqa: E402
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 3.0
 LABELS = ["neutral", "happy", "sad", "angry", "fearful", "surprised"]
-SECTIONS = ("hardware", "features", "train", "infer", "bf16", "memory", "vad", "files", "peers")
+SECTIONS = ("hardware", "features", "extract", "train", "infer", "bf16", "memory", "vad", "files", "peers")
 DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name != "peers")   # peers installs from PyPI: asked for
 QUICK_MODELS = ("BiLSTM", "EcapaTdnn")
 # openSMILE analyses one clip at a time on the CPU, 8-23 clips/s against ~1300 for Fbank: the two sets
@@ -117,6 +123,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "one whose optional extra is installed; --quick leaves out "
                              + ",".join(SLOW_FEATURIZERS) + ")")
     parser.add_argument("--batch_size", type=int, default=32, help="training and featurizer batch size")
+    parser.add_argument("--extract_clips", type=int, default=96, help="clips the extract section caches")
     parser.add_argument("--batches", type=int, default=4, help="training batches timed per model")
     parser.add_argument("--runs", type=int, default=10, help="timed repetitions for inference and featurizers")
     parser.add_argument("--repeats", type=int, default=2,
@@ -357,6 +364,37 @@ def featurizer_rows(workspace: Workspace, device: torch.device, batch_size: int,
         rows.append({"featurizer": name, "feature_dim": featurizer.feature_dim,
                      "clips_per_s": round(batch_size / seconds, 1),
                      "real_time_factor": round(seconds / (batch_size * CLIP_SECONDS), 5)})
+    return rows
+
+
+def extraction_rows(workspace: Workspace, names: Sequence[str], clips: int) -> List[Dict]:
+    """Cache building (compute_features) for each clip-level featurizer in `names`: one process
+    against feature_cache.workers auto, and whether the two gave the same features."""
+    from mser.data.feature_cache import compute_features, extraction_workers
+    from mser.data.lists import ListItem
+    items = [ListItem(path, label) for path, label in workspace.items(clips)]
+    items = [item._replace(path=f"{item.path}#{i}") for i, item in enumerate(items)]   # every clip its own entry
+    rows = []
+    for name in names:
+        featurizer = build_featurizer(name, sample_rate=SAMPLE_RATE)
+        if not featurizer.clip_level:
+            continue
+        config = load_config("configs/custom_features.yml", f"preprocess_conf.feature_method={name}")
+        clip = ClipSettings.from_config(config)
+        load = lambda path, clip=clip: clip.load(path.rsplit("#", 1)[0])   # noqa: E731
+        timings, computed = {}, {}
+        for workers in (0, "auto"):
+            config["dataset_conf"]["feature_cache"]["workers"] = workers
+            started = time.perf_counter()
+            computed[workers] = compute_features(featurizer, items, config, load=load)["features"]
+            timings[workers] = time.perf_counter() - started
+        one, parallel = computed[0], computed["auto"]
+        rows.append({"featurizer": name, "clips": len(items), "workers": extraction_workers(config, featurizer, "cpu"),
+                     "one_process_clips_per_s": round(len(items) / timings[0], 1),
+                     "workers_clips_per_s": round(len(items) / timings["auto"], 1),
+                     "speedup": round(timings[0] / timings["auto"], 2),
+                     "same_features": one.keys() == parallel.keys() and all(torch.equal(one[k], parallel[k])
+                                                                             for k in one)})
     return rows
 
 
@@ -1107,6 +1145,9 @@ def print_results(results: Dict[str, Any]) -> None:
                 ["featurizer", "feature_dim", "clips_per_s", "real_time_factor"]))
     for name, reason in meta.get("featurizers_skipped", {}).items():
         print(f"{name}: not timed, {reason}")
+    print(table("cache building: clip-level features, one process against feature_cache.workers auto",
+                results.get("extract", []), ["featurizer", "clips", "workers", "one_process_clips_per_s",
+                                             "workers_clips_per_s", "speedup", "same_features"]))
     print(table("training (3 s clips)", results.get("train", []),
                 ["model", "pipeline_clips_per_s", "model_only_clips_per_s", "pipeline_efficiency",
                  "cached_clips_per_s", "cached_efficiency", "featurizer_clips_per_s", "loader_clips_per_s",
@@ -1194,6 +1235,7 @@ def run(args) -> Dict[str, Any]:
         sections = {
             "hardware": lambda: hardware_peak(device, args.quick),
             "features": lambda: featurizer_rows(workspace, device, args.batch_size, args.runs, args.featurizers),
+            "extract": lambda: extraction_rows(workspace, args.featurizers, args.extract_clips),
             "train": lambda: [training_row(model, workspace, args, peak) for model in args.models],
             "infer": lambda: [inference_row(model, workspace, device, args.runs, args.overwrites)
                               for model in args.models],
@@ -1204,7 +1246,7 @@ def run(args) -> Dict[str, Any]:
             "peers": lambda: peers_section(workspace, args),
         }
         results["meta"]["section_seconds"] = {}
-        if "features" in args.sections:
+        if "features" in args.sections or "extract" in args.sections:
             results["meta"]["featurizers_skipped"] = args.featurizers_skipped
         for name in SECTIONS:
             if name in args.sections:
