@@ -146,7 +146,7 @@ def test_egemaps_is_extracted_once_per_training_clip(demo_lists, tmp_path):
 
 
 def test_clip_features_extracted_in_worker_processes_are_the_ones_one_process_extracts(demo_lists, tmp_path):
-    list_dir = small_lists(demo_lists, tmp_path, clips=40)
+    list_dir = small_lists(demo_lists, tmp_path, clips=64)   # 4 batches of 16: two for each of 2 workers
     config = config_for(list_dir, tmp_path / "cache", "CountingFeatures")
     items = read_data_list(str(list_dir / "train_list.txt"), 6)
     items.append(items[0]._replace(path=str(tmp_path / "missing.wav")))
@@ -159,6 +159,9 @@ def test_clip_features_extracted_in_worker_processes_are_the_ones_one_process_ex
     assert list(computed["features"]) == list(expected["features"])
     assert_same_features(computed, expected)   # to the bit: one torch thread in the workers and in one process
     assert in_workers.clips_extracted == 0   # every clip was extracted in a worker process
+    few = CountingFeatures()
+    compute_features(few, items[:48], config)
+    assert few.clips_extracted == 48   # three batches, fewer than two per worker: extracted in this process
 
 
 @pytest.mark.parametrize("value", ["many", -1, 1.5, True])

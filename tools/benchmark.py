@@ -389,7 +389,9 @@ def extraction_rows(workspace: Workspace, names: Sequence[str], clips: int) -> L
             computed[workers] = compute_features(featurizer, items, config, load=load)["features"]
             timings[workers] = time.perf_counter() - started
         one, parallel = computed[0], computed["auto"]
-        rows.append({"featurizer": name, "clips": len(items), "workers": extraction_workers(config, featurizer, "cpu"),
+        batches = (len(items) + 15) // 16   # compute_features' batch size
+        rows.append({"featurizer": name, "clips": len(items),
+                     "workers": extraction_workers(config, featurizer, "cpu", batches),
                      "one_process_clips_per_s": round(len(items) / timings[0], 1),
                      "workers_clips_per_s": round(len(items) / timings["auto"], 1),
                      "speedup": round(timings[0] / timings["auto"], 2),

@@ -108,7 +108,7 @@ def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: 
     featurizer.eval()  # no dither or other training-only randomness in what is cached
     try:
         batches = FeatureBatches(features_of, items, config, batch_size, device, load)
-        workers = extraction_workers(config, featurizer, device)
+        workers = extraction_workers(config, featurizer, device, len(batches))
         loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers,
                                              multiprocessing_context="fork" if workers else None)
         features, skipped = {}, {}
@@ -139,12 +139,13 @@ def one_thread(active: bool):
         torch.set_num_threads(threads)
 
 
-def extraction_workers(config: Dict[str, Any], featurizer: Featurizer, device) -> int:
+def extraction_workers(config: Dict[str, Any], featurizer: Featurizer, device, batches: int) -> int:
     """How many processes extract features beside the main one: `feature_cache.workers` (a whole
     number, or "auto": one per CPU core this process may use, at most MAX_AUTO_WORKERS). Only
     clip-level featurizers (openSMILE, CustomFeatures: one clip at a time, single-threaded) on the
-    CPU use them, and only where processes can be forked; frame featurizers already run batched
-    over torch's threads."""
+    CPU use them, only where processes can be forked, and only for lists of at least two batches
+    per worker (starting a process costs more than a few clips); frame featurizers already run
+    batched over torch's threads."""
     value = config["dataset_conf"]["feature_cache"].get("workers", "auto")
     if value == "auto":
         value = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
@@ -152,7 +153,8 @@ def extraction_workers(config: Dict[str, Any], featurizer: Featurizer, device) -
     elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"dataset_conf.feature_cache.workers must be 'auto' or a whole number >= 0, got {value!r}")
     forkable = "fork" in torch.multiprocessing.get_all_start_methods()
-    if value <= 1 or not featurizer.clip_level or torch.device(device).type != "cpu" or not forkable:
+    if value <= 1 or batches < 2 * value or not featurizer.clip_level or torch.device(device).type != "cpu" \
+            or not forkable:
         return 0
     return value
 
