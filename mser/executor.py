@@ -29,6 +29,7 @@ from mser.features import feature_name
 from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats, valid_frames
 from mser.metrics import add_speaker_balanced, compute_metrics, write_evaluation
 from mser.mixup import Mix, build_mixup
+from mser.threads import threads_beside_workers, torch_threads
 
 
 @dataclass
@@ -290,8 +291,6 @@ class Executor:
         if already_done:
             self.log(f"epoch {epoch}: continuing after batch {already_done} of {len(loader)}, where the "
                      f"interrupted run stopped (loss and accuracy below are of the remaining batches)")
-        log_interval = max(1, self.config["train_conf"]["log_interval"])
-        loss_sum, correct, clips, skipped = 0.0, 0, 0, 0
         started = time.time()
         progress = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not self.context.is_main,
                         dynamic_ncols=True, initial=already_done)
@@ -300,27 +299,37 @@ class Executor:
         batches = iter(progress)
         for _ in range(already_done):  # the order of an epoch's batches is fixed by (seed, epoch)
             next(batches, None)
+        decoding_workers = loader.num_workers if isinstance(dataset, AudioDataset) else 0
         try:
-            for batch in batches:
-                skipped += self.note_skipped(batch.skipped)
-                if not distributed.all_agree(len(batch) >= smallest, self.context):
-                    skipped += self.skip_batch(batch, smallest)
-                    continue
-                loss, batch_correct = self.train_batch(batch, model, speaker_table, criterion, optimizer,
-                                                       step_scheduler, amp)
-                loss_sum, correct, clips = loss_sum + loss * len(batch), correct + batch_correct, clips + len(batch)
-                if self.state.step % log_interval == 0:
-                    lr = optimizer.param_groups[0]["lr"]
-                    progress.set_postfix(loss=f"{loss_sum / clips:.4f}", acc=f"{correct / clips:.3f}", lr=f"{lr:.2e}")
-                    if writer is not None:
-                        writer.add_scalar("Train/lr", lr, self.state.step)
+            with torch_threads(threads_beside_workers(self.device, decoding_workers)):
+                stats = self.train_batches(batches, model, speaker_table, criterion, optimizer, step_scheduler,
+                                           amp, writer, progress, smallest)
         except BaseException:
             progress.close()   # before Ctrl-C's messages, so the bar does not redraw after them
             raise
-        loss_sum, correct, clips, skipped = distributed.sum_across_ranks(
-            [loss_sum, correct, clips, skipped], self.context)
+        loss_sum, correct, clips, skipped = distributed.sum_across_ranks(list(stats), self.context)
         return EpochStats(loss=loss_sum / max(clips, 1), accuracy=correct / max(clips, 1), clips=int(clips),
                           skipped=int(skipped), seconds=time.time() - started)
+
+    def train_batches(self, batches, model, speaker_table, criterion, optimizer, step_scheduler, amp, writer,
+                      progress, smallest: int) -> Tuple[float, int, int, int]:
+        """The optimizer steps of an epoch's batches; (loss sum, correct, clips, skipped)."""
+        loss_sum, correct, clips, skipped = 0.0, 0, 0, 0
+        log_interval = max(1, self.config["train_conf"]["log_interval"])
+        for batch in batches:
+            skipped += self.note_skipped(batch.skipped)
+            if not distributed.all_agree(len(batch) >= smallest, self.context):
+                skipped += self.skip_batch(batch, smallest)
+                continue
+            loss, batch_correct = self.train_batch(batch, model, speaker_table, criterion, optimizer,
+                                                   step_scheduler, amp)
+            loss_sum, correct, clips = loss_sum + loss * len(batch), correct + batch_correct, clips + len(batch)
+            if self.state.step % log_interval == 0:
+                lr = optimizer.param_groups[0]["lr"]
+                progress.set_postfix(loss=f"{loss_sum / clips:.4f}", acc=f"{correct / clips:.3f}", lr=f"{lr:.2e}")
+                if writer is not None:
+                    writer.add_scalar("Train/lr", lr, self.state.step)
+        return loss_sum, correct, clips, skipped
 
     def train_batch(self, batch, model: nn.Module, speaker_table, criterion: nn.Module, optimizer,
                     step_scheduler, amp: "Amp") -> Tuple[float, int]:

@@ -328,10 +328,13 @@ experiment("ensemble_geometric_level_telephone_view_last", "configs/ensemble.yml
            note="ensemble_geometric_level_telephone_view with each member's last epoch (member_checkpoint: last)")
 # every training voice trains, no epoch picked (dataset_conf.val_fraction 0): configs/ensemble.yml's members now
 ALL_VOICES = {"dataset_conf": {"val_fraction": 0}}
+# a loader worker decodes and augments while training takes the core it leaves (as configs/ensemble.yml's
+# TDNN member; runs before 2026-11-30 evening had none: the same model, only threads differ)
+DECODING_WORKER = {"dataset_conf": {"dataLoader": {"num_workers": 1}}}
 for _name, _config, _changes, _augment in (
         ("egemaps_copies", "configs/egemaps.yml", COPIES, "configs/augmentation_copies.yml"),
         ("compare_dbnorm", "configs/compare.yml", DB_NORM, None),
-        ("tdnn_prosody_chanaug", PROSODY, NO_CACHE, "configs/augmentation_channel.yml")):
+        ("tdnn_prosody_chanaug", PROSODY, compose(NO_CACHE, DECODING_WORKER), "configs/augmentation_channel.yml")):
     experiment(f"{_name}_all_voices", _config, compose(_changes, ALL_VOICES), augment=_augment, groups=("augment",),
                note=f"{_name} trained on every training voice, its last epoch the model (val_fraction 0)")
 experiment("ensemble_all_voices", "configs/ensemble.yml",

@@ -12,7 +12,6 @@ fingerprint differs from the current config and list is refused with a clear err
 import hashlib
 import json
 import os
-from contextlib import contextmanager
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -26,6 +25,7 @@ from mser.errors import AudioError, ConfigError, DataError
 from mser.features import feature_name, uses_encoder
 from mser.features.band import parse_band
 from mser.features.base import Featurizer
+from mser.threads import torch_threads, usable_cores
 
 
 # What load_audio(clean=True) removes before features are computed; caches made without it get
@@ -102,7 +102,7 @@ def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: 
     replaces the featurizer's forward when given; load(path) -> samples replaces reading the clip
     (augmented copies). Clip-level featurizers on the CPU extract in `feature_cache.workers`
     processes side by side (extraction_workers), each on one torch thread, as the main process
-    extracts them too (one_thread): the features are the same with any number of workers."""
+    extracts them too: the features are the same with any number of workers."""
     features_of = features_of or featurizer
     was_training = featurizer.training
     featurizer.eval()  # no dither or other training-only randomness in what is cached
@@ -112,31 +112,16 @@ def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: 
         loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers,
                                              multiprocessing_context="fork" if workers else None)
         features, skipped = {}, {}
-        with one_thread(featurizer.clip_level and torch.device(device).type == "cpu"):
+        # one torch thread, as in a worker: torch's sums (the copies' pitch shifts, resampling,
+        # filters) round by the number of threads, and openSMILE's voicing decisions can turn on
+        # such a rounding; so the features are the same in one process or in workers, on any machine
+        with torch_threads(1 if featurizer.clip_level and torch.device(device).type == "cpu" else None):
             for batch_features, batch_skipped in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
                 features.update(batch_features)
                 skipped.update(batch_skipped)
         return {"features": features, "skipped": skipped}
     finally:
         featurizer.train(was_training)
-
-
-@contextmanager
-def one_thread(active: bool):
-    """torch on one thread inside the block, as in a DataLoader worker. Clip-level features are
-    extracted this way in the main process too: torch's sums (in the augmented copies' pitch
-    shifts, resampling, filters) round by the number of threads, and openSMILE's voicing decisions
-    can turn on such a rounding; one thread everywhere gives the same features in one process or
-    in workers, on 2 cores or 16."""
-    if not active:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def extraction_workers(config: Dict[str, Any], featurizer: Featurizer, device, batches: int) -> int:
@@ -148,8 +133,7 @@ def extraction_workers(config: Dict[str, Any], featurizer: Featurizer, device, b
     batched over torch's threads."""
     value = config["dataset_conf"]["feature_cache"].get("workers", "auto")
     if value == "auto":
-        value = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
-                    MAX_AUTO_WORKERS)
+        value = min(usable_cores(), MAX_AUTO_WORKERS)
     elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"dataset_conf.feature_cache.workers must be 'auto' or a whole number >= 0, got {value!r}")
     forkable = "fork" in torch.multiprocessing.get_all_start_methods()
