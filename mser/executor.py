@@ -299,9 +299,11 @@ class Executor:
         batches = iter(progress)
         for _ in range(already_done):  # the order of an epoch's batches is fixed by (seed, epoch)
             next(batches, None)
-        decoding_workers = loader.num_workers if isinstance(dataset, AudioDataset) else 0
+        # workers that augment clips are busy: leave them their cores (decoding alone is light)
+        augmenting = isinstance(dataset, AudioDataset) and dataset.augmenter is not None
+        busy_workers = loader.num_workers if augmenting else 0
         try:
-            with torch_threads(threads_beside_workers(self.device, decoding_workers)):
+            with torch_threads(threads_beside_workers(self.device, busy_workers)):
                 stats = self.train_batches(batches, model, speaker_table, criterion, optimizer, step_scheduler,
                                            amp, writer, progress, smallest)
         except BaseException:

@@ -43,7 +43,8 @@ def test_threads_beside_workers_leaves_a_gpu_run_alone(two_threads):
     assert threads_beside_workers(torch.device("cuda"), 2) is None
 
 
-def test_an_epoch_from_audio_trains_on_the_cores_the_workers_leave(monkeypatch, two_threads, demo_lists, tmp_path):
+def test_an_epoch_from_augmented_audio_trains_on_the_cores_the_workers_leave(monkeypatch, two_threads, demo_lists,
+                                                                              tmp_path):
     from conftest import tiny_overwrites
     from mser.config import load_config
     from mser.executor import Executor
@@ -59,6 +60,12 @@ def test_an_epoch_from_audio_trains_on_the_cores_the_workers_leave(monkeypatch, 
     monkeypatch.setattr(Executor, "train_batch", recording)
     config = load_config("configs/bi_lstm.yml", tiny_overwrites(demo_lists, **{
         "dataset_conf.dataLoader.num_workers": 1}))
-    MSERTrainer(config, use_gpu=False).train(save_model_path=str(tmp_path / "models"), log_dir="")
-    assert seen and set(seen) == {1}
+    augment = tmp_path / "augment.yml"
+    augment.write_text("volume:\n  prob: 0.5\n")
+    MSERTrainer(config, use_gpu=False, data_augment_configs=str(augment)).train(
+        save_model_path=str(tmp_path / "augmented"), log_dir="")
+    assert seen and set(seen) == {1}   # the worker augments: this process trains on the other core
     assert torch.get_num_threads() == 2
+    seen.clear()
+    MSERTrainer(config, use_gpu=False).train(save_model_path=str(tmp_path / "plain"), log_dir="")
+    assert seen and set(seen) == {2}   # a worker that only decodes is light: both threads train
