@@ -370,7 +370,7 @@ def featurizer_rows(workspace: Workspace, device: torch.device, batch_size: int,
 def extraction_rows(workspace: Workspace, names: Sequence[str], clips: int) -> List[Dict]:
     """Cache building (compute_features) for each clip-level featurizer in `names`: one process
     against feature_cache.workers auto, and whether the two gave the same features."""
-    from mser.data.feature_cache import compute_features, extraction_workers
+    from mser.data.feature_cache import EXTRACTION_BATCH_SIZE, compute_features, extraction_workers
     from mser.data.lists import ListItem
     items = [ListItem(path, label) for path, label in workspace.items(clips)]
     items = [item._replace(path=f"{item.path}#{i}") for i, item in enumerate(items)]   # every clip its own entry
@@ -389,7 +389,7 @@ def extraction_rows(workspace: Workspace, names: Sequence[str], clips: int) -> L
             computed[workers] = compute_features(featurizer, items, config, load=load)["features"]
             timings[workers] = time.perf_counter() - started
         one, parallel = computed[0], computed["auto"]
-        batches = (len(items) + 15) // 16   # compute_features' batch size
+        batches = -(-len(items) // EXTRACTION_BATCH_SIZE)   # compute_features' batches
         rows.append({"featurizer": name, "clips": len(items),
                      "workers": extraction_workers(config, featurizer, "cpu", batches),
                      "one_process_clips_per_s": round(len(items) / timings[0], 1),

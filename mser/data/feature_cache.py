@@ -32,6 +32,7 @@ from mser.threads import torch_threads, usable_cores
 # another name and are rebuilt.
 AUDIO_CLEANING = "dc_offset+digital_silence"
 MAX_AUTO_WORKERS = 4   # feature_cache.workers "auto": processes beyond this gain little on one list
+EXTRACTION_BATCH_SIZE = 16
 
 
 def short_hash(text: str) -> str:
@@ -93,7 +94,7 @@ FeatureFunction = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, tor
 
 
 def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: Dict[str, Any],
-                     batch_size: int = 16, device="cpu", desc: str = "extracting",
+                     batch_size: int = EXTRACTION_BATCH_SIZE, device="cpu", desc: str = "extracting",
                      features_of: Optional[FeatureFunction] = None,
                      load: Optional[Callable[[str], Any]] = None) -> Dict[str, Any]:
     """Features of every usable clip (the first eval_conf.max_duration seconds) and the skipped ones.
@@ -115,7 +116,7 @@ def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: 
         # one torch thread, as in a worker: torch's sums (the copies' pitch shifts, resampling,
         # filters) round by the number of threads, and openSMILE's voicing decisions can turn on
         # such a rounding; so the features are the same in one process or in workers, on any machine
-        with torch_threads(1 if featurizer.clip_level and torch.device(device).type == "cpu" else None):
+        with torch_threads(1 if clip_by_clip_on_cpu(featurizer, device) else None):
             for batch_features, batch_skipped in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
                 features.update(batch_features)
                 skipped.update(batch_skipped)
@@ -137,10 +138,15 @@ def extraction_workers(config: Dict[str, Any], featurizer: Featurizer, device, b
     elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"dataset_conf.feature_cache.workers must be 'auto' or a whole number >= 0, got {value!r}")
     forkable = "fork" in torch.multiprocessing.get_all_start_methods()
-    if value <= 1 or batches < 2 * value or not featurizer.clip_level or torch.device(device).type != "cpu" \
-            or not forkable:
+    if value <= 1 or batches < 2 * value or not clip_by_clip_on_cpu(featurizer, device) or not forkable:
         return 0
     return value
+
+
+def clip_by_clip_on_cpu(featurizer: Featurizer, device) -> bool:
+    """A clip-level featurizer (one clip at a time) running on the CPU: the extraction that takes
+    worker processes and one torch thread each."""
+    return featurizer.clip_level and torch.device(device).type == "cpu"
 
 
 class FeatureBatches(torch.utils.data.Dataset):
