@@ -122,13 +122,9 @@ class SileroVAD:
         if self.uses_onnx:
             probs = self.model.audio_forward(audio, VAD_RATE)
         else:
-            threads = self.torch.get_num_threads()
-            self.torch.set_num_threads(1)
-            try:
-                with self.torch.inference_mode():
-                    probs = self.model.audio_forward(audio, VAD_RATE)
-            finally:
-                self.torch.set_num_threads(threads)
+            from mser.threads import torch_threads
+            with torch_threads(1), self.torch.inference_mode():
+                probs = self.model.audio_forward(audio, VAD_RATE)
         return probs[0, :frames].double().numpy()
 
 
