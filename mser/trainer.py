@@ -14,6 +14,7 @@ from mser import checkpoint, distributed
 from mser.builder import (Amp, RunObjects, build_run, cpu_has_native_bf16, describe_validation,  # noqa: F401
                           load_augment, split_validation, steps_per_epoch)
 from mser.config import format_config, load_config
+from mser.data.augmented_copies import AugmentedCopies
 from mser.data.lists import ListItem
 from mser.errors import ConfigError
 from mser.executor import (EpochStats, Executor, TrainState, capture_rng, deferred_interrupt,  # noqa: F401
@@ -64,8 +65,10 @@ class MSERTrainer(Executor):
         unless `overwrite`, which deletes them first. Ctrl-C saves `interrupted_model` (the weights
         part-way through an epoch, with the batches done) and re-raises KeyboardInterrupt."""
         train_items, val_items, test_items = self.read_lists()
-        # a wrong model or optimizer argument fails now, before any features are computed or folder made
-        run = build_run(self.config, self.featurizer, self.labels, train_items, self.device,
+        copies = self.augmented_copies(train_items) if self.uses_cache else None
+        # a wrong model or optimizer argument fails now, before any features are computed or folder made;
+        # the schedule counts the steps of an epoch with its augmented copies
+        run = build_run(self.config, self.featurizer, self.labels, with_copies(train_items, copies), self.device,
                         self.context.world_size, self.log)
         if not val_items and run.scheduler_unit == "metric":
             raise ConfigError(f"optimizer_conf.scheduler {self.config['optimizer_conf']['scheduler']} follows the "
@@ -73,7 +76,7 @@ class MSERTrainer(Executor):
         self.model = run.model
         self.model_dir = os.path.join(save_model_path, self.model_name)
         self.prepare_model_dir(resumed=bool(resume_model), overwrite=overwrite)
-        train_items = self.prepare_training_data(train_items)
+        train_items = self.prepare_training_data(train_items, copies)
         self.log_setup(run, train_items, val_items, test_items)
         if resume_model:
             self.resume(resume_model, run.optimizer, run.scheduler, run.amp)
@@ -110,15 +113,14 @@ class MSERTrainer(Executor):
             self.end_of_epoch(epoch, stats, val_items, test_items, run.criterion, run.optimizer,
                               run.scheduler, run.scheduler_unit, run.amp, writer)
 
-    def prepare_training_data(self, train_items: Sequence[ListItem]) -> List[ListItem]:
+    def prepare_training_data(self, train_items: Sequence[ListItem],
+                              copies: Optional[AugmentedCopies] = None) -> List[ListItem]:
         """Feature caches (when used) and the speaker statistics of the training list; returns the
-        training items, augmented copies included."""
+        training items, augmented `copies` included."""
         if self.uses_cache:
-            copies = self.augmented_copies(train_items)
             self.prepare_caches(copies=copies)
             self.note_cache_and_augmentation()
-            if copies is not None:
-                train_items = [*train_items, *copies.items]
+            train_items = with_copies(train_items, copies)
         self.fit_speaker_norm(train_items)
         return list(train_items)
 
@@ -330,6 +332,11 @@ class MSERTrainer(Executor):
             return None
         from visualdl import LogWriter
         return LogWriter(logdir=os.path.join(log_dir, self.model_name))
+
+
+def with_copies(train_items: Sequence[ListItem], copies: Optional[AugmentedCopies]) -> List[ListItem]:
+    """The training items and, when there are any, their augmented copies' items."""
+    return [*train_items, *(copies.items if copies is not None else [])]
 
 
 def validation_summary(metrics: Dict[str, Any]) -> str:

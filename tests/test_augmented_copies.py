@@ -74,12 +74,47 @@ def test_speaker_normalisation_sees_each_copy_as_its_own_speaker(demo_lists, tmp
     augmentation.write_text(yaml.safe_dump({"volume": {"prob": 1.0, "min_gain_dB": -10, "max_gain_dB": 10}}))
     trainer = MSERTrainer(config, use_gpu=False, data_augment_configs=str(augmentation))
     train_items, _, _ = trainer.read_lists()
-    expanded = trainer.prepare_training_data(train_items)
+    expanded = trainer.prepare_training_data(train_items, trainer.augmented_copies(train_items))
     assert len(expanded) == 2 * len(train_items)
     speakers = {item.speaker for item in train_items}
     assert set(trainer.speaker_norm.speakers) == speakers | {f"{speaker}#copy1" for speaker in speakers}
     assert not trainer.training_reads_audio()   # the copies come from the cache
     assert trainer.dataset(expanded, train=True)[len(train_items)].inputs is not None
+
+
+def test_the_learning_rate_schedule_spans_the_epochs_with_their_copies(demo_lists, tmp_path, monkeypatch):
+    """WarmupCosine reaches its floor at the last step of the last epoch, copies counted: before,
+    a run with 2 copies decayed to min_lr in the first third of its epochs."""
+    import mser.trainer
+    overwrites = tiny_overwrites(demo_lists, **{"dataset_conf.feature_cache.augmented_copies": 2,
+                                                "dataset_conf.feature_cache.cache_dir": tmp_path / "cache",
+                                                "dataset_conf.val_fraction": 0, "train_conf.max_epoch": 2,
+                                                "optimizer_conf.scheduler": "WarmupCosine",
+                                                "optimizer_conf.scheduler_args.warmup_epochs": 0})
+    config = load_config("configs/bi_lstm.yml", overwrites)
+    gain_only(tmp_path)
+    trainer = MSERTrainer(config, use_gpu=False, data_augment_configs=str(tmp_path / "gain.yml"))
+    built, learning_rates = [], []
+    build_run, finish_batch = mser.trainer.build_run, trainer.finish_batch
+
+    def recording_build_run(*args, **kwargs):
+        built.append(build_run(*args, **kwargs))
+        return built[-1]
+
+    def recording_finish_batch():   # after the step: the rate of the next one
+        learning_rates.append(built[0].optimizer.param_groups[0]["lr"])
+        finish_batch()
+
+    monkeypatch.setattr(mser.trainer, "build_run", recording_build_run)
+    monkeypatch.setattr(trainer, "finish_batch", recording_finish_batch)
+    trainer.train(save_model_path=str(tmp_path / "models"), log_dir="")
+    clips = len(trainer.read_lists()[0])
+    assert built[0].steps_per_epoch == -(-3 * clips // 16)   # the clips and their 2 copies, batches of 16
+    assert len(learning_rates) == 2 * built[0].steps_per_epoch
+    lr, min_lr = config["optimizer_conf"]["optimizer_args"]["lr"], config["optimizer_conf"]["scheduler_args"]["min_lr"]
+    halfway = learning_rates[len(learning_rates) // 2 - 1]
+    assert min_lr < 0.4 * lr < halfway < 0.6 * lr    # cosine: half-way down at half of the steps
+    assert learning_rates[-1] == pytest.approx(min_lr, rel=0.05)
 
 
 def test_train_py_caches_copies_and_keys_them_by_the_augmentation(demo_lists, tmp_path):
