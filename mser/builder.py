@@ -32,6 +32,7 @@ class RunObjects:
     amp: "Amp"
     criterion: nn.Module
     steps_per_epoch: int
+    speaker_adversary: Optional[nn.Module] = None   # train_conf.speaker_adversary (mser.speaker_adversary)
 
 
 def build_featurizer(config: Dict[str, Any], device="cpu") -> Featurizer:
@@ -45,13 +46,20 @@ def build_run(config: Dict[str, Any], featurizer: Featurizer, labels: Sequence[s
     """Model, optimizer, scheduler, AMP and loss of a training run, in this order (the model's
     initial weights come from the global random generator). A wrong model, optimizer, scheduler
     or loss argument raises ConfigError here, before anything is computed or written."""
+    from mser.speaker_adversary import build_speaker_adversary
     model = model_for_featurizer(config, featurizer, len(labels)).to(device)
     steps = steps_per_epoch(config, len(train_items), world_size)
-    optimizer = build_optimizer(trainable_parameters(model), config["optimizer_conf"])
+    adversary = build_speaker_adversary(config["train_conf"]["speaker_adversary"], model,
+                                        [item.speaker for item in train_items])
+    parameters = trainable_parameters(model)
+    if adversary is not None:
+        adversary.to(device)
+        parameters += trainable_parameters(adversary)
+    optimizer = build_optimizer(parameters, config["optimizer_conf"])
     scheduler, unit = build_scheduler(optimizer, config["optimizer_conf"], steps, config["train_conf"]["max_epoch"])
     amp = Amp(config["train_conf"], torch.device(device))
     criterion = build_criterion(config, labels, train_items, device, log)
-    return RunObjects(model, optimizer, scheduler, unit, amp, criterion, steps)
+    return RunObjects(model, optimizer, scheduler, unit, amp, criterion, steps, adversary)
 
 
 def steps_per_epoch(config: Dict[str, Any], num_train: int, world_size: int = 1) -> int:

@@ -84,6 +84,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
         "use_compile": False,
         "label_smoothing": 0.0,
         "mixup_alpha": 0.0,          # > 0: mixup (mser/mixup.py), one Beta(alpha, alpha) weight per batch
+        "speaker_adversary": 0.0,    # > 0: speaker-adversarial training (mser/speaker_adversary.py), this weight
         "class_weights": False,
         "max_epoch": 30,
         "log_interval": 10,

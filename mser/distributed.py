@@ -63,6 +63,16 @@ def sum_across_ranks(values, context: Context) -> list:
     return tensor.tolist()
 
 
+def average_gradients(module: torch.nn.Module, context: Context) -> None:
+    """Average the gradients of a module that DistributedDataParallel does not wrap over all ranks."""
+    if not context.distributed:
+        return
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+            parameter.grad /= context.world_size
+
+
 def all_agree(flag: bool, context: Context) -> bool:
     """True when `flag` is true in every process: a decision all processes take together."""
     if not context.distributed:

@@ -29,6 +29,7 @@ from mser.features import feature_name
 from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats, valid_frames
 from mser.metrics import add_speaker_balanced, compute_metrics, write_evaluation
 from mser.mixup import Mix, build_mixup
+from mser.speaker_adversary import EmbeddingTap, SpeakerAdversary
 from mser.threads import threads_beside_workers, torch_threads
 
 
@@ -89,6 +90,8 @@ class Executor:
         self.speaker_tables: Dict[int, Dict[str, SpeakerStats]] = {}   # per list, by hash of its clips
         self.spec_augment: Optional[nn.Module] = None
         self.mixup = build_mixup(self.config["train_conf"]["mixup_alpha"])
+        self.speaker_adversary: Optional[SpeakerAdversary] = None   # set by a training run that asks for one
+        self.embedding_tap: Optional[EmbeddingTap] = None
         self.rng_snapshot: Optional[Dict[str, Any]] = None  # random state after the last finished step
         self.resume_batches = 0   # batches of the first epoch an interrupted run had done
 
@@ -343,7 +346,8 @@ class Executor:
         mix = None
         if self.mixup is not None:
             features, frame_lengths, mix = self.mixup(features, frame_lengths)
-        loss, logits = self.compute_gradients(model, features, frame_lengths, labels, criterion, optimizer, amp, mix)
+        loss, logits = self.compute_gradients(model, features, frame_lengths, labels, criterion, optimizer, amp, mix,
+                                              batch.speakers)
         with deferred_interrupt():  # Ctrl-C never leaves a half-made step behind
             amp.step(optimizer)
             if step_scheduler is not None:
@@ -386,15 +390,19 @@ class Executor:
         return criterion(logits.float(), labels)
 
     def compute_gradients(self, model, features, frame_lengths, labels, criterion, optimizer, amp: "Amp",
-                          mix: Optional[Mix] = None):
+                          mix: Optional[Mix] = None, speakers: Optional[Sequence[str]] = None):
         """Forward, backward and gradient clipping; the optimizer step is the caller's. With `mix`
-        (mixup), the loss is the mix's blend of the losses against both clips' labels."""
+        (mixup), the loss is the mix's blend of the losses against both clips' labels. With a
+        speaker adversary, its loss on the clips' `speakers` is added (mser.speaker_adversary)."""
         with amp.autocast():
             logits = self.compute_forward(model, features, frame_lengths)
             loss = self.compute_objectives(logits, labels, criterion)
             if mix is not None:
                 partner_loss = self.compute_objectives(logits, labels[mix.partner], criterion)
                 loss = mix.weight * loss + (1.0 - mix.weight) * partner_loss
+            if self.embedding_tap is not None:
+                targets = self.speaker_adversary.targets(speakers or [], logits.device)
+                loss = loss + self.speaker_adversary.loss(self.embedding_tap.take(), targets)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {self.state.step}; "
                                      f"lower optimizer_conf.optimizer_args.lr or enable grad_clip")
@@ -402,6 +410,8 @@ class Executor:
         amp.backward(loss)
         clip = self.config["optimizer_conf"]["grad_clip"]
         amp.unscale(optimizer)
+        if self.speaker_adversary is not None:   # not inside DistributedDataParallel: averaged here
+            distributed.average_gradients(self.speaker_adversary, self.context)
         if clip and clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), clip)
         return float(loss.detach()), logits.detach()

@@ -21,6 +21,7 @@ from mser.executor import (EpochStats, Executor, TrainState, capture_rng, deferr
                            evaluation_mode, preserved_rng, restore_rng, seed_everything)
 from mser.factory import load_matching_weights
 from mser.metrics import confusion_matrix_figure, format_report
+from mser.speaker_adversary import EmbeddingTap
 
 BEST_METRICS = ("unweighted_accuracy", "accuracy", "macro_f1")
 # Saved by Ctrl-C: the weights part-way through an epoch, apart from the complete epochs' checkpoints.
@@ -73,7 +74,11 @@ class MSERTrainer(Executor):
         if not val_items and run.scheduler_unit == "metric":
             raise ConfigError(f"optimizer_conf.scheduler {self.config['optimizer_conf']['scheduler']} follows the "
                               f"validation score; give a validation slice (dataset_conf.val_fraction > 0 or val_list)")
-        self.model = run.model
+        self.model, self.speaker_adversary = run.model, run.speaker_adversary
+        if self.speaker_adversary is not None:
+            self.embedding_tap = EmbeddingTap(run.model.head)
+            self.log(f"speaker adversary: weight {self.speaker_adversary.weight:g} over "
+                     f"{len(self.speaker_adversary.speakers)} training speakers and sessions")
         self.model_dir = os.path.join(save_model_path, self.model_name)
         self.prepare_model_dir(resumed=bool(resume_model), overwrite=overwrite)
         train_items = self.prepare_training_data(train_items, copies)
@@ -236,7 +241,8 @@ class MSERTrainer(Executor):
         if optimizer is not None:
             entries.update(optimizer=optimizer, scheduler=scheduler if scheduler is not None else NoState(),
                            scaler=amp if amp is not None else NoState(),
-                           rng=RandomStates(rng_states or [capture_rng(self.device)], self.context.rank))
+                           rng=RandomStates(rng_states or [capture_rng(self.device)], self.context.rank),
+                           speaker_adversary=self.speaker_adversary)
         return checkpoint.Checkpointer(entries)
 
     def save(self, name: str, metrics, optimizer=None, scheduler=None, amp: "Amp" = None,

@@ -400,3 +400,20 @@ def record_missing_state_keys() -> None:
 
 if __name__ == "__main__" and sys.argv[1:] == ["--record-state-keys"]:
     record_missing_state_keys()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_speaker_adversary_taps_every_models_embedding(name):
+    """train_conf.speaker_adversary reads the head's input: it must be the model's embedding, of the
+    width embedding_size finds, and the model's forward must pass it through its head."""
+    from mser.speaker_adversary import EmbeddingTap, embedding_size
+    model = small_model(name).eval()
+    features = torch.randn(2, frames_for(model, 60), 80)
+    tap = EmbeddingTap(model.head)
+    with torch.no_grad():
+        model(features)
+        embedding = model.embedding(features)
+    tapped = tap.take()
+    tap.remove()
+    assert tapped.shape == (2, embedding_size(model))
+    torch.testing.assert_close(tapped, embedding)

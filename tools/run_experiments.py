@@ -227,6 +227,18 @@ experiment("cv_egemaps_spknorm_level_copies_mixup04", "configs/egemaps.yml",
            compose(compose(compose(SPEAKER_NORM, LEVEL_KEPT), COPIES), MIXUP),
            augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
            note="cv_egemaps_spknorm_level_copies with mixup (train_conf.mixup_alpha 0.4)")
+# 2026-12-01: the learning-rate schedule now counts the copies' steps (before, it reached min_lr after
+# a third of the epochs); 20 epochs of the fixed schedule take about as many steps as that schedule did
+experiment("cv_egemaps_spknorm_level_copies_ep20", "configs/egemaps.yml",
+           compose(compose(compose(SPEAKER_NORM, LEVEL_KEPT), COPIES), {"train_conf": {"max_epoch": 20}}),
+           augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
+           note="cv_egemaps_spknorm_level_copies, 20 epochs (train_conf.max_epoch)")
+EGEMAPS_MEMBER = compose(compose(SPEAKER_NORM, LEVEL_KEPT), COPIES)
+for _weight in (0.3, 1.0):
+    experiment(f"cv_egemaps_spknorm_level_copies_adv{str(_weight).replace('.', '')}", "configs/egemaps.yml",
+               compose(EGEMAPS_MEMBER, {"train_conf": {"speaker_adversary": _weight}}),
+               augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
+               note=f"cv_egemaps_spknorm_level_copies with a speaker adversary (speaker_adversary {_weight})")
 experiment("cv_compare_spknorm_dbnorm_mixup04", "configs/compare.yml", compose(compose(SPEAKER_NORM, DB_NORM), MIXUP),
            kind="cv", groups=("cv",), note="cv_compare_spknorm_dbnorm with mixup (train_conf.mixup_alpha 0.4)")
 experiment("cv_prosody_spknorm_chanaug_mixup04", PROSODY, compose(compose(SPEAKER_NORM, NO_CACHE), MIXUP),
