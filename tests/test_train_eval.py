@@ -94,14 +94,16 @@ def test_pretrained_for_another_label_set_skips_head(trained, demo_lists, tmp_pa
 
 
 def test_torchrun_two_processes_on_cpu(demo_lists, tmp_path):
+    """Also with a speaker adversary, whose gradients the trainer averages over the processes itself."""
     torchrun = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533"]
     result = subprocess.run(
         [*torchrun, str(REPO / "train.py"), "--configs", "configs/bi_lstm.yml", "--use_gpu", "false",
          "--save_model_path", str(tmp_path / "models"), "--log_dir", "",
-         "--overwrites", tiny_overwrites(demo_lists)],
+         "--overwrites", tiny_overwrites(demo_lists, **{"train_conf.speaker_adversary": 0.3})],
         cwd=REPO, capture_output=True, text=True, timeout=600,
         env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "speaker adversary: weight 0.3" in result.stdout + result.stderr
     model_dir = tmp_path / "models" / MODEL_DIR
     assert sorted(os.listdir(model_dir)) == ["best_model", "epoch_1", "last_model"]
     assert result.stdout.count("epoch 1/1") == 1  # only rank 0 logs
