@@ -272,6 +272,13 @@ experiment("cv_prosody_spknorm_chanaug_dbnorm", PROSODY, compose(compose(SPEAKER
 experiment("cv_prosody_spknorm_chanaug_formant", PROSODY, compose(SPEAKER_NORM, NO_CACHE),
            augment=with_formants("configs/augmentation_channel.yml"), kind="cv", groups=("cv",),
            note="speaker normalisation, channel augmentation and formant shifts (60 % of clips, factor 0.88-1.12)")
+experiment("cv_prosody_spknorm_chanaug_adv03", PROSODY,
+           compose(compose(SPEAKER_NORM, NO_CACHE), {"train_conf": {"speaker_adversary": 0.3}}),
+           augment="configs/augmentation_channel.yml", kind="cv", groups=("cv",),
+           note="speaker normalisation, channel augmentation and a speaker adversary (speaker_adversary 0.3)")
+experiment("cv_compare_spknorm_dbnorm_adv03", "configs/compare.yml",
+           compose(compose(SPEAKER_NORM, DB_NORM), {"train_conf": {"speaker_adversary": 0.3}}), kind="cv",
+           groups=("cv",), note="cv_compare_spknorm_dbnorm with a speaker adversary (speaker_adversary 0.3)")
 TELEPHONE_BAND = {"preprocess_conf": {"band_limit_hz": [300, 3400]}}
 experiment("cv_egemaps_spknorm_dbnorm_copies_band", "configs/egemaps.yml",
            compose(AS_RECORDED, compose(compose(compose(SPEAKER_NORM, DB_NORM), COPIES), TELEPHONE_BAND)),
