@@ -362,6 +362,17 @@ experiment("ensemble_all_voices", "configs/ensemble.yml",
            kind="ensemble", groups=("ensembles",),
            note="configs/ensemble.yml: its members trained on every training voice, each one's last epoch "
                 "(val_fraction 0, member_checkpoint: last), the geometric mean, the telephone view")
+# 2026-12-01: configs/ensemble.yml's eGeMAPS member trains 20 epochs, now that the schedule counts the
+# copies' steps (as many steps, at the same rates, as its 60 epochs had taken before the fix)
+EPOCHS_20 = {"train_conf": {"max_epoch": 20}}
+experiment("egemaps_copies_ep20_all_voices", "configs/egemaps.yml", compose(compose(COPIES, EPOCHS_20), ALL_VOICES),
+           augment="configs/augmentation_copies.yml", groups=("augment",),
+           note="egemaps_copies_all_voices, 20 epochs (train_conf.max_epoch), as configs/ensemble.yml's member")
+experiment("ensemble_all_voices_ep20", "configs/ensemble.yml",
+           {"members": ("egemaps_copies_ep20_all_voices", "compare_dbnorm_all_voices",
+                        "tdnn_prosody_chanaug_all_voices"), "combine": "geometric", "views": ["telephone"]},
+           kind="ensemble", groups=("ensembles",),
+           note="configs/ensemble.yml since 2026-12-01: ensemble_all_voices with the eGeMAPS member's 20 epochs")
 experiment("ensemble_all_dbnorm", "", {"members": ("egemaps_dbnorm_copies", "compare_dbnorm",
                                                    "tdnn_prosody_chanaug_dbnorm")},
            kind="ensemble", groups=("ensembles",),
