@@ -29,7 +29,7 @@ from mser.features import feature_name
 from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats, valid_frames
 from mser.metrics import add_speaker_balanced, compute_metrics, write_evaluation
 from mser.mixup import Mix, build_mixup
-from mser.speaker_adversary import EmbeddingTap, SpeakerAdversary
+from mser.speaker_adversary import SpeakerAdversary
 from mser.threads import threads_beside_workers, torch_threads
 
 
@@ -91,7 +91,6 @@ class Executor:
         self.spec_augment: Optional[nn.Module] = None
         self.mixup = build_mixup(self.config["train_conf"]["mixup_alpha"])
         self.speaker_adversary: Optional[SpeakerAdversary] = None   # set by a training run that asks for one
-        self.embedding_tap: Optional[EmbeddingTap] = None
         self.rng_snapshot: Optional[Dict[str, Any]] = None  # random state after the last finished step
         self.resume_batches = 0   # batches of the first epoch an interrupted run had done
 
@@ -400,9 +399,9 @@ class Executor:
             if mix is not None:
                 partner_loss = self.compute_objectives(logits, labels[mix.partner], criterion)
                 loss = mix.weight * loss + (1.0 - mix.weight) * partner_loss
-            if self.embedding_tap is not None:
+            if self.speaker_adversary is not None:
                 targets = self.speaker_adversary.targets(speakers or [], logits.device)
-                loss = loss + self.speaker_adversary.loss(self.embedding_tap.take(), targets)
+                loss = loss + self.speaker_adversary.loss(self.speaker_adversary.tap.take(), targets)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {self.state.step}; "
                                      f"lower optimizer_conf.optimizer_args.lr or enable grad_clip")

@@ -47,6 +47,7 @@ class SpeakerAdversary(nn.Module):
         self.speakers = sorted(set(speakers) - {""})
         self.index = {speaker: i for i, speaker in enumerate(self.speakers)}
         self.weight = weight
+        self.tap: Optional["EmbeddingTap"] = None   # on the model's head (build_speaker_adversary)
         self.classifier = nn.Sequential(nn.Linear(embedding_size, HIDDEN_SIZE), nn.ReLU(),
                                         nn.Linear(HIDDEN_SIZE, len(self.speakers)))
 
@@ -105,7 +106,8 @@ def embedding_size(model: nn.Module) -> int:
 
 def build_speaker_adversary(weight, model: nn.Module, speakers: Sequence[str]) -> Optional[SpeakerAdversary]:
     """The adversary for `train_conf.speaker_adversary` = `weight` over the training clips'
-    `speakers`, or None when it is 0 (off). ConfigError when fewer than two speakers are named."""
+    `speakers`, or None when it is 0 (off), its `tap` on the model's head. ConfigError when fewer
+    than two speakers are named."""
     weight = check_speaker_adversary(weight)
     if weight == 0:
         return None
@@ -113,4 +115,6 @@ def build_speaker_adversary(weight, model: nn.Module, speakers: Sequence[str]) -
     if len(named) < 2:
         raise ConfigError(f"train_conf.speaker_adversary needs the speakers of the training clips (the lists' "
                           f"third column, create_data.py writes it); the training list names {len(named)}")
-    return SpeakerAdversary(embedding_size(model), sorted(named), weight)
+    adversary = SpeakerAdversary(embedding_size(model), sorted(named), weight)
+    adversary.tap = EmbeddingTap(model.head)
+    return adversary

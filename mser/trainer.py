@@ -21,7 +21,6 @@ from mser.executor import (EpochStats, Executor, TrainState, capture_rng, deferr
                            evaluation_mode, preserved_rng, restore_rng, seed_everything)
 from mser.factory import load_matching_weights
 from mser.metrics import confusion_matrix_figure, format_report
-from mser.speaker_adversary import EmbeddingTap
 
 BEST_METRICS = ("unweighted_accuracy", "accuracy", "macro_f1")
 # Saved by Ctrl-C: the weights part-way through an epoch, apart from the complete epochs' checkpoints.
@@ -76,7 +75,6 @@ class MSERTrainer(Executor):
                               f"validation score; give a validation slice (dataset_conf.val_fraction > 0 or val_list)")
         self.model, self.speaker_adversary = run.model, run.speaker_adversary
         if self.speaker_adversary is not None:
-            self.embedding_tap = EmbeddingTap(run.model.head)
             self.log(f"speaker adversary: weight {self.speaker_adversary.weight:g} over "
                      f"{len(self.speaker_adversary.speakers)} training speakers and sessions")
         self.model_dir = os.path.join(save_model_path, self.model_name)
