@@ -85,6 +85,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
         "label_smoothing": 0.0,
         "mixup_alpha": 0.0,          # > 0: mixup (mser/mixup.py), one Beta(alpha, alpha) weight per batch
         "speaker_adversary": 0.0,    # > 0: speaker-adversarial training (mser/speaker_adversary.py), this weight
+        "copy_consistency": 0.0,     # > 0: a clip and its augmented copies pushed to agree (mser/consistency.py)
         "class_weights": False,
         "max_epoch": 30,
         "log_interval": 10,

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from mser import checkpoint, distributed
 from mser.builder import Amp, build_criterion, build_featurizer, build_spec_augment, load_augment, read_lists
 from mser.clip import ClipSettings
+from mser.consistency import CopyGroupSampler, build_copy_consistency
 from mser.config import load_config
 from mser.data import feature_cache
 from mser.data.augmented_copies import AugmentedCopies, build_copies
@@ -90,6 +91,7 @@ class Executor:
         self.speaker_tables: Dict[int, Dict[str, SpeakerStats]] = {}   # per list, by hash of its clips
         self.spec_augment: Optional[nn.Module] = None
         self.mixup = build_mixup(self.config["train_conf"]["mixup_alpha"])
+        self.copy_consistency = build_copy_consistency(self.config)
         self.speaker_adversary: Optional[SpeakerAdversary] = None   # set by a training run that asks for one
         self.rng_snapshot: Optional[Dict[str, Any]] = None  # random state after the last finished step
         self.resume_batches = 0   # batches of the first epoch an interrupted run had done
@@ -194,7 +196,11 @@ class Executor:
         sampler = None
         # the loader's own generator (shuffling, worker seeds): making it never draws from the global one
         generator = torch.Generator().manual_seed(self.config["train_conf"]["seed"] + epoch)
-        if train and self.context.distributed:
+        if train and self.copy_consistency is not None:   # each clip in the batch of its copies
+            sampler = CopyGroupSampler(dataset.items, self.config["train_conf"]["seed"],
+                                       self.context.world_size, self.context.rank)
+            sampler.set_epoch(epoch)
+        elif train and self.context.distributed:
             sampler = DistributedSampler(dataset, num_replicas=self.context.world_size,
                                          rank=self.context.rank, shuffle=True,
                                          seed=self.config["train_conf"]["seed"])
@@ -346,7 +352,7 @@ class Executor:
         if self.mixup is not None:
             features, frame_lengths, mix = self.mixup(features, frame_lengths)
         loss, logits = self.compute_gradients(model, features, frame_lengths, labels, criterion, optimizer, amp, mix,
-                                              batch.speakers)
+                                              batch.speakers, batch.paths)
         with deferred_interrupt():  # Ctrl-C never leaves a half-made step behind
             amp.step(optimizer)
             if step_scheduler is not None:
@@ -389,10 +395,12 @@ class Executor:
         return criterion(logits.float(), labels)
 
     def compute_gradients(self, model, features, frame_lengths, labels, criterion, optimizer, amp: "Amp",
-                          mix: Optional[Mix] = None, speakers: Optional[Sequence[str]] = None):
+                          mix: Optional[Mix] = None, speakers: Optional[Sequence[str]] = None,
+                          paths: Optional[Sequence[str]] = None):
         """Forward, backward and gradient clipping; the optimizer step is the caller's. With `mix`
         (mixup), the loss is the mix's blend of the losses against both clips' labels. With a
-        speaker adversary, its loss on the clips' `speakers` is added (mser.speaker_adversary)."""
+        speaker adversary, its loss on the clips' `speakers` is added (mser.speaker_adversary);
+        with copy consistency, the disagreement of the clips at `paths` and their copies (mser.consistency)."""
         with amp.autocast():
             logits = self.compute_forward(model, features, frame_lengths)
             loss = self.compute_objectives(logits, labels, criterion)
@@ -402,6 +410,8 @@ class Executor:
             if self.speaker_adversary is not None:
                 targets = self.speaker_adversary.targets(speakers or [], logits.device)
                 loss = loss + self.speaker_adversary.loss(self.speaker_adversary.tap.take(), targets)
+            if self.copy_consistency is not None:
+                loss = loss + self.copy_consistency.loss(logits, paths or [])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {self.state.step}; "
                                      f"lower optimizer_conf.optimizer_args.lr or enable grad_clip")

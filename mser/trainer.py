@@ -77,6 +77,9 @@ class MSERTrainer(Executor):
         if self.speaker_adversary is not None:
             self.log(f"speaker adversary: weight {self.speaker_adversary.weight:g} over "
                      f"{len(self.speaker_adversary.speakers)} training speakers and sessions")
+        if self.copy_consistency is not None:
+            self.log(f"copy consistency: weight {self.copy_consistency.weight:g}; each training clip is batched "
+                     f"beside its {copies.copies} augmented copies and their predictions pushed to agree")
         self.model_dir = os.path.join(save_model_path, self.model_name)
         self.prepare_model_dir(resumed=bool(resume_model), overwrite=overwrite)
         train_items = self.prepare_training_data(train_items, copies)

@@ -56,7 +56,7 @@ def test_loss_is_the_blend_of_both_labels_losses():
 
     executor = Executor.__new__(Executor)
     executor.config = {"optimizer_conf": {"grad_clip": 0}, "train_conf": dict(DEFAULT_CONFIG["train_conf"])}
-    executor.speaker_adversary = None   # as __init__ leaves it without an adversary
+    executor.speaker_adversary = executor.copy_consistency = None   # as __init__ leaves them, both off
     logits = torch.randn(4, 1, 3)
     labels = torch.tensor([0, 1, 2, 1])
     mix = Mix(0.7, torch.tensor([2, 0, 3, 1]))

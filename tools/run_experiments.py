@@ -239,6 +239,18 @@ for _weight in (0.3, 1.0):
                compose(EGEMAPS_MEMBER, {"train_conf": {"speaker_adversary": _weight}}),
                augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
                note=f"cv_egemaps_spknorm_level_copies with a speaker adversary (speaker_adversary {_weight})")
+# a clip and its copies in one batch, their predictions pushed to agree (mser.consistency)
+for _weight in (1, 3, 10):
+    experiment(f"cv_egemaps_spknorm_level_copies_ep20_cons{_weight}", "configs/egemaps.yml",
+               compose(compose(EGEMAPS_MEMBER, {"train_conf": {"max_epoch": 20}}),
+                       {"train_conf": {"copy_consistency": _weight}}),
+               augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
+               note=f"cv_egemaps_spknorm_level_copies_ep20 with copy consistency (copy_consistency {_weight})")
+experiment("cv_egemaps_spknorm_level_copies_ep20_groups", "configs/egemaps.yml",
+           compose(compose(EGEMAPS_MEMBER, {"train_conf": {"max_epoch": 20}}), {"train_conf": {"copy_consistency": 1e-9}}),
+           augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
+           note="cv_egemaps_spknorm_level_copies_ep20 batched as copy consistency batches (each clip beside its "
+                "copies) with a negligible weight (1e-9): what the batching alone does")
 experiment("cv_compare_spknorm_dbnorm_mixup04", "configs/compare.yml", compose(compose(SPEAKER_NORM, DB_NORM), MIXUP),
            kind="cv", groups=("cv",), note="cv_compare_spknorm_dbnorm with mixup (train_conf.mixup_alpha 0.4)")
 experiment("cv_prosody_spknorm_chanaug_mixup04", PROSODY, compose(compose(SPEAKER_NORM, NO_CACHE), MIXUP),

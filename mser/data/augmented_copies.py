@@ -16,6 +16,7 @@ digital silence, dB normalisation), as the predictor reads what it is given.
 """
 import json
 import os
+import re
 import zlib
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -26,6 +27,7 @@ from mser.data.lists import ListItem
 from mser.errors import AudioError, ConfigError
 
 COPY_MARK = "#copy"
+COPY_PATH = re.compile(re.escape(COPY_MARK) + r"\d+$")
 
 
 class AugmentedCopies:
@@ -89,3 +91,8 @@ def build_copies(config: Dict[str, Any], items: Sequence[ListItem], augment_conf
 def copies_cache_name(list_path: str) -> str:
     """The name the copies' cache takes in place of the list's, e.g. train_list_copies."""
     return os.path.splitext(os.path.basename(list_path))[0] + "_copies"
+
+
+def source_path(path: str) -> str:
+    """The clip a copy's virtual path was made from (`<path>#copy<k>` -> `<path>`); other paths as given."""
+    return COPY_PATH.sub("", path)
