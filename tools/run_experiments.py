@@ -247,7 +247,8 @@ for _weight in (1, 3, 10):
                augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
                note=f"cv_egemaps_spknorm_level_copies_ep20 with copy consistency (copy_consistency {_weight})")
 experiment("cv_egemaps_spknorm_level_copies_ep20_groups", "configs/egemaps.yml",
-           compose(compose(EGEMAPS_MEMBER, {"train_conf": {"max_epoch": 20}}), {"train_conf": {"copy_consistency": 1e-9}}),
+           compose(compose(EGEMAPS_MEMBER, {"train_conf": {"max_epoch": 20}}),
+                   {"train_conf": {"copy_consistency": 1e-9}}),
            augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
            note="cv_egemaps_spknorm_level_copies_ep20 batched as copy consistency batches (each clip beside its "
                 "copies) with a negligible weight (1e-9): what the batching alone does")
