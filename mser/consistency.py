@@ -4,49 +4,60 @@ With cached augmented copies (`dataset_conf.feature_cache.augmented_copies`), ev
 has N copies: the same words and emotion heard through other talkers and channels. Cross-entropy
 asks each of them to name the emotion; it does not ask them to be equally sure, so a clip can sit
 just on one side of a decision boundary and its telephone copy just on the other -- the answer
-flips when the channel changes. Here each clip and its copies are served in the same batch
-(`CopyGroupSampler`) and the loss adds, with weight w, the Jensen-Shannon divergence of their
-predicted class distributions (as AugMix does for images: Hendrycks et al., ICLR 2020).
+flips when the channel changes. Here every training item is served with one of its copies beside it
+in the batch (`CopyPairs`), and the loss adds, with weight w, the Jensen-Shannon divergence of the
+predicted class distributions of each clip and its copies (AugMix does this for images: Hendrycks
+et al., ICLR 2020). A batch of B items then trains on up to 2B clips: the partners count in the
+cross-entropy, the epoch's loss and accuracy too.
 """
-import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset
 
 from mser.data.augmented_copies import source_path
-from mser.data.lists import ListItem
+from mser.data.dataset import Batch, Sample, collate
 from mser.errors import ConfigError
 
+PARTNER_STREAM = 7   # the partner's draw, apart from the item's own (seed, epoch, index) stream
 
-class CopyGroupSampler(Sampler[int]):
-    """The training indices of an epoch, each clip followed by its copies; the groups in a random
-    order fixed by (seed, epoch). Cut into batches, a group at a batch's end may be split (its
-    members are then not compared). With several processes, each takes a contiguous share of the
-    order (whole groups stay on one process), padded from the start as DistributedSampler pads, so
-    every process runs as many batches as with DistributedSampler (the schedule's count)."""
 
-    def __init__(self, items: Sequence[ListItem], seed: int, num_replicas: int = 1, rank: int = 0):
+class CopyPairs(Dataset):
+    """Training items served in pairs: each item with one other member of its group (a clip and
+    its copies), drawn anew for every (seed, epoch, index), so a resumed run draws the same. Batched
+    by `collate_pairs`, a batch of B items holds them and then their B partners: every batch still
+    has B items in a random order (DistributedSampler works on it unchanged), and each of them meets
+    one of its copies."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
         groups: Dict[str, List[int]] = {}
-        for index, item in enumerate(items):
+        for index, item in enumerate(dataset.items):
             groups.setdefault(source_path(item.path), []).append(index)
-        self.groups = list(groups.values())
-        self.seed, self.num_replicas, self.rank, self.epoch = seed, num_replicas, rank, 0
-        self.per_rank = math.ceil(len(items) / num_replicas)
+        self.others = [[other for other in groups[source_path(item.path)] if other != index]
+                       for index, item in enumerate(dataset.items)]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-
-    def __iter__(self):
-        order = torch.randperm(len(self.groups), generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        indices = [index for group in order.tolist() for index in self.groups[group]]
-        total = self.per_rank * self.num_replicas
-        while len(indices) < total:  # pad as DistributedSampler does
-            indices += indices[:total - len(indices)]
-        return iter(indices[self.rank * self.per_rank:(self.rank + 1) * self.per_rank])
+        self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return self.per_rank
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Tuple[Sample, Optional[Sample]]:
+        others = self.others[index]
+        if not others:
+            return self.dataset[index], None
+        draw = np.random.default_rng([self.seed, self.epoch, index, PARTNER_STREAM])
+        return self.dataset[index], self.dataset[others[int(draw.integers(len(others)))]]
+
+
+def collate_pairs(pairs: Sequence[Tuple[Sample, Optional[Sample]]]) -> Batch:
+    """The items, then their usable partners, as one batch (an unusable partner is left out here;
+    it is counted when it comes up as an item of its own)."""
+    partners = [partner for _, partner in pairs if partner is not None and partner.inputs is not None]
+    return collate([item for item, _ in pairs] + partners)
 
 
 class CopyConsistency:

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from mser import checkpoint, distributed
 from mser.builder import Amp, build_criterion, build_featurizer, build_spec_augment, load_augment, read_lists
 from mser.clip import ClipSettings
-from mser.consistency import CopyGroupSampler, build_copy_consistency
+from mser.consistency import CopyPairs, build_copy_consistency, collate_pairs
 from mser.config import load_config
 from mser.data import feature_cache
 from mser.data.augmented_copies import AugmentedCopies, build_copies
@@ -196,19 +196,19 @@ class Executor:
         sampler = None
         # the loader's own generator (shuffling, worker seeds): making it never draws from the global one
         generator = torch.Generator().manual_seed(self.config["train_conf"]["seed"] + epoch)
-        if train and self.copy_consistency is not None:   # each clip in the batch of its copies
-            sampler = CopyGroupSampler(dataset.items, self.config["train_conf"]["seed"],
-                                       self.context.world_size, self.context.rank)
-            sampler.set_epoch(epoch)
-        elif train and self.context.distributed:
+        dataset.set_epoch(epoch)
+        collate_fn = collate
+        if train and self.copy_consistency is not None:   # each item beside one of its copies
+            dataset, collate_fn = CopyPairs(dataset, self.config["train_conf"]["seed"]), collate_pairs
+            dataset.set_epoch(epoch)
+        if train and self.context.distributed:
             sampler = DistributedSampler(dataset, num_replicas=self.context.world_size,
                                          rank=self.context.rank, shuffle=True,
                                          seed=self.config["train_conf"]["seed"])
             sampler.set_epoch(epoch)
-        dataset.set_epoch(epoch)
         workers = loader_conf["num_workers"]
         return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
-                          sampler=sampler, generator=generator, collate_fn=collate,
+                          sampler=sampler, generator=generator, collate_fn=collate_fn,
                           num_workers=workers, worker_init_fn=worker_init if workers else None,
                           drop_last=train and loader_conf["drop_last"],
                           pin_memory=self.device.type == "cuda")

@@ -78,8 +78,9 @@ class MSERTrainer(Executor):
             self.log(f"speaker adversary: weight {self.speaker_adversary.weight:g} over "
                      f"{len(self.speaker_adversary.speakers)} training speakers and sessions")
         if self.copy_consistency is not None:
-            self.log(f"copy consistency: weight {self.copy_consistency.weight:g}; each training clip is batched "
-                     f"beside its {copies.copies} augmented copies and their predictions pushed to agree")
+            self.log(f"copy consistency: weight {self.copy_consistency.weight:g}; each training item is batched "
+                     f"beside one of its clip's {copies.copies} augmented copies (or the clip) and their "
+                     f"predictions pushed to agree; an epoch's clips count both")
         self.model_dir = os.path.join(save_model_path, self.model_name)
         self.prepare_model_dir(resumed=bool(resume_model), overwrite=overwrite)
         train_items = self.prepare_training_data(train_items, copies)

@@ -7,8 +7,9 @@ import yaml
 from conftest import assert_one_line_error, run_script, tiny_overwrites
 
 from mser.config import load_config
-from mser.consistency import CopyConsistency, CopyGroupSampler, build_copy_consistency
+from mser.consistency import CopyConsistency, CopyPairs, build_copy_consistency, collate_pairs
 from mser.data.augmented_copies import source_path
+from mser.data.dataset import Sample
 from mser.data.lists import ListItem
 from mser.errors import ConfigError
 from mser.trainer import MSERTrainer
@@ -28,27 +29,46 @@ def test_source_path_of_copies_and_clips():
     assert source_path("a/#copy/b.wav") == "a/#copy/b.wav"   # only the suffix a copy's virtual path ends with
 
 
-def test_the_sampler_serves_each_clip_beside_its_copies_in_an_order_fixed_by_seed_and_epoch():
+class Served:
+    """A dataset stand-in: serves each item's path, records the epoch it was set to."""
+
+    def __init__(self, items):
+        self.items, self.epoch = items, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        item = self.items[index]
+        return Sample(torch.zeros(1, 2), item.label, item.path, "", item.speaker)
+
+
+def test_each_item_is_served_with_another_member_of_its_group_drawn_per_seed_and_epoch():
     items = clips_and_copies(5, 2)
-    sampler = CopyGroupSampler(items, seed=3)
-    sampler.set_epoch(1)
-    order = list(sampler)
-    assert sorted(order) == list(range(15)) and len(sampler) == 15
-    sources = [source_path(items[i].path) for i in order]
-    for start in range(0, 15, 3):   # groups of three, each one clip and its two copies
-        assert len(set(sources[start:start + 3])) == 1
-    assert list(sampler) == order   # the same epoch again: the same order (what a resume relies on)
-    sampler.set_epoch(2)
-    assert list(sampler) != order
-    assert list(CopyGroupSampler(items, seed=4)) != list(CopyGroupSampler(items, seed=3))
+    pairs = CopyPairs(Served(items), seed=3)
+    pairs.set_epoch(1)
+    assert pairs.dataset.epoch == 1 and len(pairs) == 15
+    drawn = [pairs[i] for i in range(15)]
+    for index, (item, partner) in enumerate(drawn):
+        assert item.path == items[index].path
+        assert partner.path != item.path and source_path(partner.path) == source_path(item.path)
+    assert [pairs[i][1].path for i in range(15)] == [p.path for _, p in drawn]   # a resume draws the same
+    pairs.set_epoch(2)
+    assert [pairs[i][1].path for i in range(15)] != [p.path for _, p in drawn]
+    alone = CopyPairs(Served([ListItem("x.wav", 0, "s")]), seed=3)
+    assert alone[0][1] is None
 
 
-def test_processes_take_contiguous_shares_of_one_order_padded_as_distributed_sampler_pads():
-    items = clips_and_copies(5, 2)   # 15 items over 2 processes: 8 each, one index repeated
-    whole = list(CopyGroupSampler(items, seed=3))
-    shares = [list(CopyGroupSampler(items, seed=3, num_replicas=2, rank=rank)) for rank in (0, 1)]
-    assert [len(share) for share in shares] == [8, 8]
-    assert shares[0] + shares[1] == whole + whole[:1]
+def test_a_batch_holds_its_items_then_their_usable_partners():
+    own = [Sample(torch.ones(2, 3), 0, "a", "", "s"), Sample(torch.ones(3, 3), 1, "b", "", "s")]
+    partners = [Sample(torch.ones(2, 3), 0, "a#copy1", "", "s#copy1"), Sample(None, 1, "b#copy2", "bad", "s#copy2")]
+    batch = collate_pairs(list(zip(own, partners)))
+    assert batch.paths == ["a", "b", "a#copy1"] and batch.labels.tolist() == [0, 1, 0]
+    assert batch.skipped == []   # counted when the broken copy comes up as an item of its own
+    assert batch.speakers == ["s", "s", "s#copy1"]
 
 
 def test_the_loss_is_the_weighted_jensen_shannon_divergence_of_each_group():
@@ -100,16 +120,17 @@ def test_training_sees_clips_with_their_copies_and_adds_the_term(demo_lists, tmp
     real_loss = mser.consistency.CopyConsistency.loss
 
     def recording_loss(self, logits, paths):
-        terms.append((list(paths), float(real_loss(self, logits, paths))))
+        terms.append((list(paths), float(real_loss(self, logits, paths).detach())))
         return real_loss(self, logits, paths)
     monkeypatch.setattr(mser.consistency.CopyConsistency, "loss", recording_loss)
     trainer.train(save_model_path=str(tmp_path / "models"), log_dir="")
     assert terms and all(value >= 0 for _, value in terms)
     assert any(value > 0 for _, value in terms)
-    for paths, _ in terms:
-        sources = [source_path(path) for path in paths]
-        whole = sum(sources.count(source) == 3 for source in set(sources))
-        assert whole >= len(set(sources)) - 2   # only the groups at a batch's two ends may be cut
+    for paths, _ in terms:   # the batch's items, then one partner of each: another member of its group
+        half = len(paths) // 2
+        assert len(paths) == 2 * half
+        assert [source_path(path) for path in paths[half:]] == [source_path(path) for path in paths[:half]]
+        assert all(partner != item for item, partner in zip(paths[:half], paths[half:]))
 
 
 def test_train_py_trains_with_copy_consistency_and_refuses_it_without_copies(demo_lists, tmp_path):

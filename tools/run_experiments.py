@@ -246,6 +246,13 @@ for _weight in (1, 3, 10):
                        {"train_conf": {"copy_consistency": _weight}}),
                augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
                note=f"cv_egemaps_spknorm_level_copies_ep20 with copy consistency (copy_consistency {_weight})")
+for _weight in (1, 3):
+    experiment(f"cv_egemaps_spknorm_level_copies_ep20_pairs{_weight}", "configs/egemaps.yml",
+               compose(compose(EGEMAPS_MEMBER, {"train_conf": {"max_epoch": 20}}),
+                       {"train_conf": {"copy_consistency": _weight}}),
+               augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
+               note=f"cv_egemaps_spknorm_level_copies_ep20 with copy consistency (copy_consistency {_weight}), "
+                    f"each item batched beside one partner")
 experiment("cv_egemaps_spknorm_level_copies_ep20_groups", "configs/egemaps.yml",
            compose(compose(EGEMAPS_MEMBER, {"train_conf": {"max_epoch": 20}}),
                    {"train_conf": {"copy_consistency": 1e-9}}),
@@ -426,6 +433,13 @@ experiment("cv_ens_geometric_level_telephone_view", "",
            {"members": ("cv_egemaps_spknorm_level_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
             "combine": "geometric", "views": ["telephone"]}, kind="cv_ensemble", groups=("cv", "ensembles"),
            note="cv_ens_geometric_level with the telephone test-time view (mser.views)")
+# ensemble.yml since 2026-12-01: the eGeMAPS member trains 20 epochs of the mended schedule
+for _suffix, _egemaps in (("", "cv_egemaps_spknorm_level_copies_ep20"),
+                          ("_cons1", "cv_egemaps_spknorm_level_copies_ep20_cons1")):
+    experiment(f"cv_ens_geometric_level_ep20{_suffix}_telephone_view", "",
+               {"members": (_egemaps, "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
+                "combine": "geometric", "views": ["telephone"]}, kind="cv_ensemble", groups=("cv", "ensembles"),
+               note=f"cv_ens_geometric_level_telephone_view with {_egemaps} as its eGeMAPS member")
 
 
 def list_lines(path: str) -> List[str]:
