@@ -426,7 +426,7 @@ experiment("cv_ens_geometric_level_telephone_view", "",
            note="cv_ens_geometric_level with the telephone test-time view (mser.views)")
 # ensemble.yml since 2026-12-01: the eGeMAPS member trains 20 epochs of the mended schedule
 for _suffix, _egemaps in (("", "cv_egemaps_spknorm_level_copies_ep20"),
-                          ("_pairs1", "cv_egemaps_spknorm_level_copies_ep20_pairs1")):
+                          ("_pairs3", "cv_egemaps_spknorm_level_copies_ep20_pairs3")):
     experiment(f"cv_ens_geometric_level_ep20{_suffix}_telephone_view", "",
                {"members": (_egemaps, "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
                 "combine": "geometric", "views": ["telephone"]}, kind="cv_ensemble", groups=("cv", "ensembles"),
