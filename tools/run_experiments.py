@@ -243,7 +243,8 @@ for _weight in (0.3, 1.0):
 # (commit c65cbad: whole groups in a batch) is not kept: its batches held a third as many distinct clips.
 # the partners also train (2B clips a batch): 1e-9, a negligible weight, is the pairs without the term;
 # 10 epochs train on as many clips as the member's 20 without partners
-for _suffix, _weight, _epochs in (("1", 1, 20), ("3", 3, 20), ("0", 1e-9, 20), ("1", 1, 10), ("0", 1e-9, 10)):
+for _suffix, _weight, _epochs in (("1", 1, 20), ("3", 3, 20), ("0", 1e-9, 20), ("1", 1, 10), ("0", 1e-9, 10),
+                                  ("3", 3, 10)):
     experiment(f"cv_egemaps_spknorm_level_copies_ep{_epochs}_pairs{_suffix}", "configs/egemaps.yml",
                compose(compose(EGEMAPS_MEMBER, {"train_conf": {"max_epoch": _epochs}}),
                        {"train_conf": {"copy_consistency": _weight}}),
@@ -425,9 +426,11 @@ experiment("cv_ens_geometric_level_telephone_view", "",
             "combine": "geometric", "views": ["telephone"]}, kind="cv_ensemble", groups=("cv", "ensembles"),
            note="cv_ens_geometric_level with the telephone test-time view (mser.views)")
 # ensemble.yml since 2026-12-01: the eGeMAPS member trains 20 epochs of the mended schedule
-for _suffix, _egemaps in (("", "cv_egemaps_spknorm_level_copies_ep20"),
-                          ("_pairs3", "cv_egemaps_spknorm_level_copies_ep20_pairs3")):
-    experiment(f"cv_ens_geometric_level_ep20{_suffix}_telephone_view", "",
+for _suffix, _egemaps in (("ep20", "cv_egemaps_spknorm_level_copies_ep20"),
+                          ("ep20_pairs3", "cv_egemaps_spknorm_level_copies_ep20_pairs3"),
+                          ("ep10_pairs1", "cv_egemaps_spknorm_level_copies_ep10_pairs1"),
+                          ("ep10_pairs3", "cv_egemaps_spknorm_level_copies_ep10_pairs3")):
+    experiment(f"cv_ens_geometric_level_{_suffix}_telephone_view", "",
                {"members": (_egemaps, "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
                 "combine": "geometric", "views": ["telephone"]}, kind="cv_ensemble", groups=("cv", "ensembles"),
                note=f"cv_ens_geometric_level_telephone_view with {_egemaps} as its eGeMAPS member")
