@@ -71,8 +71,7 @@ class CopyConsistency:
         groups of two or more (a clip and its copies) of their Jensen-Shannon divergence; 0 without."""
         groups = group_ids(paths, logits.device)
         sizes = torch.bincount(groups)
-        compared = sizes[groups] >= 2
-        if not bool(compared.any()):
+        if not bool((sizes >= 2).any()):
             return logits.sum() * 0.0   # keeps the graph (DDP expects every step to reach the same parameters)
         probabilities = torch.softmax(logits.float(), dim=1)
         means = torch.zeros(len(sizes), logits.shape[1], device=logits.device).index_add_(0, groups, probabilities)
