@@ -25,6 +25,29 @@ def run_script(script: str, *args: str, cwd=REPO, timeout: int = 600, env=None) 
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_train(*args: str, timeout: int = 420) -> str:
+    """train.py under torchrun with two CPU processes; asserts it exits 0 and returns its output. A hang
+    fails at `timeout` (the process group killed) instead of blocking the suite."""
+    command = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+               str(REPO / "train.py"), *map(str, args)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        raise AssertionError("torchrun hung: " + output[-3000:]) from None
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str = "") -> None:
     """Exit code 2, a single `error: ...` line on stderr, and no traceback."""
     assert result.returncode == 2, result.stderr + result.stdout

@@ -4,7 +4,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import assert_one_line_error, run_script, tiny_overwrites
+from conftest import assert_one_line_error, run_script, tiny_overwrites, torchrun_train
 
 from mser.config import load_config
 from mser.consistency import CopyConsistency, CopyPairs, build_copy_consistency, collate_pairs
@@ -150,27 +150,11 @@ def test_train_py_trains_with_copy_consistency_and_refuses_it_without_copies(dem
 
 def test_torchrun_trains_with_copy_consistency(demo_lists, tmp_path):
     """Two processes: each takes its DistributedSampler share of the pairs and the run finishes."""
-    import os
-    import signal
-    import subprocess
-
-    from conftest import PYTHON, REPO
-    from test_trainer_ddp import LIMIT_SECONDS, free_port
     overwrites = tiny_overwrites(demo_lists, **{"dataset_conf.feature_cache.augmented_copies": 1,
                                                 "dataset_conf.feature_cache.cache_dir": tmp_path / "cache",
                                                 "train_conf.copy_consistency": 1})
-    command = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-               str(REPO / "train.py"), "--configs", "configs/bi_lstm.yml", "--use_gpu", "false", "--log_dir", "",
-               "--save_model_path", str(tmp_path / "models"), "--data_augment_configs", str(gain_config(tmp_path)),
-               "--overwrites", overwrites]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        output, _ = process.communicate(timeout=LIMIT_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        raise AssertionError("torchrun hung: " + output[-3000:]) from None
-    assert process.returncode == 0, output[-3000:]
+    output = torchrun_train("--configs", "configs/bi_lstm.yml", "--use_gpu", "false", "--log_dir", "",
+                            "--save_model_path", tmp_path / "models", "--data_augment_configs", gain_config(tmp_path),
+                            "--overwrites", overwrites)
     assert "data-parallel: 2 processes" in output and "copy consistency: weight 1" in output
     assert (tmp_path / "models" / "BiLSTM_Fbank" / "last_model" / "model.pth").is_file()

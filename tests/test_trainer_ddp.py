@@ -2,25 +2,15 @@
 them: all processes skip that step together and the run finishes (issue 13, fault 1: it hung in
 the gradient all-reduce). A hang fails the test at its time limit instead of blocking the suite."""
 import json
-import os
-import signal
-import socket
-import subprocess
 
 import numpy as np
 import soundfile
 import torch
 
-from conftest import PYTHON, REPO
+from conftest import torchrun_train
 from trainer_corpus import SAMPLE_RATE, make_corpus, train_argv
 
 LIMIT_SECONDS = 420
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def add_empty_clips(list_dir, count: int) -> None:
@@ -39,17 +29,7 @@ def test_torchrun_with_an_empty_clip_and_batches_of_two_finishes(tmp_path):
     save = tmp_path / "models"
     argv = train_argv(corpus, save, **{"dataset_conf.dataLoader.batch_size": 2, "train_conf.max_epoch": 1,
                                        "dataset_conf.feature_cache.enable": False})
-    command = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-               str(REPO / "train.py"), *argv]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        output, _ = process.communicate(timeout=LIMIT_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        raise AssertionError("torchrun hung: " + output[-3000:]) from None
-    assert process.returncode == 0, output[-3000:]
+    output = torchrun_train(*argv, timeout=LIMIT_SECONDS)
     assert "another process could not use its own batch" in output  # one rank could, the other could not
     assert "data-parallel: 2 processes, gloo backend" in output
     state = json.loads((save / "BiLSTM_Fbank" / "last_model" / "model.state").read_text())
