@@ -17,6 +17,9 @@ its training (README, Results). Off otherwise.
 
 Views (the registry VIEWS; each maps loaded samples at the model's rate to samples at that rate):
   telephone   300-3400 Hz at 8 kHz with G.711 mu-law companding, as a landline passes speech
+  gsm         8 kHz through the GSM 06.10 full-rate codec, as a mobile line passes speech
+  overdrive   scaled so that its peak is twice full scale, then clipped at +-1 (6 dB of overdrive):
+              the same samples whatever the input's gain, as long as the input is not clipped
   pitch_down  one semitone lower, duration kept (another talker, roughly)
   pitch_up    one semitone higher
 """
@@ -56,6 +59,31 @@ def telephone(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     from mser.data.augment import fit_length
     narrow = torch.from_numpy(telephone_band(samples, sample_rate))
     return fit_length(AF.resample(narrow, TELEPHONE_RATE, sample_rate).numpy().astype(np.float32), samples.shape[0])
+
+
+@VIEWS.register
+def gsm(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The clip through GSM 06.10 at 8 kHz (libsndfile's codec), back at `sample_rate`, as long as it was."""
+    import io
+
+    import soundfile
+    from mser.data.augment import fit_length
+    narrow = AF.resample(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), sample_rate, TELEPHONE_RATE)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, narrow.clamp(-1, 1).numpy(), TELEPHONE_RATE, format="WAV", subtype="GSM610")
+    buffer.seek(0)
+    decoded, _ = soundfile.read(buffer, dtype="float32")
+    return fit_length(AF.resample(torch.from_numpy(decoded), TELEPHONE_RATE, sample_rate).numpy().astype(np.float32),
+                      samples.shape[0])
+
+
+@VIEWS.register
+def overdrive(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Peak at twice full scale, clipped at +-1. Silence stays silence."""
+    peak = float(np.abs(samples).max(initial=0.0))
+    if peak == 0.0:
+        return samples.astype(np.float32)
+    return np.clip(samples * (2.0 / peak), -1.0, 1.0).astype(np.float32)
 
 
 @VIEWS.register

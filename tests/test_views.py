@@ -28,6 +28,29 @@ def test_the_telephone_view_passes_the_telephone_band_only():
     assert band_energy(viewed, 16000, 90, 110) < 0.05 * band_energy(tones, 16000, 90, 110)
 
 
+def test_the_gsm_view_is_a_narrow_band_copy_of_the_same_length():
+    from mser.views import VIEWS
+    t = np.arange(16001) / 16000
+    tones = (0.2 * np.sin(2 * np.pi * 700 * t) + 0.2 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+    viewed = VIEWS.get("gsm")(tones, 16000)
+    assert viewed.shape == tones.shape and viewed.dtype == np.float32
+    assert band_energy(viewed, 16000, 600, 800) > 0.3 * band_energy(tones, 16000, 600, 800)
+    assert band_energy(viewed, 16000, 5900, 6100) < 1e-3 * band_energy(tones, 16000, 5900, 6100)
+
+
+def test_the_overdrive_view_does_not_depend_on_the_input_gain():
+    from mser.views import VIEWS
+    rng = np.random.default_rng(0)
+    clip = (0.1 * rng.standard_normal(8000)).astype(np.float32)
+    overdrive = VIEWS.get("overdrive")
+    viewed = overdrive(clip, 16000)
+    assert viewed.dtype == np.float32 and np.abs(viewed).max() == 1.0
+    assert np.mean(np.abs(viewed) == 1.0) > 0.01                  # the loudest samples are clipped
+    np.testing.assert_allclose(overdrive(clip * 0.05, 16000), viewed, atol=1e-5)
+    np.testing.assert_allclose(overdrive(clip * 3.0, 16000), viewed, atol=1e-5)
+    assert not overdrive(np.zeros(800, np.float32), 16000).any()   # digital silence stays silence
+
+
 def test_view_names_are_checked():
     from mser.views import check_views
     assert check_views("telephone, pitch_up") == ["telephone", "pitch_up"]
