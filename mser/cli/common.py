@@ -69,7 +69,7 @@ def add_views_argument(parser: argparse.ArgumentParser) -> None:
     """--views, the same in every script that classifies audio (mser.views)."""
     parser.add_argument("--views", default=None,
                         help="test-time views, comma-separated (telephone, gsm, overdrive, pitch_down, pitch_up), or "
-                             "none: each clip is also classified as the view hears it, with its own speaker statistics "
+                             "none: each clip is also classified as the view hears it, with its own speaker statistics"
                              ", and the probabilities are averaged; telephone: fewer answers change between wideband "
                              "and telephone audio, for one more model run per view (README, Robustness) "
                              "(default: the model folder's own: an ensemble folder's views, none for a checkpoint)")
