@@ -441,6 +441,13 @@ for _suffix, _egemaps in (("ep20", "cv_egemaps_spknorm_level_copies_ep20"),
                note=f"cv_ens_geometric_level_telephone_view with {_egemaps} as its eGeMAPS member")
 
 
+# 2026-12-01: more test-time views beside the telephone line (a GSM mobile line, a 6 dB overdrive)
+for _views in (("telephone", "gsm"), ("telephone", "overdrive"), ("telephone", "gsm", "overdrive")):
+    experiment(f"cv_ens_geometric_level_ep20_{'_'.join(_views)}_views", "",
+               {"members": ("cv_egemaps_spknorm_level_copies_ep20", "cv_prosody_spknorm_chanaug",
+                            "cv_compare_spknorm_dbnorm"), "combine": "geometric", "views": list(_views)},
+               kind="cv_ensemble", groups=("cv", "ensembles"),
+               note=f"cv_ens_geometric_level_ep20_telephone_view with the test-time views {', '.join(_views)}")
 experiment("cv_ens_geometric_level_ep20_tdnn_ep20_telephone_view", "",
            {"members": ("cv_egemaps_spknorm_level_copies_ep20", "cv_prosody_spknorm_chanaug_ep20",
                         "cv_compare_spknorm_dbnorm"), "combine": "geometric", "views": ["telephone"]},
