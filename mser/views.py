@@ -26,10 +26,12 @@ Beside telephone, gsm and overdrive moved the flips under a mobile line and unde
 three points in cross-validation, for one more model run each (README, Robustness): not in
 configs/ensemble.yml.
 """
+import io
 import warnings
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+import soundfile
 import torch
 import torchaudio.functional as AF
 
@@ -67,9 +69,6 @@ def telephone(samples: np.ndarray, sample_rate: int) -> np.ndarray:
 @VIEWS.register
 def gsm(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """The clip through GSM 06.10 at 8 kHz (libsndfile's codec), back at `sample_rate`, as long as it was."""
-    import io
-
-    import soundfile
     from mser.data.augment import fit_length
     narrow = AF.resample(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), sample_rate, TELEPHONE_RATE)
     buffer = io.BytesIO()

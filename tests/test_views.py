@@ -7,6 +7,7 @@ import pytest
 
 from conftest import REPO, assert_one_line_error, run_script
 from mser.errors import BandwidthWarning, ConfigError
+from mser.views import VIEWS
 
 
 def band_energy(samples: np.ndarray, rate: int, low: float, high: float) -> float:
@@ -26,6 +27,17 @@ def test_the_telephone_view_passes_the_telephone_band_only():
     assert 0.8 < kept < 1.2
     assert band_energy(viewed, 16000, 5900, 6100) < 1e-3 * band_energy(tones, 16000, 5900, 6100)
     assert band_energy(viewed, 16000, 90, 110) < 0.05 * band_energy(tones, 16000, 90, 110)
+
+
+@pytest.mark.parametrize("name", VIEWS.names())
+@pytest.mark.parametrize("num_samples", [12345, 400])
+def test_every_view_keeps_the_length_and_stays_finite_on_silence(name, num_samples):
+    rng = np.random.default_rng(1)
+    clip = (0.3 * rng.standard_normal(num_samples)).astype(np.float32)
+    for samples in (clip, np.zeros(num_samples, np.float32)):
+        viewed = VIEWS.get(name)(samples, 16000)
+        assert viewed.shape == samples.shape and viewed.dtype == np.float32
+        assert np.isfinite(viewed).all() and np.abs(viewed).max() <= 1.5
 
 
 def test_the_gsm_view_is_a_narrow_band_copy_of_the_same_length():
