@@ -22,8 +22,8 @@ Views (the registry VIEWS; each maps loaded samples at the model's rate to sampl
               the same samples whatever the input's gain, as long as the input is not clipped
   pitch_down  one semitone lower, duration kept (another talker, roughly)
   pitch_up    one semitone higher
-Beside telephone, gsm and overdrive moved the flips under a mobile line and under clipping by one to
-three points in cross-validation, for one more model run each (README, Robustness): not in
+Beside telephone, gsm and overdrive moved the flips under a mobile line and under clipping by up to
+two points in cross-validation, for one more model run each (README, Robustness): not in
 configs/ensemble.yml.
 """
 import io

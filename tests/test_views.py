@@ -17,7 +17,6 @@ def band_energy(samples: np.ndarray, rate: int, low: float, high: float) -> floa
 
 
 def test_the_telephone_view_passes_the_telephone_band_only():
-    from mser.views import VIEWS
     t = np.arange(16001) / 16000   # an odd length: the view keeps it
     tones = (0.2 * np.sin(2 * np.pi * 1000 * t) + 0.2 * np.sin(2 * np.pi * 6000 * t)
              + 0.2 * np.sin(2 * np.pi * 100 * t)).astype(np.float32)
@@ -41,7 +40,6 @@ def test_every_view_keeps_the_length_and_stays_finite_on_silence(name, num_sampl
 
 
 def test_the_gsm_view_is_a_narrow_band_copy_of_the_same_length():
-    from mser.views import VIEWS
     t = np.arange(16001) / 16000
     tones = (0.2 * np.sin(2 * np.pi * 700 * t) + 0.2 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
     viewed = VIEWS.get("gsm")(tones, 16000)
@@ -51,7 +49,6 @@ def test_the_gsm_view_is_a_narrow_band_copy_of_the_same_length():
 
 
 def test_the_overdrive_view_does_not_depend_on_the_input_gain():
-    from mser.views import VIEWS
     rng = np.random.default_rng(0)
     clip = (0.1 * rng.standard_normal(8000)).astype(np.float32)
     overdrive = VIEWS.get("overdrive")
