@@ -26,12 +26,10 @@ Beside telephone, gsm and overdrive moved the flips under a mobile line and unde
 two points in cross-validation, for one more model run each (README, Robustness): not in
 configs/ensemble.yml.
 """
-import io
 import warnings
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
-import soundfile
 import torch
 import torchaudio.functional as AF
 
@@ -68,15 +66,10 @@ def telephone(samples: np.ndarray, sample_rate: int) -> np.ndarray:
 
 @VIEWS.register
 def gsm(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """The clip through GSM 06.10 at 8 kHz (libsndfile's codec), back at `sample_rate`, as long as it was."""
-    from mser.data.augment import fit_length
-    narrow = AF.resample(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), sample_rate, TELEPHONE_RATE)
-    buffer = io.BytesIO()
-    soundfile.write(buffer, narrow.clamp(-1, 1).numpy(), TELEPHONE_RATE, format="WAV", subtype="GSM610")
-    buffer.seek(0)
-    decoded, _ = soundfile.read(buffer, dtype="float32")
-    return fit_length(AF.resample(torch.from_numpy(decoded), TELEPHONE_RATE, sample_rate).numpy().astype(np.float32),
-                      samples.shape[0])
+    """The clip through GSM 06.10 at 8 kHz (the codec augmentation's round trip), back at
+    `sample_rate`, as long as it was."""
+    from mser.data.augment import codec_round_trip
+    return codec_round_trip(np.ascontiguousarray(samples, dtype=np.float32), sample_rate, "gsm", 0.0)
 
 
 @VIEWS.register
