@@ -160,44 +160,38 @@ ENSEMBLE_KEYS = {"members", "combine", "views", "member_checkpoint"}
 MEMBER_CHECKPOINTS = {"best": "best_model", "last": "last_model"}
 
 
-def read_ensemble_config(path: str) -> List[Dict[str, Optional[str]]]:
-    """The member specs of an ensemble YAML: [{configs, data_augment_configs, overwrites}], with
-    relative file names resolved against the YAML's own folder (or naming shipped configs)."""
-    from mser.config import resolve_config_path
-    resolved = resolve_config_path(path)
-    members = ensemble_section(resolved)["members"]
-    folder = os.path.dirname(os.path.abspath(resolved))
-    return [member_spec(resolved, folder, index, member) for index, member in enumerate(members)]
+@dataclasses.dataclass(frozen=True)
+class EnsembleRecipe:
+    """An ensemble YAML, read and checked once: the member specs ({configs, data_augment_configs,
+    overwrites}, file names resolved against the YAML's own folder or naming shipped configs), the
+    `combine` rule ("mean" when it does not say), the test-time `views` (none) and the member
+    checkpoint folder ('best_model', or 'last_model' for `member_checkpoint: last`)."""
+
+    members: List[Dict[str, Optional[str]]]
+    combine: str
+    views: List[str]
+    member_checkpoint: str
 
 
-def read_ensemble_combine(path: str) -> str:
-    """The `combine` rule of an ensemble YAML ("mean" when it does not say)."""
-    from mser.config import resolve_config_path
-    resolved = resolve_config_path(path)
-    return check_combine(ensemble_section(resolved).get("combine", "mean"), f"{resolved}: ensemble.combine")
-
-
-def read_ensemble_views(path: str) -> List[str]:
-    """The test-time `views` of an ensemble YAML (none when it does not say), checked."""
+def read_ensemble_recipe(path: str) -> EnsembleRecipe:
+    """The recipe of an ensemble YAML (a file or a shipped config's name); a ConfigError naming the
+    file and the key for anything it cannot use."""
     from mser.config import resolve_config_path
     from mser.views import check_views
     resolved = resolve_config_path(path)
+    section = ensemble_section(resolved)
+    folder = os.path.dirname(os.path.abspath(resolved))
+    members = [member_spec(resolved, folder, index, member) for index, member in enumerate(section["members"])]
+    combine = check_combine(section.get("combine", "mean"), f"{resolved}: ensemble.combine")
     try:
-        return check_views(ensemble_section(resolved).get("views") or [])
+        views = check_views(section.get("views") or [])
     except ConfigError as e:
         raise ConfigError(f"{resolved}: ensemble.views: {e}") from None
-
-
-def read_ensemble_member_checkpoint(path: str) -> str:
-    """The checkpoint folder name ('best_model' or 'last_model') of an ensemble YAML's
-    `member_checkpoint` ("best" when it does not say)."""
-    from mser.config import resolve_config_path
-    resolved = resolve_config_path(path)
-    choice = ensemble_section(resolved).get("member_checkpoint", "best")
+    choice = section.get("member_checkpoint", "best")
     if choice not in MEMBER_CHECKPOINTS:
         raise ConfigError(f"{resolved}: ensemble.member_checkpoint must be one of "
                           f"{', '.join(MEMBER_CHECKPOINTS)}, got {choice!r}")
-    return MEMBER_CHECKPOINTS[choice]
+    return EnsembleRecipe(members, combine, views, MEMBER_CHECKPOINTS[choice])
 
 
 def ensemble_section(resolved: str) -> Dict[str, Any]:
@@ -235,8 +229,8 @@ def train(config_path: str, save_model_path: str = "models/", log_dir: str = "lo
     skips the members that finished and resumes the one that did not; `overwrite` retrains all.
     Returns the ensemble folder."""
     from mser.trainer import MSERTrainer
-    specs, combine = read_ensemble_config(config_path), read_ensemble_combine(config_path)
-    views, member_checkpoint = read_ensemble_views(config_path), read_ensemble_member_checkpoint(config_path)
+    recipe = read_ensemble_recipe(config_path)
+    specs = recipe.members
     directory = os.path.join(save_model_path, ENSEMBLE_DIR)
 
     def member_trainer(spec):
@@ -261,8 +255,8 @@ def train(config_path: str, save_model_path: str = "models/", log_dir: str = "lo
                     + (f", resuming from {resume}" if resume else ""))
         trainer.train(save_model_path=directory, log_dir=log_dir, overwrite=overwrite, resume_model=resume)
     if trainers[0].context.is_main:
-        write_manifest(directory, [os.path.join(directory, name, member_checkpoint) for name in names], combine,
-                       views)
+        write_manifest(directory, [os.path.join(directory, name, recipe.member_checkpoint) for name in names],
+                       recipe.combine, recipe.views)
         trainers[0].log(f"ensemble of {len(names)} models written to {directory} "
                         f"(eval.py --resume_model {directory})")
     return directory

@@ -126,9 +126,9 @@ def test_bad_ensemble_configs_are_one_line(members, fragment, tmp_path, demo_lis
 
 def test_shipped_ensemble_config_names_loadable_members():
     from mser.config import load_config
-    from mser.ensemble import is_ensemble_config, read_ensemble_config
+    from mser.ensemble import is_ensemble_config, read_ensemble_recipe
     assert is_ensemble_config("ensemble") and not is_ensemble_config("egemaps")
-    specs = read_ensemble_config(str(REPO / "configs" / "ensemble.yml"))
+    specs = read_ensemble_recipe(str(REPO / "configs" / "ensemble.yml")).members
     assert len(specs) == 3
     for spec in specs:
         assert load_config(spec["configs"])["preprocess_conf"]["speaker_norm"]["enable"]
@@ -262,7 +262,7 @@ def test_a_geometric_manifest_is_used_by_eval_and_the_predictor(ensemble, demo_l
 
 
 def test_the_combine_rule_of_a_config_and_a_manifest_is_checked(ensemble, tmp_path, demo_lists):
-    from mser.ensemble import read_combine, read_ensemble_combine
+    from mser.ensemble import read_combine, read_ensemble_recipe
     config = tmp_path / "ensemble.yml"
     config.write_text(yaml.safe_dump({"ensemble": {"members": [{"configs": "bi_lstm.yml"},
                                                                {"configs": "tdnn_prosody.yml"}],
@@ -270,7 +270,7 @@ def test_the_combine_rule_of_a_config_and_a_manifest_is_checked(ensemble, tmp_pa
     result = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
                         "--save_model_path", tmp_path / "models", "--overwrites", common_overwrites(demo_lists))
     assert_one_line_error(result, "ensemble.combine must be one of mean, geometric")
-    assert read_ensemble_combine("ensemble") == "geometric"      # the shipped config, as cross-validated
+    assert read_ensemble_recipe("ensemble").combine == "geometric"      # the shipped config, as cross-validated
     directory, _ = ensemble
     copy = tmp_path / "Ensemble"
     shutil.copytree(directory, copy)
@@ -329,8 +329,8 @@ def test_the_views_of_a_config_and_a_manifest_are_checked(ensemble, tmp_path, de
     result = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
                         "--save_model_path", tmp_path / "models", "--overwrites", common_overwrites(demo_lists))
     assert_one_line_error(result, "ensemble.views: unknown test-time view 'telefone' (did you mean 'telephone'?)")
-    from mser.ensemble import read_ensemble_views
-    assert read_ensemble_views("ensemble") == ["telephone"]      # the shipped config, as cross-validated
+    from mser.ensemble import read_ensemble_recipe
+    assert read_ensemble_recipe("ensemble").views == ["telephone"]      # the shipped config, as cross-validated
     directory, _ = ensemble
     copy = tmp_path / "Ensemble"
     shutil.copytree(directory, copy)
@@ -342,7 +342,7 @@ def test_the_views_of_a_config_and_a_manifest_are_checked(ensemble, tmp_path, de
 
 
 def test_member_checkpoint_last_names_the_members_last_epochs(ensemble, demo_lists, tmp_path):
-    from mser.ensemble import read_ensemble_member_checkpoint
+    from mser.ensemble import read_ensemble_recipe
     directory, _ = ensemble
     copy = tmp_path / "models" / "Ensemble"
     shutil.copytree(directory, copy)
@@ -359,7 +359,7 @@ def test_member_checkpoint_last_names_the_members_last_epochs(ensemble, demo_lis
     assert scored.returncode == 0, scored.stderr[-3000:]
     assert sorted(json.loads(scored.stdout.strip().splitlines()[-1])["members"]) == sorted(
         str(copy / name / "last_model") for name in MEMBERS)
-    assert read_ensemble_member_checkpoint(str(directory.parent.parent / "ensemble.yml")) == "best_model"
+    assert read_ensemble_recipe(str(directory.parent.parent / "ensemble.yml")).member_checkpoint == "best_model"
     config["ensemble"]["member_checkpoint"] = "final"
     (tmp_path / "bad.yml").write_text(yaml.safe_dump(config))
     bad = run_script("train.py", "--configs", tmp_path / "bad.yml", "--use_gpu", "false", "--log_dir", "",
