@@ -115,6 +115,21 @@ def test_levelled_analysis_keeps_the_level_as_the_last_value():
     assert silence[0, -1].item() == -100.0
 
 
+def test_the_trackers_pitch_level_comes_last_and_changes_nothing_else():
+    both = build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE, analysis_dBFS=-20, append_level=True,
+                            append_pitch_level=True)
+    assert both.feature_dim == 90 and both.feature_names[-2:] == ["level_dBFS", "pitch_level_st"]
+    assert "pitch_tracker" not in "".join(both.state_dict())   # the tracker's buffers are not saved
+    clips = [voice(1.0, f0=140.0), voice(1.0, f0=220.0, seed=1)]
+    values = both.extract(torch.stack(clips))
+    for row, f0 in zip(values, (140.0, 220.0)):
+        assert row[-1].item() == pytest.approx(12 * math.log2(f0 / 27.5), abs=1.0)   # semitones re 27.5 Hz
+    without = build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE, analysis_dBFS=-20, append_level=True)
+    torch.testing.assert_close(values[:, :-1], without.extract(torch.stack(clips)))
+    silence = both.extract(torch.zeros(1, SAMPLE_RATE))   # no voiced frame: the scaler's mean (0 unfitted)
+    assert silence[0, -1].item() == 0.0 and torch.isfinite(silence).all()
+
+
 def test_analysis_level_out_of_range_is_a_config_error():
     with pytest.raises(ConfigError, match=r"eGeMAPS: analysis_dBFS must lie in \[-80, 0\] dBFS, got 6"):
         build_featurizer("eGeMAPS", analysis_dBFS=6)
@@ -126,7 +141,8 @@ def test_missing_package_is_one_line_with_the_install_command(monkeypatch):
         build_featurizer("eGeMAPS")
 
 
-@pytest.mark.parametrize("method_args", [{}, {"analysis_dBFS": "null", "append_level": "false"}])   # level kept, not
+@pytest.mark.parametrize("method_args", [{}, {"analysis_dBFS": "null", "append_level": "false"},   # level kept, not
+                                         {"append_pitch_level": "true"}])
 def test_train_and_infer_with_the_egemaps_config(demo_lists, tmp_path, method_args):
     overwrites = {**{f"preprocess_conf.method_args.{key}": value for key, value in method_args.items()},
         "dataset_conf.train_list": demo_lists / "train_list.txt",

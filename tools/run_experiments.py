@@ -454,6 +454,19 @@ experiment("cv_ens_geometric_level_ep20_tdnn_ep20_telephone_view", "",
            kind="cv_ensemble", groups=("cv", "ensembles"),
            note="cv_ens_geometric_level_ep20_telephone_view with the TDNN member trained 20 epochs instead of 30")
 
+# 2026-12-01: a second opinion on pitch for the eGeMAPS member (eGeMAPS' append_pitch_level: the clip's
+# median F0 from our autocorrelation tracker, which predicted the generator's pitch better on the folds)
+PITCH_LEVEL = {"preprocess_conf": {"method_args": {"append_pitch_level": True}}}
+experiment("cv_egemaps_spknorm_level_pitch_copies_ep20", "configs/egemaps.yml",
+           compose(compose(EGEMAPS_MEMBER, EPOCHS_20), PITCH_LEVEL),
+           augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
+           note="cv_egemaps_spknorm_level_copies_ep20 with the tracker's pitch level (append_pitch_level)")
+experiment("cv_ens_geometric_level_pitch_ep20_telephone_view", "",
+           {"members": ("cv_egemaps_spknorm_level_pitch_copies_ep20", "cv_prosody_spknorm_chanaug",
+                        "cv_compare_spknorm_dbnorm"), "combine": "geometric", "views": ["telephone"]},
+           kind="cv_ensemble", groups=("cv", "ensembles"),
+           note="cv_ens_geometric_level_ep20_telephone_view, its eGeMAPS member with the tracker's pitch level")
+
 
 def list_lines(path: str) -> List[str]:
     with open(os.path.join(REPO, path), encoding="utf-8-sig") as f:

@@ -19,6 +19,12 @@ own level is subtracted (speaker normalisation); `append_level: true` keeps it a
 clip's RMS level in dBFS as it came in (`level_dBFS`, floored at LEVEL_FLOOR_DBFS). Levelling in the
 dataset (`use_dB_normalization`) instead would hide that level from the featurizer.
 
+A second opinion on pitch. openSMILE's F0 (subharmonic summation) errs in noise, and its percentiles
+with it; `append_pitch_level: true` adds the clip's pitch level from our autocorrelation tracker
+(FbankProsody's: the median F0 over voiced frames, in semitones re 27.5 Hz like eGeMAPS' F0 values;
+`pitch_level_st`, after `level_dBFS` when both are on). On the demo corpus's training voices it adds
+to eGeMAPS' own pitch values what the generator's per-clip pitch was (README, Features).
+
 Two cases where openSMILE gives no number are handled here:
   - a clip shorter than 60 ms (openSMILE's longest analysis window) makes openSMILE return NaN for
     every value, so such a clip is padded with silence to 60 ms first;
@@ -35,10 +41,14 @@ from mser.audio import normalize_db, rms_dbfs
 from mser.errors import ConfigError
 from mser.features.base import register_featurizer
 from mser.features.clip import ClipFeaturizer
+from mser.features.prosody import PitchTracker, pitch_level
 
 INSTALL_HINT = 'pip install "mser[opensmile]"'
 MIN_SECONDS = 0.060  # shorter segments come back from openSMILE as NaN in every value
 LEVEL_FLOOR_DBFS = -100.0   # the level of digital silence (16-bit audio's quietest step is -96 dBFS)
+# FbankProsody's default tracker: 60-600 Hz, voiced above a 0.45 autocorrelation peak, 10 ms hop
+PITCH_TRACKER_ARGS = dict(f0_min=60.0, f0_max=600.0, voicing_threshold=0.45)
+SEMITONES_27_5_HZ = 12 * math.log2(100 / 27.5)   # 100 Hz in semitones re 27.5 Hz (eGeMAPS' F0 unit)
 
 
 def import_opensmile(featurizer: str):
@@ -54,14 +64,16 @@ class OpenSmileFunctionals(ClipFeaturizer):
 
     scaler_path: a JSON scaler written by `save_scaler`, loaded at construction when given.
     analysis_dBFS: level each clip to this RMS (dBFS) before openSMILE analyses it (None: as it is).
-    append_level: add the clip's RMS level in dBFS, before any levelling, as the last value.
+    append_level: add the clip's RMS level in dBFS, before any levelling, as one more value.
+    append_pitch_level: add the clip's pitch level from our autocorrelation tracker (semitones re
+    27.5 Hz; the scaler's mean for a clip without voiced frames), last.
     """
 
     feature_set: str       # an opensmile.FeatureSet member name
     extra = "opensmile"    # the pip extra (and module) this featurizer needs
 
     def __init__(self, sample_rate: int = 16000, scaler_path: str = "", analysis_dBFS: Optional[float] = None,
-                 append_level: bool = False):
+                 append_level: bool = False, append_pitch_level: bool = False):
         super().__init__(sample_rate)
         opensmile = import_opensmile(type(self).__name__)
         if analysis_dBFS is not None and not -80.0 <= float(analysis_dBFS) <= 0.0:
@@ -70,7 +82,10 @@ class OpenSmileFunctionals(ClipFeaturizer):
         self.append_level = bool(append_level)
         self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
                                      feature_level=opensmile.FeatureLevel.Functionals)
-        self.feature_names: List[str] = list(self.smile.feature_names) + ["level_dBFS"] * self.append_level
+        self.pitch_tracker = (PitchTracker(sample_rate, hop=sample_rate // 100, **PITCH_TRACKER_ARGS)
+                              if append_pitch_level else None)
+        self.feature_names: List[str] = (list(self.smile.feature_names) + ["level_dBFS"] * self.append_level
+                                         + ["pitch_level_st"] * bool(append_pitch_level))
         self.feature_dim = len(self.feature_names)
         self.min_samples = math.ceil(MIN_SECONDS * sample_rate)
         self.init_scaler(scaler_path)
@@ -96,6 +111,11 @@ class OpenSmileFunctionals(ClipFeaturizer):
                             dtype=np.float32).reshape(-1)
         if self.append_level:
             values = np.append(values, np.float32(level))
+        if self.pitch_tracker is not None:
+            samples = torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))
+            with torch.no_grad():
+                octaves = pitch_level(self.pitch_tracker, samples)
+            values = np.append(values, np.float32(12 * octaves + SEMITONES_27_5_HZ))
         return values.reshape(self.feature_dim)
 
 

@@ -125,12 +125,8 @@ class FbankProsody(FrameFeaturizer):
         if self.fbank.noise_floor_db is not None:  # the same soft floor as the log-mel bins
             level_db = add_levels_db(level_db, self.fbank.noise_floor_db)
 
-        loud = masked_quantiles(level_db, mask, (LOUD_QUANTILE,))  # (batch, 1)
-        audible = mask & (level_db > loud - VOICED_RANGE_DB)
-        voiced = audible & (strength > self.tracker.voicing_threshold)
-        # The clip's pitch level: the median over voiced frames, robust to the tracker's octave
-        # errors on single frames at voicing onsets; 0 for a clip without voiced frames.
-        level_f0 = masked_quantiles(log_f0, voiced, (0.5,))
+        loud, audible, voiced = voiced_frames(strength, level_db, mask, self.tracker.voicing_threshold)
+        level_f0 = masked_quantiles(log_f0, voiced, (0.5,))   # the clip's pitch level (pitch_level)
         filled = torch.where(voiced, log_f0, level_f0)
         relative = filled - level_f0
         energy = (level_db - loud if self.energy_norm == "max" else level_db) / 10.0
@@ -144,6 +140,29 @@ class FbankProsody(FrameFeaturizer):
             scale = DELTA_SPAN * self.sample_rate / self.hop
             channels += [central_difference(filled, voiced) * scale, central_difference(energy, mask) * scale]
         return mask_frames(torch.stack(channels, dim=2), mask.sum(dim=1))
+
+
+def voiced_frames(strength: torch.Tensor, level_db: torch.Tensor, mask: torch.Tensor, voicing_threshold: float):
+    """(loud level (batch, 1), audible frames, voiced frames), each mask (batch, frames): a frame is
+    audible within VOICED_RANGE_DB of the clip's loud level (its LOUD_QUANTILE frame level), and
+    voiced when also periodic enough (autocorrelation peak above `voicing_threshold`)."""
+    loud = masked_quantiles(level_db, mask, (LOUD_QUANTILE,))
+    audible = mask & (level_db > loud - VOICED_RANGE_DB)
+    return loud, audible, audible & (strength > voicing_threshold)
+
+
+def pitch_level(tracker: nn.Module, clip: torch.Tensor) -> float:
+    """One clip's pitch level (samples,) -> the median log F0 in octaves re 100 Hz over its voiced
+    frames, as FbankProsody fills unvoiced frames with: robust to a tracker's octave errors on single
+    frames. NaN for a clip without a voiced frame or shorter than the tracker's window."""
+    if clip.shape[0] < tracker.window:
+        return math.nan
+    log_f0, strength, level_db = tracker(clip[None])
+    every_frame = torch.ones_like(strength, dtype=torch.bool)
+    _, _, voiced = voiced_frames(strength, level_db, every_frame, tracker.voicing_threshold)
+    if not voiced.any():
+        return math.nan
+    return float(masked_quantiles(log_f0, voiced, (0.5,))[0, 0])
 
 
 def add_levels_db(level_db: torch.Tensor, floor_db: float) -> torch.Tensor:
