@@ -41,13 +41,11 @@ from mser.audio import normalize_db, rms_dbfs
 from mser.errors import ConfigError
 from mser.features.base import register_featurizer
 from mser.features.clip import ClipFeaturizer
-from mser.features.prosody import PitchTracker, pitch_level
+from mser.features.prosody import F0_MAX_HZ, F0_MIN_HZ, VOICING_THRESHOLD, PitchTracker, pitch_level
 
 INSTALL_HINT = 'pip install "mser[opensmile]"'
 MIN_SECONDS = 0.060  # shorter segments come back from openSMILE as NaN in every value
 LEVEL_FLOOR_DBFS = -100.0   # the level of digital silence (16-bit audio's quietest step is -96 dBFS)
-# FbankProsody's default tracker: 60-600 Hz, voiced above a 0.45 autocorrelation peak, 10 ms hop
-PITCH_TRACKER_ARGS = dict(f0_min=60.0, f0_max=600.0, voicing_threshold=0.45)
 SEMITONES_27_5_HZ = 12 * math.log2(100 / 27.5)   # 100 Hz in semitones re 27.5 Hz (eGeMAPS' F0 unit)
 
 
@@ -82,7 +80,8 @@ class OpenSmileFunctionals(ClipFeaturizer):
         self.append_level = bool(append_level)
         self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
                                      feature_level=opensmile.FeatureLevel.Functionals)
-        self.pitch_tracker = (PitchTracker(sample_rate, hop=sample_rate // 100, **PITCH_TRACKER_ARGS)
+        # FbankProsody's default tracker, 10 ms hop
+        self.pitch_tracker = (PitchTracker(sample_rate, F0_MIN_HZ, F0_MAX_HZ, VOICING_THRESHOLD, sample_rate // 100)
                               if append_pitch_level else None)
         self.feature_names: List[str] = (list(self.smile.feature_names) + ["level_dBFS"] * self.append_level
                                          + ["pitch_level_st"] * bool(append_pitch_level))

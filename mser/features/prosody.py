@@ -51,6 +51,8 @@ ENERGY_NORMS = ("none", "max")
 LOUD_QUANTILE = 0.95
 DELTA_SPAN = 0.1  # seconds: deltas are expressed per 100 ms
 PITCH_TRACKERS = ("autocorr", "crepe")
+# the default tracker's search range (Hz) and voicing decision (autocorrelation peak strength)
+F0_MIN_HZ, F0_MAX_HZ, VOICING_THRESHOLD = 60.0, 600.0, 0.45
 
 
 @register_featurizer
@@ -64,8 +66,9 @@ class FbankProsody(FrameFeaturizer):
 
     def __init__(self, sample_rate: int = 16000, num_mel_bins: int = 80, use_fbank: bool = True,
                  mean_norm: bool = False, mel_mean_norm: bool = False, pitch_norm: str = "none",
-                 energy_norm: str = "none", deltas: bool = True, f0_min: float = 60.0, f0_max: float = 600.0,
-                 voicing_threshold: float = 0.45, pitch_tracker: str = "autocorr", **fbank_args):
+                 energy_norm: str = "none", deltas: bool = True, f0_min: float = F0_MIN_HZ,
+                 f0_max: float = F0_MAX_HZ, voicing_threshold: float = VOICING_THRESHOLD,
+                 pitch_tracker: str = "autocorr", **fbank_args):
         if pitch_norm not in PITCH_NORMS:
             raise ConfigError(f"FbankProsody: pitch_norm must be one of {', '.join(PITCH_NORMS)}, got {pitch_norm!r}")
         if energy_norm not in ENERGY_NORMS:
