@@ -109,3 +109,25 @@ def test_last_selection_is_refused_for_a_cv_run():
     result = run_script("tools/run_experiments.py", "cv_egemaps_spknorm_level", "--cv_selection", "last",
                         "--out_dir", "/nonexistent")
     assert result.returncode == 2 and "cv ensembles" in result.stderr
+
+
+def test_lists_from_another_folder_feed_every_run_and_score(demo_lists, tmp_path):
+    """--lists DIR: a full run trains on DIR's train list and is scored on DIR's test list (another
+    draw of the corpus, a user's own corpus); a folder without the lists is one error line."""
+    import yaml
+    tool = load_tool()
+    tiny = {"dataset_conf": {"dataset": {"max_duration": 1.5}, "eval_conf": {"max_duration": 2.0},
+                             "dataLoader": {"batch_size": 16, "num_workers": 0}, "val_fraction": 0.2},
+            "preprocess_conf": {"feature_method": "Fbank", "method_args": {"num_mel_bins": 40}},
+            "model_conf": {"model": "BiLSTM", "model_args": {"hidden_size": 32}},
+            "train_conf": {"max_epoch": 1}}
+    tool.experiment("tiny_full", "configs/bi_lstm.yml", tiny)
+    out = tmp_path / "out"
+    tool.main(["tiny_full", "--lists", str(demo_lists), "--seeds", "1000", "--out_dir", str(out)])
+    config = yaml.safe_load((out / "tiny_full" / "seed1000" / "config.yml").read_text())
+    assert config["dataset_conf"]["train_list"] == str(demo_lists / "train_list.txt")
+    assert config["dataset_conf"]["label_list_path"] == str(demo_lists / "label_list.txt")
+    row = json.loads((out / "results.jsonl").read_text().splitlines()[-1])
+    assert 0.0 <= row["test_ua"] <= 1.0 and "cross_ua" not in row     # no Festival list in that folder
+    result = run_script("tools/run_experiments.py", "egemaps", "--lists", tmp_path / "empty", "--out_dir", out)
+    assert result.returncode == 2 and "--lists" in result.stderr and "train_list.txt" in result.stderr

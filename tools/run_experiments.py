@@ -6,6 +6,8 @@
     python tools/run_experiments.py --list                                 # experiments and groups
     python tools/run_experiments.py configs --seeds 1000 1001 1002         # groups or single experiments
     python tools/run_experiments.py --table                                # markdown tables of what has run
+    python tools/run_experiments.py egemaps --lists other/lists --out_dir output/other   # the same runs on
+                                                                           # other lists (train/test/label)
 
 Two kinds of runs:
   full  train on dataset/train_list.txt; the best epoch is picked on the config's validation slice
@@ -63,6 +65,8 @@ TRAIN_LIST = os.path.join("dataset", "train_list.txt")
 TEST_LIST = os.path.join("dataset", "test_list.txt")
 CROSS_LIST = os.path.join("dataset", "festival_test_list.txt")
 LABEL_LIST = os.path.join("dataset", "label_list.txt")
+# --lists DIR: the dataset_conf keys every run's config gets, so that its lists come from DIR
+LIST_OVERRIDES: Dict[str, str] = {}
 
 # name: (config, changes, augmentation config or None, kind, groups, what it tests)
 EXPERIMENTS: Dict[str, tuple] = {}
@@ -526,6 +530,20 @@ class LoadSampler(threading.Thread):
         return self.samples
 
 
+def use_lists(directory: str) -> List[str]:
+    """Read the lists from `directory` instead of dataset/ (--lists): train_list.txt, test_list.txt,
+    label_list.txt and, when there, festival_test_list.txt. Returns the names of the required ones
+    missing there (nothing is changed then)."""
+    global TRAIN_LIST, TEST_LIST, CROSS_LIST, LABEL_LIST
+    paths = [os.path.join(os.path.abspath(directory), os.path.basename(path))
+             for path in (TRAIN_LIST, TEST_LIST, CROSS_LIST, LABEL_LIST)]
+    missing = [os.path.basename(path) for path in paths if path != paths[2] and not os.path.isfile(path)]
+    if not missing:
+        TRAIN_LIST, TEST_LIST, CROSS_LIST, LABEL_LIST = paths
+        LIST_OVERRIDES.update(train_list=TRAIN_LIST, test_list=TEST_LIST, label_list_path=LABEL_LIST)
+    return missing
+
+
 def write_run_config(name: str, run_dir: str, dataset_changes: dict, seed: Optional[int]) -> str:
     config, changes, _, _, _, _ = EXPERIMENTS[name]
     with open(os.path.join(REPO, config), encoding="utf-8") as f:
@@ -606,7 +624,7 @@ def run_one(name: str, out_dir: str, python: str, environment: Dict[str, str], f
     label = run_label(name, fold, seed, selection)
     run_dir = os.path.join(out_dir, label)
     os.makedirs(run_dir, exist_ok=True)
-    dataset_changes = {"feature_cache": {"cache_dir": os.path.join(out_dir, "features")}}
+    dataset_changes = {"feature_cache": {"cache_dir": os.path.join(out_dir, "features")}, **LIST_OVERRIDES}
     if fold is not None:
         lists = fold_lists(out_dir, fold, num_folds, TRAIN_VOICES.get(name, 1.0))
         # inner: the config's val_fraction of the training voices picks the epoch
@@ -944,12 +962,19 @@ def main(argv=None):
     parser.add_argument("--omp_wait_policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", ""],
                         help="OMP_WAIT_POLICY for train.py; PASSIVE stops idle OpenMP threads from "
                              "spinning, several times faster on a CPU shared with other jobs ('' leaves it)")
+    parser.add_argument("--lists", metavar="DIR", default=None,
+                        help="read train_list.txt, test_list.txt, label_list.txt and (when there) "
+                             "festival_test_list.txt from DIR instead of dataset/: another draw of the "
+                             "corpus, or your own corpus's lists from create_data.py --list_dir DIR")
     parser.add_argument("--list", action="store_true", help="list the experiments and the cv folds, and exit")
     parser.add_argument("--table", action="store_true", help="print the results tables and exit")
     parser.add_argument("--cache_benchmark", metavar="CONFIG", default=None,
                         help="time training epochs from the feature cache against features from audio "
                              "(e.g. configs/custom_features.yml) and exit")
     args = parser.parse_args(argv)
+    missing = use_lists(args.lists) if args.lists else []
+    if missing:
+        parser.error(f"--lists {args.lists}: no {', '.join(missing)} there")
     if args.list:
         for name, (config, changes, augment, kind, groups, note) in EXPERIMENTS.items():
             augment_text = json.dumps(augment) if isinstance(augment, dict) else augment
