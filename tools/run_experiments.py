@@ -459,7 +459,7 @@ experiment("cv_ens_geometric_level_ep20_tdnn_ep20_telephone_view", "",
            note="cv_ens_geometric_level_ep20_telephone_view with the TDNN member trained 20 epochs instead of 30")
 
 # 2026-12-01: a second opinion on pitch for the eGeMAPS member (eGeMAPS' append_pitch_level: the clip's
-# median F0 from our autocorrelation tracker, which predicted the generator's pitch better on the folds)
+# median F0 from our autocorrelation tracker, which added to eGeMAPS' own estimate of the generator's pitch)
 PITCH_LEVEL = {"preprocess_conf": {"method_args": {"append_pitch_level": True}}}
 experiment("cv_egemaps_spknorm_level_pitch_copies_ep20", "configs/egemaps.yml",
            compose(compose(EGEMAPS_MEMBER, EPOCHS_20), PITCH_LEVEL),
@@ -535,12 +535,12 @@ def use_lists(directory: str) -> List[str]:
     label_list.txt and, when there, festival_test_list.txt. Returns the names of the required ones
     missing there (nothing is changed then)."""
     global TRAIN_LIST, TEST_LIST, CROSS_LIST, LABEL_LIST
-    paths = [os.path.join(os.path.abspath(directory), os.path.basename(path))
-             for path in (TRAIN_LIST, TEST_LIST, CROSS_LIST, LABEL_LIST)]
-    missing = [os.path.basename(path) for path in paths if path != paths[2] and not os.path.isfile(path)]
+    train, test, cross, label = (os.path.join(os.path.abspath(directory), os.path.basename(path))
+                                 for path in (TRAIN_LIST, TEST_LIST, CROSS_LIST, LABEL_LIST))
+    missing = [os.path.basename(path) for path in (train, test, label) if not os.path.isfile(path)]
     if not missing:
-        TRAIN_LIST, TEST_LIST, CROSS_LIST, LABEL_LIST = paths
-        LIST_OVERRIDES.update(train_list=TRAIN_LIST, test_list=TEST_LIST, label_list_path=LABEL_LIST)
+        TRAIN_LIST, TEST_LIST, CROSS_LIST, LABEL_LIST = train, test, cross, label
+        LIST_OVERRIDES.update(train_list=train, test_list=test, label_list_path=label)
     return missing
 
 
