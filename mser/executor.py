@@ -22,7 +22,7 @@ from mser.consistency import CopyPairs, build_copy_consistency, collate_pairs
 from mser.config import load_config
 from mser.data import feature_cache
 from mser.data.augmented_copies import AugmentedCopies, build_copies
-from mser.data.dataset import AudioDataset, collate, worker_init
+from mser.data.dataset import AudioDataset, FeaturizingCollate, collate, worker_init
 from mser.data.lists import ListItem, has_speakers, read_data_list, read_label_list
 from mser.errors import CheckpointError, DataError
 from mser.factory import check_same_setup, featurizer_from_config, load_matching_weights, model_for_featurizer
@@ -207,11 +207,18 @@ class Executor:
                                          seed=self.config["train_conf"]["seed"])
             sampler.set_epoch(epoch)
         workers = loader_conf["num_workers"]
+        if self.featurizes_in_workers(dataset, train, workers) and collate_fn is collate:
+            collate_fn = FeaturizingCollate(self.featurizer)
         return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
                           sampler=sampler, generator=generator, collate_fn=collate_fn,
                           num_workers=workers, worker_init_fn=worker_init if workers else None,
                           drop_last=train and loader_conf["drop_last"],
                           pin_memory=self.device.type == "cuda")
+
+    def featurizes_in_workers(self, dataset, train: bool, workers: int) -> bool:
+        """Whether the loader workers that augment training clips on the CPU also compute their features."""
+        augmenting = isinstance(dataset, AudioDataset) and dataset.augmenter is not None
+        return train and augmenting and workers > 0 and self.device.type == "cpu"
 
     def read_lists(self):
         """(train, validation, test) items; validation is never taken from the test list."""

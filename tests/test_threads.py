@@ -69,3 +69,35 @@ def test_an_epoch_from_augmented_audio_trains_on_the_cores_the_workers_leave(mon
     seen.clear()
     MSERTrainer(config, use_gpu=False).train(save_model_path=str(tmp_path / "plain"), log_dir="")
     assert seen and set(seen) == {2}   # a worker that only decodes is light: both threads train
+
+
+def test_workers_that_augment_on_the_cpu_also_compute_the_features(monkeypatch, demo_lists, tmp_path):
+    """The batches of an epoch from augmented audio with a loader worker arrive as features; the
+    training from them is the one the main process would compute (same losses)."""
+    from conftest import tiny_overwrites
+    from mser.config import load_config
+    from mser.executor import Executor
+    from mser.trainer import MSERTrainer
+    arrived_as_features, losses = [], []
+    original = Executor.train_batch
+
+    def recording(self, batch, *args, **kwargs):
+        arrived_as_features.append(batch.is_features)
+        loss, correct = original(self, batch, *args, **kwargs)
+        losses.append(loss)
+        return loss, correct
+
+    monkeypatch.setattr(Executor, "train_batch", recording)
+    augment = tmp_path / "augment.yml"
+    augment.write_text("volume:\n  prob: 0.5\nnoise:\n  prob: 0.5\n")
+    runs = {}
+    for workers in (1, 0):
+        config = load_config("configs/bi_lstm.yml", tiny_overwrites(demo_lists, **{
+            "dataset_conf.dataLoader.num_workers": workers}))
+        arrived_as_features.clear()
+        losses.clear()
+        MSERTrainer(config, use_gpu=False, data_augment_configs=str(augment)).train(
+            save_model_path=str(tmp_path / f"workers{workers}"), log_dir="")
+        runs[workers] = (set(arrived_as_features), list(losses))
+    assert runs[1][0] == {True} and runs[0][0] == {False}
+    assert runs[1][1] == pytest.approx(runs[0][1], rel=1e-4)

@@ -116,6 +116,22 @@ def collate(samples: Sequence[Sample]) -> Batch:
     return Batch(inputs, lengths, labels, [s.path for s in usable], skipped, [s.speaker for s in usable])
 
 
+class FeaturizingCollate:
+    """`collate`, then the batch's features (batch, frames, dim) from `featurizer`: a loader worker
+    that augments clips on the CPU also featurizes them, so that the main process only runs the
+    model (a TDNN epoch on augmented audio on 2 cores: 9.8 -> 8.0 s, the same losses; README, Benchmark)."""
+
+    def __init__(self, featurizer: torch.nn.Module):
+        self.featurizer = featurizer
+
+    def __call__(self, samples: Sequence[Sample]) -> Batch:
+        batch = collate(samples)
+        if len(batch):
+            with torch.no_grad():
+                batch.inputs, batch.lengths = self.featurizer(batch.inputs, batch.lengths)
+        return batch
+
+
 def worker_init(worker_id: int) -> None:
     # Each worker decodes on one thread; the main process owns the cores for the model.
     torch.set_num_threads(1)
