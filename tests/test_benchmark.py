@@ -38,6 +38,19 @@ def test_quick_benchmark_prints_tables_and_one_json_object():
     assert all(f"## {title}" in result.stdout for title in ("featurizers", "training", "inference"))
 
 
+def test_train_section_with_augmentation_times_epochs_from_augmented_audio_in_a_worker(tmp_path):
+    augment = tmp_path / "augment.yml"
+    augment.write_text("noise:\n  prob: 1.0\nreverb:\n  prob: 1.0\n")
+    result = run_script("tools/benchmark.py", "--quick", "--sections", "train", "--batch_size", "4",
+                        "--models", "BiLSTM", "--num_workers", "1", "--data_augment_configs", str(augment), "--json",
+                        env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (train,) = json.loads(result.stdout.strip().splitlines()[-1])["train"]
+    assert train["augmentation"] == str(augment) and train["num_workers"] == 1
+    assert train["pipeline_clips_per_s"] > 0 and train["cached_clips_per_s"] > 0 and train["featurizer_clips_per_s"] > 0
+    assert f"training from audio with augmentation: {augment}; loader workers: 1" in result.stdout
+
+
 def test_extract_section_times_cache_building_in_one_process_and_in_workers():
     result = run_script("tools/benchmark.py", "--sections", "extract", "--featurizers", "CustomFeatures,Fbank",
                         "--extract_clips", "24", "--json")

@@ -10,7 +10,9 @@ Sections (--sections, all but peers by default):
             WAV files, from audio (AudioDataset, DataLoader workers, collate, featurizer, model,
             optimizer: the path waveform augmentation needs) and from the feature cache
             (extract_features.py); the same training step on features computed beforehand; the
-            ratios (pipeline efficiency), and where the rest goes (featurizer alone, DataLoader alone)
+            ratios (pipeline efficiency), and where the rest goes (featurizer alone, DataLoader alone);
+            with --data_augment_configs the epochs from audio augment every clip, as train.py does
+            (loader workers that augment on the CPU also compute the features)
   extract   clip-level featurizers (openSMILE eGeMAPS and ComParE, CustomFeatures; the --featurizers
             choice): clips/s of mser.data.feature_cache.compute_features, what extract_features.py
             and train.py run to build a cache, on --extract_clips 3 s clips with
@@ -134,6 +136,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "e.g. \"model_conf.model_args.channels=512\"")
     parser.add_argument("--num_workers", type=int, default=None,
                         help="DataLoader workers for the training pipeline (default: the model's config)")
+    parser.add_argument("--data_augment_configs", default=None,
+                        help="waveform augmentation for the train section's epochs from audio (as train.py's "
+                             "option; the model-only and featurizer figures stay unaugmented)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--use_gpu", type=lambda s: s.lower() in ("1", "true", "yes"), default=False,
                         help="benchmark on the GPU when there is one")
@@ -404,11 +409,12 @@ class TrainingRig:
     """An executor, model, optimizer and AMP for one config, built as MSERTrainer.train builds them
     (mser.builder.build_run), without a trainer: no process group, no reseeding."""
 
-    def __init__(self, config: Dict[str, Any], use_gpu: bool):
+    def __init__(self, config: Dict[str, Any], use_gpu: bool, data_augment_configs: Optional[str] = None):
         from mser.builder import build_run
+        from mser.data.dataset import AudioDataset
         from mser.executor import Executor
         self.config = config
-        self.trainer = Executor.from_config(config, use_gpu=use_gpu)
+        self.trainer = Executor.from_config(config, use_gpu=use_gpu, data_augment_configs=data_augment_configs)
         self.device = self.trainer.device
         self.items = self.trainer.read_lists()[0]
         run = build_run(config, self.trainer.featurizer, self.trainer.labels, self.items, self.device,
@@ -416,12 +422,14 @@ class TrainingRig:
         self.model, self.optimizer, self.amp, self.criterion = run.model, run.optimizer, run.amp, run.criterion
         self.trainer.model = self.model
         self.dataset = self.trainer.dataset(self.items, train=True)
+        # the clips as recorded, for the figures that time one part of the pipeline on waveforms
+        self.unaugmented = AudioDataset(self.items, self.trainer.clip, train=True, seed=config["train_conf"]["seed"])
         self.warmed_up = False
 
     def feature_batches(self) -> List[tuple]:
         """(waveforms, lengths, features, frame_lengths, labels) for each batch of one epoch."""
         batches = []
-        for batch in self.trainer.loader(self.dataset, train=True, epoch=0):
+        for batch in self.trainer.loader(self.unaugmented, train=True, epoch=0):
             features, frame_lengths = self.trainer.features(batch)
             batches.append((batch.inputs.to(self.device), batch.lengths.to(self.device), features,
                             frame_lengths, batch.labels.to(self.device)))
@@ -447,8 +455,11 @@ class TrainingRig:
 
     def cached_pipeline_clips_per_s(self) -> float:
         """One training epoch reading the feature cache, which is computed first (not timed)."""
+        from mser.data.feature_cache import CachedFeatureDataset
         self.trainer.prepare_caches(rebuild=True)
-        dataset = self.trainer.dataset(self.items, train=True)
+        # built directly: with waveform augmentation, trainer.dataset would read the audio again
+        dataset = CachedFeatureDataset(self.items, self.trainer.caches, self.trainer.max_frames(self.trainer.clip.max_duration),
+                                       train=True, seed=self.config["train_conf"]["seed"])
         self.trainer.caches = None  # back to audio for the other measurements
         stats = self.trainer.train_epoch(1, self.model, dataset, self.criterion, self.optimizer, None, self.amp, None)
         return stats.clips / stats.seconds
@@ -462,7 +473,7 @@ class TrainingRig:
     def loader_clips_per_s(self) -> float:
         """Decoding and collating alone, worker start-up included."""
         start = time.perf_counter()
-        clips = sum(len(batch) for batch in self.trainer.loader(self.dataset, train=True, epoch=2))
+        clips = sum(len(batch) for batch in self.trainer.loader(self.unaugmented, train=True, epoch=2))
         return clips / (time.perf_counter() - start)
 
 
@@ -470,7 +481,7 @@ def training_row(model: str, workspace: Workspace, args, peak: Optional[Dict[str
                  enable_amp: bool = False) -> Dict[str, Any]:
     config = benchmark_config(model, workspace, args.batch_size, args.batch_size * args.batches, enable_amp,
                               args.num_workers, args.overwrites)
-    rig = TrainingRig(config, args.use_gpu)
+    rig = TrainingRig(config, args.use_gpu, args.data_augment_configs)
     batches = rig.feature_batches()
     model_only, pipeline, cached = 0.0, {"clips_per_s": 0.0}, 0.0
     for _ in range(max(1, args.repeats)):
@@ -483,6 +494,7 @@ def training_row(model: str, workspace: Workspace, args, peak: Optional[Dict[str
     gflop = fwd_bwd_gflop(rig.model, batches[0][2][:2].float())
     row = {"model": model, "setup": describe_model(config), "amp": "bf16" if enable_amp else "fp32",
            "num_workers": config["dataset_conf"]["dataLoader"]["num_workers"],
+           "augmentation": args.data_augment_configs or "none",
            "pipeline_clips_per_s": round(pipeline["clips_per_s"], 2),
            "model_only_clips_per_s": round(model_only, 2),
            "pipeline_efficiency": round(pipeline["clips_per_s"] / model_only, 3),
@@ -1181,6 +1193,8 @@ def print_results(results: Dict[str, Any]) -> None:
             print(f"{task}: {values}")
     if results.get("train"):
         print("\nsetups: " + "; ".join(row["setup"] for row in results["train"]))
+        print("training from audio with augmentation: " + ", ".join(sorted({row["augmentation"] for row in results["train"]}))
+              + f"; loader workers: {', '.join(sorted({str(row['num_workers']) for row in results['train']}))}")
 
 
 def print_peers(peers: Optional[Dict[str, Any]], meta: Dict[str, Any]) -> None:
