@@ -458,8 +458,9 @@ class TrainingRig:
         from mser.data.feature_cache import CachedFeatureDataset
         self.trainer.prepare_caches(rebuild=True)
         # built directly: with waveform augmentation, trainer.dataset would read the audio again
-        dataset = CachedFeatureDataset(self.items, self.trainer.caches, self.trainer.max_frames(self.trainer.clip.max_duration),
-                                       train=True, seed=self.config["train_conf"]["seed"])
+        max_frames = self.trainer.max_frames(self.trainer.clip.max_duration)
+        dataset = CachedFeatureDataset(self.items, self.trainer.caches, max_frames, train=True,
+                                       seed=self.config["train_conf"]["seed"])
         self.trainer.caches = None  # back to audio for the other measurements
         stats = self.trainer.train_epoch(1, self.model, dataset, self.criterion, self.optimizer, None, self.amp, None)
         return stats.clips / stats.seconds
@@ -1193,8 +1194,9 @@ def print_results(results: Dict[str, Any]) -> None:
             print(f"{task}: {values}")
     if results.get("train"):
         print("\nsetups: " + "; ".join(row["setup"] for row in results["train"]))
-        print("training from audio with augmentation: " + ", ".join(sorted({row["augmentation"] for row in results["train"]}))
-              + f"; loader workers: {', '.join(sorted({str(row['num_workers']) for row in results['train']}))}")
+        augmentation = ", ".join(sorted({row["augmentation"] for row in results["train"]}))
+        workers = ", ".join(sorted({str(row["num_workers"]) for row in results["train"]}))
+        print(f"training from audio with augmentation: {augmentation}; loader workers: {workers}")
 
 
 def print_peers(peers: Optional[Dict[str, Any]], meta: Dict[str, Any]) -> None:
