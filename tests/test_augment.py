@@ -13,6 +13,7 @@ from mser.data.augment import (
     build_spec_augment,
     colored_noise,
     load_augmentation_config,
+    reverberate,
     synthetic_rir,
 )
 from mser.errors import ConfigError
@@ -82,6 +83,24 @@ def test_noise_colours_tilt_the_spectrum():
         return np.sum(power[50:500]) / np.sum(power[4000:7000])  # 50-500 Hz against 4-7 kHz
     white, pink, brown = (low_to_high(c) for c in ("white", "pink", "brown"))
     assert white < 0.5 and pink > 2 * white and brown > 10 * pink
+
+
+def test_noise_of_a_length_with_a_large_prime_factor_keeps_its_length_and_colour():
+    length = 16001   # prime: shaped over a fast FFT length and cut
+    noises = {c: colored_noise(length, c, np.random.default_rng(2)) for c in ("white", "pink", "brown")}
+    assert all(n.shape == (length,) and n.dtype == np.float32 and np.isfinite(n).all() for n in noises.values())
+    assert all(np.std(n) == pytest.approx(1.0, rel=0.05) for n in noises.values())
+    low_to_high = {c: np.sum(np.abs(np.fft.rfft(n)[50:500]) ** 2) / np.sum(np.abs(np.fft.rfft(n)[4000:7000]) ** 2)
+                   for c, n in noises.items()}
+    assert low_to_high["pink"] > 2 * low_to_high["white"] and low_to_high["brown"] > 10 * low_to_high["pink"]
+
+
+def test_reverberation_is_the_convolution_with_the_response_cut_to_the_clip():
+    clip = speech_like(seconds=0.37)
+    rir = synthetic_rir(0.3, RATE, np.random.default_rng(3))
+    out = reverberate(clip, rir)
+    assert out.shape == clip.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, np.convolve(clip.astype(np.float64), rir)[:clip.shape[0]], atol=1e-5)
 
 
 def write_noise_folder(folder, rate=8000):

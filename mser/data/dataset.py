@@ -119,7 +119,8 @@ def collate(samples: Sequence[Sample]) -> Batch:
 class FeaturizingCollate:
     """`collate`, then the batch's features (batch, frames, dim) from `featurizer`: a loader worker
     that augments clips on the CPU also featurizes them, so that the main process only runs the
-    model (a TDNN epoch on augmented audio on 2 cores: 9.8 -> 8.0 s, the same losses; README, Benchmark)."""
+    model (a TDNN epoch on augmented audio on 2 cores: 9.8 -> 8.0 s, the same losses; README, Data
+    augmentation)."""
 
     def __init__(self, featurizer: torch.nn.Module):
         self.featurizer = featurizer
