@@ -458,7 +458,7 @@ experiment("cv_ens_geometric_level_ep20_tdnn_ep20_telephone_view", "",
            kind="cv_ensemble", groups=("cv", "ensembles"),
            note="cv_ens_geometric_level_ep20_telephone_view with the TDNN member trained 20 epochs instead of 30")
 
-# 2026-12-02: augmentation on fast FFT lengths and features computed in the loader worker made the
+# 2026-12-01, later: augmentation on fast FFT lengths and features computed in the loader worker made the
 # TDNN member's epochs about a fifth faster (the coloured noise is drawn anew): the 30 epochs again with
 # that code, and 40 epochs in about the time the 30 took before; a loader worker, as in ensemble.yml
 for _suffix, _epochs in (("fastaug", 30), ("fastaug_ep40", 40)):
@@ -466,12 +466,26 @@ for _suffix, _epochs in (("fastaug", 30), ("fastaug_ep40", 40)):
                compose(compose(SPEAKER_NORM, NO_CACHE), {"train_conf": {"max_epoch": _epochs},
                                                          "dataset_conf": {"dataLoader": {"num_workers": 1}}}),
                augment="configs/augmentation_channel.yml", kind="cv", groups=("cv",),
-               note=f"cv_prosody_spknorm_chanaug with the augmentation code of 2026-12-02, {_epochs} epochs")
+               note=f"cv_prosody_spknorm_chanaug with the faster augmentation (fast FFT lengths), {_epochs} epochs")
     experiment(f"cv_ens_geometric_level_ep20_tdnn_{_suffix}_telephone_view", "",
                {"members": ("cv_egemaps_spknorm_level_copies_ep20", f"cv_prosody_spknorm_chanaug_{_suffix}",
                             "cv_compare_spknorm_dbnorm"), "combine": "geometric", "views": ["telephone"]},
                kind="cv_ensemble", groups=("cv", "ensembles"),
                note=f"cv_ens_geometric_level_ep20_telephone_view with cv_prosody_spknorm_chanaug_{_suffix} as its TDNN")
+
+# configs/ensemble.yml on the test sets again with the faster augmentation code (its eGeMAPS copies'
+# and the TDNN's coloured noise are drawn anew; ComParE, without augmentation, is unchanged: its runs are reused)
+experiment("egemaps_copies_ep20_all_voices_fastaug", "configs/egemaps.yml",
+           compose(compose(COPIES, EPOCHS_20), ALL_VOICES), augment="configs/augmentation_copies.yml",
+           groups=("augment",), note="egemaps_copies_ep20_all_voices with the faster augmentation (fast FFT lengths)")
+experiment("tdnn_prosody_chanaug_all_voices_fastaug", PROSODY, compose(compose(NO_CACHE, DECODING_WORKER), ALL_VOICES),
+           augment="configs/augmentation_channel.yml", groups=("augment",),
+           note="tdnn_prosody_chanaug_all_voices with the faster augmentation (fast FFT lengths)")
+experiment("ensemble_all_voices_ep20_fastaug", "configs/ensemble.yml",
+           {"members": ("egemaps_copies_ep20_all_voices_fastaug", "compare_dbnorm_all_voices",
+                        "tdnn_prosody_chanaug_all_voices_fastaug"), "combine": "geometric", "views": ["telephone"]},
+           kind="ensemble", groups=("ensembles",),
+           note="configs/ensemble.yml with the faster augmentation (ensemble_all_voices_ep20 rerun)")
 
 # 2026-12-01: a second opinion on pitch for the eGeMAPS member (eGeMAPS' append_pitch_level: the clip's
 # median F0 from our autocorrelation tracker, which added to eGeMAPS' own estimate of the generator's pitch)
