@@ -28,8 +28,8 @@ def torch_threads(count: Optional[int]) -> Iterator[None]:
 
 
 def threads_beside_workers(device: torch.device, workers: int) -> Optional[int]:
-    """The torch threads for this process while `workers` DataLoader processes augment clips on
-    the CPU: the cores they leave, at least one, never more than torch uses now (None:
+    """The torch threads for this process while `workers` DataLoader processes augment (and
+    featurize) clips on the CPU: the cores they leave, at least one, never more than torch uses now (None:
     no change: no workers, or not the CPU). Two threads here and a worker on two cores slowed a
     TDNN epoch from audio down instead of overlapping the two (README, Data augmentation)."""
     if device.type != "cpu" or workers <= 0:
