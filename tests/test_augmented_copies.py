@@ -50,6 +50,15 @@ def test_each_copy_is_a_session_of_its_speaker(tmp_path):
     assert gain_of(other, other.items[0].path, CLIPS[0]) != pytest.approx(gains[0], rel=1e-4)
 
 
+def test_the_copies_key_changes_with_the_augmentation_codes_draws(tmp_path, monkeypatch):
+    from mser.data import augment
+    copies = AugmentedCopies(CLIPS, 2, gain_only(tmp_path), ClipSettings(16000), seed=7)
+    before = copies.description()
+    assert before == AugmentedCopies(CLIPS, 2, gain_only(tmp_path), ClipSettings(16000), seed=7).description()
+    monkeypatch.setattr(augment, "DRAWS_VERSION", augment.DRAWS_VERSION + 1)
+    assert copies.description() != before   # copies cached by an older mser are drawn anew
+
+
 def test_copies_need_waveform_augmentation_and_a_whole_number(tmp_path):
     config = load_config("configs/egemaps.yml", "dataset_conf.feature_cache.augmented_copies=2")
     with pytest.raises(ConfigError, match="--data_augment_configs"):

@@ -93,6 +93,10 @@ SECTION_ALIASES = {"gain": "gain in a dB range is the 'volume' section (prob, mi
 
 # Power spectral density ~ 1 / f**exponent.
 NOISE_COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
+# Raised whenever a change makes a config draw other audio from the same seed; part of the key of
+# cached augmented copies, so that copies drawn by an older mser are drawn anew.
+# 2: coloured noise shaped over a fast FFT length (2026-12-01)
+DRAWS_VERSION = 2
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 # Synthetic rooms: energy of the direct sound relative to the reverberant tail. 0 dB is a talker
 # a metre or two away in an ordinary room; the tail still dominates the sound for a high RT60.

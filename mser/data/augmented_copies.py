@@ -57,8 +57,9 @@ class AugmentedCopies:
 
     def description(self) -> str:
         """What shapes the copies besides the clips themselves, as canonical JSON (for the cache key)."""
-        return json.dumps({"copies": self.copies, "seed": self.seed, "augmentation": self.augment_config},
-                          sort_keys=True, default=str)
+        from mser.data import augment
+        return json.dumps({"copies": self.copies, "seed": self.seed, "augmentation": self.augment_config,
+                           "draws": augment.DRAWS_VERSION}, sort_keys=True, default=str)
 
     def session_rng(self, path: str, copy: int, speaker: str) -> np.random.Generator:
         """The random stream of one clip: shared by a speaker's clips in one copy (a session)."""
