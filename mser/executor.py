@@ -180,14 +180,18 @@ class Executor:
 
     def dataset(self, items: Sequence[ListItem], train: bool):
         if self.caches is not None and not (train and self.training_reads_audio()):
-            return feature_cache.CachedFeatureDataset(items, self.caches, self.max_frames(self.clip.max_duration),
-                                                      train=train, seed=self.config["train_conf"]["seed"])
+            return self.cached_dataset(items, train)
         augmenter = None
         if train and self.augment_config is not None:
             from mser.data.augment import WaveformAugmenter
             augmenter = WaveformAugmenter(self.augment_config, self.clip.sample_rate,
                                           self.config["train_conf"]["seed"])
         return AudioDataset(items, self.clip, train=train, augmenter=augmenter, seed=self.config["train_conf"]["seed"])
+
+    def cached_dataset(self, items: Sequence[ListItem], train: bool) -> "feature_cache.CachedFeatureDataset":
+        """The clips' features read from the prepared caches (prepare_caches)."""
+        return feature_cache.CachedFeatureDataset(items, self.caches, self.max_frames(self.clip.max_duration),
+                                                  train=train, seed=self.config["train_conf"]["seed"])
 
     def loader(self, dataset, train: bool, epoch: int = 0) -> DataLoader:
         dataset_conf = self.config["dataset_conf"]

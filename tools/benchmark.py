@@ -455,12 +455,9 @@ class TrainingRig:
 
     def cached_pipeline_clips_per_s(self) -> float:
         """One training epoch reading the feature cache, which is computed first (not timed)."""
-        from mser.data.feature_cache import CachedFeatureDataset
         self.trainer.prepare_caches(rebuild=True)
-        # built directly: with waveform augmentation, trainer.dataset would read the audio again
-        max_frames = self.trainer.max_frames(self.trainer.clip.max_duration)
-        dataset = CachedFeatureDataset(self.items, self.trainer.caches, max_frames, train=True,
-                                       seed=self.config["train_conf"]["seed"])
+        # not trainer.dataset: with waveform augmentation, it would read the audio again
+        dataset = self.trainer.cached_dataset(self.items, train=True)
         self.trainer.caches = None  # back to audio for the other measurements
         stats = self.trainer.train_epoch(1, self.model, dataset, self.criterion, self.optimizer, None, self.amp, None)
         return stats.clips / stats.seconds
