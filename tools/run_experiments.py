@@ -54,7 +54,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import yaml
@@ -377,9 +377,17 @@ for _name, _config, _changes, _augment in (
         ("tdnn_prosody_chanaug", PROSODY, compose(NO_CACHE, DECODING_WORKER), "configs/augmentation_channel.yml")):
     experiment(f"{_name}_all_voices", _config, compose(_changes, ALL_VOICES), augment=_augment, groups=("augment",),
                note=f"{_name} trained on every training voice, its last epoch the model (val_fraction 0)")
+
+
+def telephone_view_ensemble(*members: str) -> Dict[str, Any]:
+    """The changes of an ensemble combined as configs/ensemble.yml combines its members: the geometric
+    mean of their probabilities, each clip also heard through the telephone view."""
+    return {"members": members, "combine": "geometric", "views": ["telephone"]}
+
+
 experiment("ensemble_all_voices", "configs/ensemble.yml",
-           {"members": ("egemaps_copies_all_voices", "compare_dbnorm_all_voices", "tdnn_prosody_chanaug_all_voices"),
-            "combine": "geometric", "views": ["telephone"]},
+           telephone_view_ensemble("egemaps_copies_all_voices", "compare_dbnorm_all_voices",
+                                   "tdnn_prosody_chanaug_all_voices"),
            kind="ensemble", groups=("ensembles",),
            note="configs/ensemble.yml: its members trained on every training voice, each one's last epoch "
                 "(val_fraction 0, member_checkpoint: last), the geometric mean, the telephone view")
@@ -390,8 +398,8 @@ experiment("egemaps_copies_ep20_all_voices", "configs/egemaps.yml", compose(comp
            augment="configs/augmentation_copies.yml", groups=("augment",),
            note="egemaps_copies_all_voices, 20 epochs (train_conf.max_epoch), as configs/ensemble.yml's member")
 experiment("ensemble_all_voices_ep20", "configs/ensemble.yml",
-           {"members": ("egemaps_copies_ep20_all_voices", "compare_dbnorm_all_voices",
-                        "tdnn_prosody_chanaug_all_voices"), "combine": "geometric", "views": ["telephone"]},
+           telephone_view_ensemble("egemaps_copies_ep20_all_voices", "compare_dbnorm_all_voices",
+                                   "tdnn_prosody_chanaug_all_voices"),
            kind="ensemble", groups=("ensembles",),
            note="configs/ensemble.yml since 2026-12-01: ensemble_all_voices with the eGeMAPS member's 20 epochs")
 experiment("ensemble_all_dbnorm", "", {"members": ("egemaps_dbnorm_copies", "compare_dbnorm",
@@ -431,8 +439,8 @@ for _suffix, _members in (
     experiment("cv_ens_geometric" + _suffix, "", {"members": _members, "combine": "geometric"}, kind="cv_ensemble",
                groups=("cv", "ensembles"), note="geometric mean of the probabilities of " + ", ".join(_members))
 experiment("cv_ens_geometric_level_telephone_view", "",
-           {"members": ("cv_egemaps_spknorm_level_copies", "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
-            "combine": "geometric", "views": ["telephone"]}, kind="cv_ensemble", groups=("cv", "ensembles"),
+           telephone_view_ensemble("cv_egemaps_spknorm_level_copies", "cv_prosody_spknorm_chanaug",
+                                   "cv_compare_spknorm_dbnorm"), kind="cv_ensemble", groups=("cv", "ensembles"),
            note="cv_ens_geometric_level with the telephone test-time view (mser.views)")
 # ensemble.yml since 2026-12-01: the eGeMAPS member trains 20 epochs of the mended schedule
 for _suffix, _egemaps in (("ep20", "cv_egemaps_spknorm_level_copies_ep20"),
@@ -440,8 +448,8 @@ for _suffix, _egemaps in (("ep20", "cv_egemaps_spknorm_level_copies_ep20"),
                           ("ep10_pairs1", "cv_egemaps_spknorm_level_copies_ep10_pairs1"),
                           ("ep10_pairs3", "cv_egemaps_spknorm_level_copies_ep10_pairs3")):
     experiment(f"cv_ens_geometric_level_{_suffix}_telephone_view", "",
-               {"members": (_egemaps, "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
-                "combine": "geometric", "views": ["telephone"]}, kind="cv_ensemble", groups=("cv", "ensembles"),
+               telephone_view_ensemble(_egemaps, "cv_prosody_spknorm_chanaug", "cv_compare_spknorm_dbnorm"),
+               kind="cv_ensemble", groups=("cv", "ensembles"),
                note=f"cv_ens_geometric_level_telephone_view with {_egemaps} as its eGeMAPS member")
 
 
@@ -453,8 +461,8 @@ for _views in (("telephone", "gsm"), ("telephone", "overdrive"), ("telephone", "
                kind="cv_ensemble", groups=("cv", "ensembles"),
                note=f"cv_ens_geometric_level_ep20_telephone_view with the test-time views {', '.join(_views)}")
 experiment("cv_ens_geometric_level_ep20_tdnn_ep20_telephone_view", "",
-           {"members": ("cv_egemaps_spknorm_level_copies_ep20", "cv_prosody_spknorm_chanaug_ep20",
-                        "cv_compare_spknorm_dbnorm"), "combine": "geometric", "views": ["telephone"]},
+           telephone_view_ensemble("cv_egemaps_spknorm_level_copies_ep20", "cv_prosody_spknorm_chanaug_ep20",
+                                   "cv_compare_spknorm_dbnorm"),
            kind="cv_ensemble", groups=("cv", "ensembles"),
            note="cv_ens_geometric_level_ep20_telephone_view with the TDNN member trained 20 epochs instead of 30")
 
@@ -468,8 +476,8 @@ for _suffix, _epochs in (("fastaug", 30), ("fastaug_ep40", 40)):
                augment="configs/augmentation_channel.yml", kind="cv", groups=("cv",),
                note=f"cv_prosody_spknorm_chanaug with the faster augmentation (fast FFT lengths), {_epochs} epochs")
     experiment(f"cv_ens_geometric_level_ep20_tdnn_{_suffix}_telephone_view", "",
-               {"members": ("cv_egemaps_spknorm_level_copies_ep20", f"cv_prosody_spknorm_chanaug_{_suffix}",
-                            "cv_compare_spknorm_dbnorm"), "combine": "geometric", "views": ["telephone"]},
+               telephone_view_ensemble("cv_egemaps_spknorm_level_copies_ep20", f"cv_prosody_spknorm_chanaug_{_suffix}",
+                                       "cv_compare_spknorm_dbnorm"),
                kind="cv_ensemble", groups=("cv", "ensembles"),
                note=f"cv_ens_geometric_level_ep20_telephone_view with cv_prosody_spknorm_chanaug_{_suffix} as its TDNN")
 
@@ -482,8 +490,8 @@ experiment("tdnn_prosody_chanaug_all_voices_fastaug", PROSODY, compose(compose(N
            augment="configs/augmentation_channel.yml", groups=("augment",),
            note="tdnn_prosody_chanaug_all_voices with the faster augmentation (fast FFT lengths)")
 experiment("ensemble_all_voices_ep20_fastaug", "configs/ensemble.yml",
-           {"members": ("egemaps_copies_ep20_all_voices_fastaug", "compare_dbnorm_all_voices",
-                        "tdnn_prosody_chanaug_all_voices_fastaug"), "combine": "geometric", "views": ["telephone"]},
+           telephone_view_ensemble("egemaps_copies_ep20_all_voices_fastaug", "compare_dbnorm_all_voices",
+                                   "tdnn_prosody_chanaug_all_voices_fastaug"),
            kind="ensemble", groups=("ensembles",),
            note="configs/ensemble.yml with the faster augmentation (ensemble_all_voices_ep20 rerun)")
 
@@ -495,8 +503,8 @@ experiment("cv_egemaps_spknorm_level_pitch_copies_ep20", "configs/egemaps.yml",
            augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
            note="cv_egemaps_spknorm_level_copies_ep20 with the tracker's pitch level (append_pitch_level)")
 experiment("cv_ens_geometric_level_pitch_ep20_telephone_view", "",
-           {"members": ("cv_egemaps_spknorm_level_pitch_copies_ep20", "cv_prosody_spknorm_chanaug",
-                        "cv_compare_spknorm_dbnorm"), "combine": "geometric", "views": ["telephone"]},
+           telephone_view_ensemble("cv_egemaps_spknorm_level_pitch_copies_ep20", "cv_prosody_spknorm_chanaug",
+                                   "cv_compare_spknorm_dbnorm"),
            kind="cv_ensemble", groups=("cv", "ensembles"),
            note="cv_ens_geometric_level_ep20_telephone_view, its eGeMAPS member with the tracker's pitch level")
 
