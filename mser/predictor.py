@@ -50,7 +50,7 @@ import torch
 
 from mser import checkpoint
 from mser.audio import (AudioSource, describe, input_name, load_audio, normalize_db, resample,
-                        warn_if_band_limited)
+                        warn_if_band_limited, warn_if_clipped)
 from mser.clip import ClipSettings
 from mser.config import apply_overwrites, load_config
 from mser.errors import AudioError, CheckpointError, ConfigError, MSERWarning
@@ -203,10 +203,12 @@ class MSERPredictor:
 
         Raises AudioError for undecodable audio, an array without `sample_rate`, or a clip
         shorter than dataset_conf.dataset.min_duration. Warns (mser.errors.BandwidthWarning) when
-        the clip is much narrower-band than the model's audio, e.g. 8 kHz telephone audio.
+        the clip is much narrower-band than the model's audio, e.g. 8 kHz telephone audio, and
+        (mser.errors.ClippingWarning) when it is clipped.
         """
         samples, native_rate = self.clip.load_with_rate(audio, sample_rate)
         warn_if_band_limited(samples, self.sample_rate, native_rate, input_name(audio), self.model_band_hz)
+        warn_if_clipped(samples, input_name(audio))
         return samples
 
     # ---- the model -------------------------------------------------------------------------
@@ -445,6 +447,7 @@ class MSERPredictor:
         if samples.shape[0]:
             warn_if_band_limited(samples[:int(READ_BLOCK_SECONDS * rate)], rate, sample_rate, input_name(audio),
                                  self.model_band_hz)
+            warn_if_clipped(samples[:int(READ_BLOCK_SECONDS * rate)], input_name(audio))
         duration = samples.shape[0] / rate
         with warnings.catch_warnings():   # loading Silero's TorchScript model: torch.jit deprecation notes
             warnings.simplefilter("ignore", FutureWarning)
@@ -460,8 +463,9 @@ class MSERPredictor:
         window_n, hop_n, min_n = round(window * rate), max(1, round(hop * rate)), round(self.min_duration * rate)
         buffer, offset, covered = np.zeros(0, dtype=np.float32), 0, 0   # offset: sample index of buffer[0]
         for index, block in enumerate(read_blocks(audio, rate, sample_rate)):
-            if index == 0:   # the first 10 s tell the recording's bandwidth (BandwidthWarning)
+            if index == 0:   # the first 10 s tell the recording's bandwidth and clipping (mser.errors warnings)
                 warn_if_band_limited(block, rate, sample_rate, input_name(audio), self.model_band_hz)
+                warn_if_clipped(block, input_name(audio))
             buffer = np.concatenate([buffer, block])
             while buffer.shape[0] >= window_n:
                 yield self.segment(buffer[:window_n], offset, rate, self.clip)

@@ -233,10 +233,11 @@ def load_usable(predictor: ViewPredictor, clips: Sequence[tuple], progress) -> t
     """([label], [samples]) of the (path, label) clips that load; each one that does not is said once."""
     from tqdm import tqdm
 
-    from mser.errors import AudioError, BandwidthWarning
+    from mser.errors import AudioError, BandwidthWarning, ClippingWarning
     labels, waveforms = [], []
-    with warnings.catch_warnings():   # a list's narrow-band clips are data, as in eval.py without views
+    with warnings.catch_warnings():   # a list's narrow-band or clipped clips are data, as in eval.py without views
         warnings.simplefilter("ignore", BandwidthWarning)
+        warnings.simplefilter("ignore", ClippingWarning)
         for path, label in clips:
             try:
                 waveforms.append(predictor.load(path))

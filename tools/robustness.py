@@ -187,8 +187,9 @@ def evaluate(model_path: str, test_list: str, names: Sequence[str], use_gpu: boo
     """{condition: {unweighted_accuracy, accuracy, flip_rate, num_samples}} on `test_list`; `views`:
     the predictor's test-time views (mser.views)."""
     from mser import MSERPredictor
-    from mser.errors import BandwidthWarning
+    from mser.errors import BandwidthWarning, ClippingWarning
     warnings.filterwarnings("ignore", category=BandwidthWarning)  # telephone_8k is narrow on purpose
+    warnings.filterwarnings("ignore", category=ClippingWarning)   # and clipping clipped
     predictor = MSERPredictor(model_path=model_path, use_gpu=use_gpu, views=views)
     items = read_data_list(test_list, len(predictor.labels))   # a checkpoint's or an ensemble's labels
     clips = [load_audio(item[0], SAMPLE_RATE) for item in items]
