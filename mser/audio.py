@@ -2,7 +2,7 @@
 import io
 import os
 import warnings
-from typing import BinaryIO, Optional, Tuple, Union
+from typing import BinaryIO, Callable, Optional, Tuple, Union
 
 import numpy as np
 import scipy.fft
@@ -102,14 +102,19 @@ def load_audio(source: AudioSource, target_sample_rate: int = 16000, sample_rate
 
 def load_audio_and_rate(source: AudioSource, target_sample_rate: int = 16000, sample_rate: Optional[int] = None,
                         min_duration: float = 0.0, use_db_normalization: bool = False,
-                        target_db: float = -20.0, clean: bool = False) -> Tuple[np.ndarray, int]:
-    """`load_audio`, and the sample rate the audio had before resampling (its file's, or `sample_rate`)."""
+                        target_db: float = -20.0, clean: bool = False,
+                        inspect: Optional[Callable[[np.ndarray], None]] = None) -> Tuple[np.ndarray, int]:
+    """`load_audio`, and the sample rate the audio had before resampling (its file's, or `sample_rate`).
+    inspect: called with the decoded mono samples at their own rate, before anything changes them
+    (resampling rounds off the flat tops that tell a clipped recording, `warn_if_clipped`)."""
     samples, rate = decode(source, sample_rate)
     samples = to_mono(samples)
     if samples.size == 0:
         raise AudioError(f"audio {describe(source)} holds no samples")
     if not np.all(np.isfinite(samples)):
         raise AudioError(f"audio {describe(source)} holds NaN or infinite samples")
+    if inspect is not None:
+        inspect(samples)
     samples = resample(samples, rate, target_sample_rate)
     if clean:
         samples = remove_dc_and_digital_silence(samples, target_sample_rate)
@@ -253,7 +258,8 @@ def warn_if_band_limited(samples: np.ndarray, sample_rate: int, native_rate: Opt
 # clip as recorded has 1 % of its samples in them and every clip under 12 dB of overdrive does
 # (median 6.7 %); the answers of the recommended ensemble change on about a fifth of clipped clips
 # (README, Robustness). The run is looked for at the clip's own extremes, so a clipped clip turned
-# down afterwards, or with its DC offset removed, still counts.
+# down afterwards, or with its DC offset removed, still counts; resampling rounds the flat tops off,
+# so the samples are looked at before it (load_audio_and_rate's `inspect`).
 CLIPPED_RUN = 3             # samples in a row at an extreme make a flat top
 CLIPPED_SHARE = 0.01        # warn from this share of the samples in flat tops
 CLIPPED_TOLERANCE = 1e-4    # of the clip's peak-to-peak range: "at" an extreme
@@ -286,7 +292,8 @@ def clipping_message(samples: np.ndarray, name: str = "the audio") -> Optional[s
 
 def warn_if_clipped(samples: np.ndarray, name: str = "the audio") -> bool:
     """Raise a ClippingWarning (never an error) when `clipping_message` has something to say; returns
-    whether it did (once per input under Python's default warning filter, as BandwidthWarning)."""
+    whether it did (once per input under Python's default warning filter, as BandwidthWarning).
+    Give it the samples at their own rate: resampled flat tops ring and may pass unnoticed."""
     message = clipping_message(samples, name)
     if message is not None:
         warnings.warn(message, ClippingWarning, stacklevel=3)

@@ -4,7 +4,7 @@ The dataset, the feature cache and the predictor read clips the same way; they t
 `ClipSettings`, not from `dataset_conf` each on its own.
 """
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -45,13 +45,15 @@ class ClipSettings:
         seconds = self.max_seconds(train)
         return int(seconds * self.sample_rate) if seconds and seconds > 0 else None
 
-    def load_with_rate(self, source: AudioSource, sample_rate: Optional[int] = None) -> Tuple[np.ndarray, int]:
+    def load_with_rate(self, source: AudioSource, sample_rate: Optional[int] = None,
+                       inspect: Optional[Callable[[np.ndarray], None]] = None) -> Tuple[np.ndarray, int]:
         """(samples (samples,) float32 at `sample_rate` of the settings, the source's own rate):
         decoded, mono, resampled, cleaned (DC offset, digital silence), checked against
-        min_duration and dB-normalised as training reads it. Raises AudioError."""
+        min_duration and dB-normalised as training reads it; `inspect` sees the decoded samples at
+        their own rate first (mser.audio.load_audio_and_rate). Raises AudioError."""
         return load_audio_and_rate(source, self.sample_rate, sample_rate=sample_rate,
                                    min_duration=self.min_duration, use_db_normalization=self.use_db_normalization,
-                                   target_db=self.target_db, clean=True)
+                                   target_db=self.target_db, clean=True, inspect=inspect)
 
     def load(self, source: AudioSource, sample_rate: Optional[int] = None) -> np.ndarray:
         """`load_with_rate` without the rate: (samples,) float32."""

@@ -206,9 +206,10 @@ class MSERPredictor:
         the clip is much narrower-band than the model's audio, e.g. 8 kHz telephone audio, and
         (mser.errors.ClippingWarning) when it is clipped.
         """
-        samples, native_rate = self.clip.load_with_rate(audio, sample_rate)
-        warn_if_band_limited(samples, self.sample_rate, native_rate, input_name(audio), self.model_band_hz)
-        warn_if_clipped(samples, input_name(audio))
+        name = input_name(audio)
+        samples, native_rate = self.clip.load_with_rate(audio, sample_rate,
+                                                        inspect=lambda native: warn_if_clipped(native, name))
+        warn_if_band_limited(samples, self.sample_rate, native_rate, name, self.model_band_hz)
         return samples
 
     # ---- the model -------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The clipped-input warning: mser.audio.clipped_share, the ClippingWarning of MSERPredictor and the
 `warning: ...` line of infer.py, on clipped speech-like clips (also turned down after clipping, and
 with a DC offset) and on clean ones and the shipped corpus's test clips (which never warn)."""
+import csv
 import warnings
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import soundfile
 
 from conftest import REPO, run_script
-from mser.audio import CLIPPED_SHARE, clipped_share, clipping_message
+from mser.audio import CLIPPED_SHARE, clipped_share, clipping_message, resample
 from mser.errors import ClippingWarning
 
 pytest.register_assert_rewrite("mic_fixtures")  # see test_predictor.py
@@ -67,16 +68,21 @@ def test_single_samples_at_the_peak_are_not_flat_tops():
     assert clipped_share(samples) == 0.0
 
 
-def test_shipped_test_clips_as_recorded_do_not_warn():
-    """The demo corpus clips some clips a little (its generator's hot takes): none reaches the threshold."""
-    rows = (REPO / "dataset" / "test_list.txt")
-    paths = [line.split("\t")[0] for line in rows.read_text(encoding="utf-8").splitlines()][::10] if rows.exists() else []
-    if not paths:
-        pytest.skip("no dataset/test_list.txt (create_data.py writes it)")
-    for path in paths:
-        samples, _ = soundfile.read(str(REPO / path) if not path.startswith("/") else path, dtype="float32")
-        assert clipping_message(samples) is None, path
-        assert clipping_message(overdriven(samples)) is not None, path
+def test_demo_corpus_clipping_is_found_where_its_generator_clipped():
+    """The demo generator clips 57 of its 1,080 clips at the 98.5-99.7th percentile of |x| (about
+    0.1-1.5 % of their samples): those have flat tops, the others none; overdriven, every clip warns."""
+    with open(REPO / "dataset" / "demo" / "metadata.tsv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    clipped = [row for row in rows if float(row["clip_percentile"]) > 0][:6]
+    unclipped = [row for row in rows if float(row["clip_percentile"]) == 0][::100]
+    for row in clipped + unclipped:
+        samples, _ = soundfile.read(str(REPO / "dataset" / "demo" / row["file"]), dtype="float32")
+        share = clipped_share(samples)
+        if row in clipped:
+            assert 0.0005 < share < 0.02, row["file"]
+        else:
+            assert share == 0.0 and clipping_message(samples) is None, row["file"]
+        assert clipping_message(overdriven(samples)) is not None, row["file"]
 
 
 # ---------------------------------------------------------------- MSERPredictor and infer.py
@@ -89,6 +95,8 @@ def clipped_files(tmp_path_factory):
     soundfile.write(str(folder / "clipped.wav"), overdriven(voice(seed=1)), RATE)
     long_clip = np.concatenate([overdriven(voice(seed=2)) for _ in range(8)])   # 12 s, longer than a read block
     soundfile.write(str(folder / "clipped_long.wav"), long_clip, RATE)
+    # recorded at 44.1 kHz and clipped there: resampling to the model's rate would round the flat tops off
+    soundfile.write(str(folder / "clipped_44k.wav"), overdriven(resample(voice(seed=3), RATE, 44100)), 44100)
     return folder
 
 
@@ -100,6 +108,9 @@ def test_predictor_warns_on_clipped_input_and_still_answers(tiny_model, clipped_
     assert label in predictor.labels and 0 <= score <= 1   # a warning, never an error
     with pytest.warns(ClippingWarning, match="the audio array is clipped"):
         predictor.predict(overdriven(voice()), sample_rate=RATE)
+    with pytest.warns(ClippingWarning, match="clipped_44k.wav is clipped"):
+        predictor.predict(str(clipped_files / "clipped_44k.wav"))
+    assert clipped_share(resample(overdriven(resample(voice(seed=3), RATE, 44100)), 44100, RATE)) < CLIPPED_SHARE
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ClippingWarning)
         segments = predictor.predict_long(str(clipped_files / "clipped_long.wav"), window=1.0)
