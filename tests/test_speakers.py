@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import assert_one_line_error, run_script
+from conftest import REPO, assert_one_line_error, run_script
 from mser.data.lists import ListItem, read_data_list, read_label_list
 from mser.errors import ConfigError, DataError
 
@@ -462,3 +462,33 @@ def test_robustness_tool_with_whole_statistics_does_not_depend_on_the_session_or
             reports[statistics, seed] = json.loads(out.read_text())
     assert reports["whole", 0] == reports["whole", 1]   # every clip sees all of its speaker's clips
     assert set(reports["running", 0]) == {"clean", "level_-10dB"}
+
+
+def test_speaker_mix_tool_scores_each_speakers_drawn_mix(normalised_model, demo_lists, tmp_path):
+    """tools/speaker_mix.py keeps a Dirichlet share of each speaker's emotions (seeded) and scores the
+    kept clips with their own statistics, with all of the speaker's clips' and with none."""
+    import json
+    import sys
+    sys.path.insert(0, str(REPO / "tools"))
+    from speaker_mix import mixed_rows
+    truth = [0, 1, 2] * 4 + [0, 1, 2] * 4
+    speakers = ["a"] * 12 + ["b"] * 12
+    rows = mixed_rows(truth, speakers, 3, 0.3, np.random.default_rng(0))
+    assert rows == mixed_rows(truth, speakers, 3, 0.3, np.random.default_rng(0))     # seeded
+    for speaker in ("a", "b"):
+        kept = [truth[r] for r in rows if speakers[r] == speaker]
+        assert len(kept) >= 2 and max(kept.count(c) for c in range(3)) == 4      # the top emotion keeps every clip
+    model_dir, _ = normalised_model
+    out = tmp_path / "mix.json"
+    result = run_script("tools/speaker_mix.py", "--model_path", model_dir, "--test_list", demo_lists / "test_list.txt",
+                        "--alpha", "0.5", "--draws", "2", "--json", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert len(report["draws"]) == 2 and report["alpha"] == 0.5
+    for entry in report["draws"]:
+        assert 0 < entry["num_samples"] <= len((demo_lists / "test_list.txt").read_text().splitlines())
+        keys = ("own_mix_ua", "even_mix_ua", "no_speaker_ua", "answers_changed")
+        assert all(0.0 <= entry[key] <= 1.0 for key in keys)
+    assert "mean of 2 draws (alpha 0.5): UA own mix" in result.stdout
+    refused = run_script("tools/speaker_mix.py", "--model_path", model_dir, "--alpha", "0")
+    assert refused.returncode == 2 and "--alpha must be above 0" in refused.stderr

@@ -233,14 +233,20 @@ def main(argv=None) -> None:
     unknown = [n for n in names if n not in CONDITIONS]
     if unknown:
         parser.error(f"unknown condition(s) {', '.join(unknown)}; choose from {', '.join(CONDITIONS)}")
+    report(lambda: evaluate(args.model_path, args.test_list, names, args.use_gpu, not args.no_speakers,
+                            args.session_seed, args.statistics, args.views), args.json)
+
+
+def report(evaluation: Callable[[], dict], json_path: Optional[str]) -> None:
+    """Run a tool's evaluation: bad input (an MSERError) is one error line and exit code 1; the
+    results also go to `json_path` when given."""
     from mser.errors import MSERError
     try:
-        results = evaluate(args.model_path, args.test_list, names, args.use_gpu, not args.no_speakers,
-                           args.session_seed, args.statistics, args.views)
+        results = evaluation()
     except MSERError as e:
         sys.exit(f"error: {e}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
 
 
