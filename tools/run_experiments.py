@@ -481,6 +481,24 @@ for _suffix, _epochs in (("fastaug", 30), ("fastaug_ep40", 40)):
                kind="cv_ensemble", groups=("cv", "ensembles"),
                note=f"cv_ens_geometric_level_ep20_telephone_view with cv_prosody_spknorm_chanaug_{_suffix} as its TDNN")
 
+# 2026-12-01, a third session: two untried ways to vary the TDNN member's talkers and frames,
+# each on top of its channel augmentation: Kaldi-style speed perturbation (pitch, formants and rate
+# together, as one voice differs from another) and SpecAugment on its features
+with open(os.path.join(REPO, "configs", "augmentation_channel.yml"), encoding="utf-8") as _file:
+    CHANNEL_AUGMENTATION = yaml.safe_load(_file)
+for _suffix, _section in (("speed", {"speed": {"prob": 0.5, "speeds": [0.9, 1.0, 1.1]}}),
+                          ("specaug", {"spec_aug": {"prob": 0.5, "freq_mask_width": 8, "num_freq_masks": 2,
+                                                    "time_mask_width": 10, "num_time_masks": 2}})):
+    experiment(f"cv_prosody_spknorm_chanaug_fastaug_{_suffix}", PROSODY,
+               compose(compose(SPEAKER_NORM, NO_CACHE), {"dataset_conf": {"dataLoader": {"num_workers": 1}}}),
+               augment={**CHANNEL_AUGMENTATION, **_section}, kind="cv", groups=("cv",),
+               note=f"cv_prosody_spknorm_chanaug_fastaug with {next(iter(_section))} added to its augmentation")
+    experiment(f"cv_ens_geometric_level_ep20_tdnn_fastaug_{_suffix}_telephone_view", "",
+               telephone_view_ensemble("cv_egemaps_spknorm_level_copies_ep20",
+                                       f"cv_prosody_spknorm_chanaug_fastaug_{_suffix}", "cv_compare_spknorm_dbnorm"),
+               kind="cv_ensemble", groups=("cv", "ensembles"),
+               note=f"cv_ens_geometric_level_ep20_tdnn_fastaug_telephone_view, its TDNN with {next(iter(_section))}")
+
 # configs/ensemble.yml on the test sets again with the faster augmentation code (its eGeMAPS copies'
 # and the TDNN's coloured noise are drawn anew; ComParE, without augmentation, is unchanged: its runs are reused)
 experiment("egemaps_copies_ep20_all_voices_fastaug", "configs/egemaps.yml",
