@@ -36,11 +36,11 @@ class BandwidthWarning(MSERWarning):
     `warnings.filterwarnings("ignore", category=mser.errors.BandwidthWarning)`."""
 
 
-
 class ClippingWarning(MSERWarning):
     """The input is clipped: a share of its samples is stuck at its peak (mser.audio.clipping_message),
     e.g. a recording with the microphone gain set too high. Silence it with
     `warnings.filterwarnings("ignore", category=mser.errors.ClippingWarning)`."""
+
 
 @contextlib.contextmanager
 def warnings_as_lines(stream: Optional[TextIO] = None) -> Iterator[None]:

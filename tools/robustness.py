@@ -189,7 +189,7 @@ def evaluate(model_path: str, test_list: str, names: Sequence[str], use_gpu: boo
     from mser import MSERPredictor
     from mser.errors import BandwidthWarning, ClippingWarning
     warnings.filterwarnings("ignore", category=BandwidthWarning)  # telephone_8k is narrow on purpose
-    warnings.filterwarnings("ignore", category=ClippingWarning)   # and clipping clipped
+    warnings.filterwarnings("ignore", category=ClippingWarning)   # and clipping, hot_mic_12dB clipped
     predictor = MSERPredictor(model_path=model_path, use_gpu=use_gpu, views=views)
     items = read_data_list(test_list, len(predictor.labels))   # a checkpoint's or an ensemble's labels
     clips = [load_audio(item[0], SAMPLE_RATE) for item in items]
