@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))                  
 from mser.audio import load_audio  # noqa: E402
 from mser.data.lists import read_data_list  # noqa: E402
 from mser.metrics import compute_metrics  # noqa: E402
-from robustness import SAMPLE_RATE, predict_condition, report  # noqa: E402
+from robustness import CONDITIONS, SAMPLE_RATE, predict_condition, report  # noqa: E402
 
 MIN_CLIPS = 2   # a speaker keeps at least this many clips (a statistics of one clip is its own mean)
 
@@ -76,7 +76,7 @@ def evaluate(model_path: str, test_list: str, alpha: float = 1.0, draws: int = 3
         raise DataError(f"{test_list} names no speaker for some clips (third column): mixes are per speaker")
     clips = [load_audio(item[0], SAMPLE_RATE) for item in items]
     truth = np.array([item[1] for item in items])
-    as_is = lambda samples: (samples, SAMPLE_RATE)   # noqa: E731 (the clean condition)
+    as_is = CONDITIONS["clean"]
     even = np.array(predict_condition(predictor, clips, speakers, as_is, statistics="whole"))
     global_only = np.array(predict_condition(predictor, clips, [""] * len(clips), as_is))
     rng = np.random.default_rng(seed)
