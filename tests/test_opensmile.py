@@ -1,4 +1,4 @@
-"""openSMILE featurizers (eGeMAPS, ComParE): sizes, padding, non-finite values, the scaler, train.py."""
+"""openSMILE featurizers (eGeMAPS, ComParE, eGeMAPS_LLD): sizes, padding, non-finite values, the scaler, train.py."""
 import json
 import math
 import sys
@@ -130,9 +130,35 @@ def test_the_trackers_pitch_level_comes_last_and_changes_nothing_else():
     assert silence[0, -1].item() == 0.0 and torch.isfinite(silence).all()
 
 
-def test_analysis_level_out_of_range_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"eGeMAPS: analysis_dBFS must lie in \[-80, 0\] dBFS, got 6"):
-        build_featurizer("eGeMAPS", analysis_dBFS=6)
+def test_contours_fill_pauses_and_keep_the_level():
+    contours = build_featurizer("eGeMAPS_LLD", sample_rate=SAMPLE_RATE, analysis_dBFS=-20, append_level=True).eval()
+    names = contours.feature_names
+    assert contours.feature_dim == 27 and names[-2:] == ["voiced", "level_dBFS"] and names[10].startswith("F0")
+    clip = torch.cat([voice(0.6), torch.zeros(SAMPLE_RATE // 2), voice(0.6, f0=180.0, seed=1)])
+    features, frames = contours(torch.stack([clip, 0.1 * clip]))
+    assert frames.tolist() == [166, 166]   # 1.7 s: one frame every 10 ms, the last ending 50 ms before the end
+    loud, quiet = features
+    voiced = loud[:, names.index("voiced")] == 1.0
+    assert 0.4 < voiced.float().mean() < 0.9 and not voiced[70:100].any()   # the pause (0.6-1.1 s) is unvoiced
+    voiced_only = [i for i, name in enumerate(names) if name.endswith("nz")]
+    assert len(voiced_only) == 15
+    median = loud[voiced][:, voiced_only].median(dim=0).values
+    for column, value in zip(voiced_only, median):   # the pause holds the voiced frames' median, not 0 or -201
+        assert torch.allclose(loud[~voiced, column], loud[~voiced, column][0]) and loud[~voiced, column][0] != 0
+        assert abs(loud[~voiced, column][0] - value) <= (loud[voiced, column].max() - loud[voiced, column].min())
+    assert 12 * math.log2(140 / 27.5) - 1 < median[0] < 12 * math.log2(180 / 27.5) + 1   # F0 in semitones
+    level = loud[:, -1]
+    assert torch.all(level == level[0]) and (level[0] - quiet[0, -1]).item() == pytest.approx(20.0, abs=1e-3)
+    torch.testing.assert_close(loud[:, :-1], quiet[:, :-1], rtol=1e-3, atol=1e-3)   # both heard at -20 dBFS
+    silence, _ = contours(torch.zeros(1, SAMPLE_RATE))
+    assert torch.isfinite(silence).all() and silence[0, :, voiced_only].abs().sum() == 0
+    assert silence[0, 0, -1].item() == -100.0
+
+
+@pytest.mark.parametrize("name", ["eGeMAPS", "eGeMAPS_LLD"])
+def test_analysis_level_out_of_range_is_a_config_error(name):
+    with pytest.raises(ConfigError, match=rf"{name}: analysis_dBFS must lie in \[-80, 0\] dBFS, got 6"):
+        build_featurizer(name, analysis_dBFS=6)
 
 
 def test_missing_package_is_one_line_with_the_install_command(monkeypatch):
@@ -160,6 +186,34 @@ def test_train_and_infer_with_the_egemaps_config(demo_lists, tmp_path, method_ar
     assert "fitted the eGeMAPS scaler" in result.stdout and "test set, best model" in result.stdout
     assert list((tmp_path / "cache").glob("eGeMAPS_*_train_list_*.pt"))
     model = tmp_path / "models" / "BiLSTM_eGeMAPS" / "best_model"
+    clip = (demo_lists / "test_list.txt").read_text().splitlines()[0].split("\t")[0]
+    inferred = run_script("infer.py", "--model_path", model, "--audio_path", clip, "--json")
+    assert inferred.returncode == 0, inferred.stderr[-3000:]
+    labels = (demo_lists / "label_list.txt").read_text().split()
+    assert json.loads(inferred.stdout.strip().splitlines()[-1])["label"] in labels
+
+
+def test_train_and_infer_with_the_contour_config(demo_lists, tmp_path):
+    overwrites = {
+        "dataset_conf.train_list": demo_lists / "train_list.txt",
+        "dataset_conf.test_list": demo_lists / "test_list.txt",
+        "dataset_conf.label_list_path": demo_lists / "label_list.txt",
+        "dataset_conf.eval_conf.max_duration": 2.0,
+        "dataset_conf.feature_cache.cache_dir": tmp_path / "cache",
+        "dataset_conf.feature_cache.augmented_copies": 1,
+        "model_conf.model_args.channels": 16,
+        "model_conf.model_args.stats_channels": 32,
+        "model_conf.model_args.embd_dim": 16,
+        "train_conf.max_epoch": 2,
+    }
+    result = run_script("train.py", "--configs", "configs/egemaps_lld.yml", "--use_gpu", "false",
+                        "--data_augment_configs", "configs/augmentation_copies.yml",
+                        "--save_model_path", tmp_path / "models", "--log_dir", "",
+                        "--overwrites", ",".join(f"{key}={value}" for key, value in overwrites.items()))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "test set, best model" in result.stdout and "1 cached copies" in result.stdout
+    assert list((tmp_path / "cache").glob("eGeMAPS_LLD_*_train_list_*.pt"))
+    model = tmp_path / "models" / "TDNN_eGeMAPS_LLD" / "best_model"
     clip = (demo_lists / "test_list.txt").read_text().splitlines()[0].split("\t")[0]
     inferred = run_script("infer.py", "--model_path", model, "--audio_path", clip, "--json")
     assert inferred.returncode == 0, inferred.stderr[-3000:]

@@ -526,6 +526,20 @@ experiment("cv_ens_geometric_level_pitch_ep20_telephone_view", "",
            kind="cv_ensemble", groups=("cv", "ensembles"),
            note="cv_ens_geometric_level_ep20_telephone_view, its eGeMAPS member with the tracker's pitch level")
 
+# 2026-12-01, a sixth session: a frame-level member on openSMILE's eGeMAPS contours (eGeMAPS_LLD) instead of,
+# or beside, log-mel + our prosody contours; trained, like the eGeMAPS member, on 2 cached augmented copies
+experiment("cv_lld_spknorm_copies", "configs/egemaps_lld.yml", compose(SPEAKER_NORM, COPIES),
+           augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
+           note="configs/egemaps_lld.yml (TDNN on eGeMAPS contours), 2 augmented copies per clip")
+for _suffix, _members in (("lld_for_tdnn", ("cv_egemaps_spknorm_level_copies_ep20", "cv_lld_spknorm_copies",
+                                            "cv_compare_spknorm_dbnorm")),
+                          ("plus_lld", ("cv_egemaps_spknorm_level_copies_ep20", "cv_prosody_spknorm_chanaug_fastaug",
+                                        "cv_compare_spknorm_dbnorm", "cv_lld_spknorm_copies"))):
+    experiment(f"cv_ens_geometric_level_ep20_{_suffix}_telephone_view", "", telephone_view_ensemble(*_members),
+               kind="cv_ensemble", groups=("cv", "ensembles"),
+               note="cv_ens_geometric_level_ep20_tdnn_fastaug_telephone_view with the eGeMAPS-contour TDNN "
+                    + ("in place of the log-mel one" if _suffix == "lld_for_tdnn" else "as a fourth member"))
+
 
 def list_lines(path: str) -> List[str]:
     with open(os.path.join(REPO, path), encoding="utf-8-sig") as f:

@@ -32,14 +32,14 @@ Two cases where openSMILE gives no number are handled here:
     standardisation; 0 before a scaler is fitted), so that one odd value cannot poison a batch.
 """
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from mser.audio import normalize_db, rms_dbfs
 from mser.errors import ConfigError
-from mser.features.base import register_featurizer
+from mser.features.base import FrameFeaturizer, register_featurizer
 from mser.features.clip import ClipFeaturizer
 from mser.features.prosody import F0_MAX_HZ, F0_MIN_HZ, VOICING_THRESHOLD, PitchTracker, pitch_level
 
@@ -47,6 +47,23 @@ INSTALL_HINT = 'pip install "mser[opensmile]"'
 MIN_SECONDS = 0.060  # shorter segments come back from openSMILE as NaN in every value
 LEVEL_FLOOR_DBFS = -100.0   # the level of digital silence (16-bit audio's quietest step is -96 dBFS)
 SEMITONES_27_5_HZ = 12 * math.log2(100 / 27.5)   # 100 Hz in semitones re 27.5 Hz (eGeMAPS' F0 unit)
+
+
+def checked_analysis_level(featurizer: str, analysis_dBFS: Optional[float]) -> Optional[float]:
+    if analysis_dBFS is not None and not -80.0 <= float(analysis_dBFS) <= 0.0:
+        raise ConfigError(f"{featurizer}: analysis_dBFS must lie in [-80, 0] dBFS, got {analysis_dBFS!r}")
+    return None if analysis_dBFS is None else float(analysis_dBFS)
+
+
+def analysis_copy(clip: np.ndarray, analysis_dBFS: Optional[float], min_samples: int) -> Tuple[np.ndarray, float]:
+    """The copy of a clip that openSMILE analyses (levelled to `analysis_dBFS` when given, padded
+    with silence to `min_samples`) and the clip's own RMS level in dBFS (floored at LEVEL_FLOOR_DBFS)."""
+    level = max(LEVEL_FLOOR_DBFS, rms_dbfs(clip))
+    if analysis_dBFS is not None:
+        clip = normalize_db(clip, analysis_dBFS)
+    if clip.shape[0] < min_samples:
+        clip = np.pad(clip, (0, min_samples - clip.shape[0]))
+    return np.ascontiguousarray(clip, dtype=np.float32), level
 
 
 def import_opensmile(featurizer: str):
@@ -74,9 +91,7 @@ class OpenSmileFunctionals(ClipFeaturizer):
                  append_level: bool = False, append_pitch_level: bool = False):
         super().__init__(sample_rate)
         opensmile = import_opensmile(type(self).__name__)
-        if analysis_dBFS is not None and not -80.0 <= float(analysis_dBFS) <= 0.0:
-            raise ConfigError(f"{type(self).__name__}: analysis_dBFS must lie in [-80, 0] dBFS, got {analysis_dBFS!r}")
-        self.analysis_dBFS = None if analysis_dBFS is None else float(analysis_dBFS)
+        self.analysis_dBFS = checked_analysis_level(type(self).__name__, analysis_dBFS)
         self.append_level = bool(append_level)
         self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
                                      feature_level=opensmile.FeatureLevel.Functionals)
@@ -101,17 +116,13 @@ class OpenSmileFunctionals(ClipFeaturizer):
 
     def functionals(self, clip: np.ndarray) -> np.ndarray:
         """One clip's valid samples (samples,) -> (feature_dim,) float32, possibly non-finite."""
-        level = max(LEVEL_FLOOR_DBFS, rms_dbfs(clip))
-        if self.analysis_dBFS is not None:
-            clip = normalize_db(clip, self.analysis_dBFS)
-        if clip.shape[0] < self.min_samples:
-            clip = np.pad(clip, (0, self.min_samples - clip.shape[0]))
-        values = np.asarray(self.smile(np.ascontiguousarray(clip, dtype=np.float32), self.sample_rate),
+        clip, level = analysis_copy(clip, self.analysis_dBFS, self.min_samples)
+        values = np.asarray(self.smile(clip, self.sample_rate),
                             dtype=np.float32).reshape(-1)
         if self.append_level:
             values = np.append(values, np.float32(level))
         if self.pitch_tracker is not None:
-            samples = torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))
+            samples = torch.from_numpy(clip)
             with torch.no_grad():
                 octaves = pitch_level(self.pitch_tracker, samples)
             values = np.append(values, np.float32(12 * octaves + SEMITONES_27_5_HZ))
@@ -130,3 +141,72 @@ class ComParE(OpenSmileFunctionals):
     """ComParE_2016 functionals (6373 values)."""
 
     feature_set = "ComParE_2016"
+
+
+class OpenSmileContours(FrameFeaturizer):
+    """openSMILE low-level descriptors of `feature_set`, every 10 ms:
+    forward -> ((batch, frames, feature_dim), frame_lengths (batch,)).
+
+    openSMILE's frames: one every 10 ms from the start, the last one ending within the clip's last
+    `WINDOW_SECONDS`; a clip shorter than MIN_SECONDS is padded with silence to it first (2 frames).
+    Descriptors defined on voiced frames only (names ending in `nz`: pitch, jitter, shimmer, HNR,
+    formants; openSMILE writes 0, or -201 for the formant amplitudes, elsewhere) hold the clip's
+    median over its voiced frames on unvoiced ones (0 when nothing is voiced), so that a pause is not
+    an outlier, and a `voiced` channel (1.0 / 0.0) says where they were measured.
+    analysis_dBFS, append_level: as for the functionals (append_level: a constant channel).
+    """
+
+    feature_set: str
+    extra = "opensmile"
+    WINDOW_SECONDS = 0.050   # openSMILE's frames of these sets end up to 50 ms before a clip's end
+
+    def __init__(self, sample_rate: int = 16000, analysis_dBFS: Optional[float] = None,
+                 append_level: bool = False, mean_norm: bool = False):
+        super().__init__(sample_rate, round(self.WINDOW_SECONDS * sample_rate), sample_rate // 100, mean_norm)
+        opensmile = import_opensmile(type(self).__name__)
+        self.analysis_dBFS = checked_analysis_level(type(self).__name__, analysis_dBFS)
+        self.append_level = bool(append_level)
+        self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
+                                     feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+        descriptors = list(self.smile.feature_names)
+        self.voiced_only = np.array([name.endswith("nz") for name in descriptors])
+        self.pitch_index = next(i for i, name in enumerate(descriptors) if name.startswith("F0"))
+        self.feature_names: List[str] = descriptors + ["voiced"] + ["level_dBFS"] * self.append_level
+        self.feature_dim = len(self.feature_names)
+        self.min_samples = math.ceil(MIN_SECONDS * sample_rate)
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return 1 + (lengths.clamp_min(self.min_samples) - self.window) // self.hop
+
+    def compute(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        frames = int(self.frame_lengths(torch.tensor([waveforms.shape[1]]))[0])
+        features = torch.zeros(waveforms.shape[0], frames, self.feature_dim, device=waveforms.device)
+        if waveforms.device.type == "meta":  # shape inference: there are no samples to analyse
+            return features
+        clips = waveforms.detach().float().cpu().numpy()
+        for row, (clip, length) in enumerate(zip(clips, lengths.tolist())):
+            contours = torch.from_numpy(self.contours(clip[:length]))[:frames]
+            features[row, :contours.shape[0]] = contours.to(waveforms.device)
+        return features
+
+    def contours(self, clip: np.ndarray) -> np.ndarray:
+        """One clip's valid samples (samples,) -> (frames, feature_dim) float32, all finite."""
+        clip, level = analysis_copy(clip, self.analysis_dBFS, self.min_samples)
+        values = np.asarray(self.smile(clip, self.sample_rate), dtype=np.float32)[0].T
+        values = np.where(np.isfinite(values), values, np.float32(0.0))
+        voiced = values[:, self.pitch_index] > 0
+        if voiced.any():
+            values[np.ix_(~voiced, self.voiced_only)] = np.median(values[voiced][:, self.voiced_only], axis=0)
+        else:
+            values[:, self.voiced_only] = 0.0
+        columns = [values, voiced[:, None].astype(np.float32)]
+        if self.append_level:
+            columns.append(np.full((values.shape[0], 1), level, dtype=np.float32))
+        return np.concatenate(columns, axis=1)
+
+
+@register_featurizer
+class eGeMAPS_LLD(OpenSmileContours):
+    """eGeMAPSv02's 25 low-level descriptors every 10 ms (+ voiced), for frame-level models."""
+
+    feature_set = "eGeMAPSv02"
