@@ -170,7 +170,7 @@ def candidates_for(predictor, waveform: torch.Tensor, features: torch.Tensor) ->
     whole = WaveformClassifier(predictor.featurizer, predictor.model, standardizer_for(predictor)).eval()
     model_only = FeatureClassifier(predictor.model, standardizer_for(predictor)).eval()
     found = []
-    if has_onnxscript() and not predictor.featurizer.clip_level:
+    if has_onnxscript() and not (predictor.featurizer.clip_level or predictor.featurizer.clip_by_clip):
         found.append(("waveforms -> probabilities (torch.export)", "waveforms", whole, waveform, export_with_dynamo))
     if has_onnxscript():
         found.append(("features -> probabilities (torch.export)", "features", model_only, features,

@@ -164,6 +164,24 @@ def test_clip_features_extracted_in_worker_processes_are_the_ones_one_process_ex
     assert few.clips_extracted == 48   # three batches, fewer than two per worker: extracted in this process
 
 
+def test_opensmile_contours_are_extracted_in_worker_processes_too(demo_lists, tmp_path):
+    pytest.importorskip("opensmile", reason='needs the opensmile package: pip install "mser[opensmile]"')
+    list_dir = small_lists(demo_lists, tmp_path, clips=64)
+    config = config_for(list_dir, tmp_path / "cache", "eGeMAPS_LLD")
+    items = read_data_list(str(list_dir / "train_list.txt"), 6)
+    featurizer = build_featurizer("eGeMAPS_LLD")
+    analysed = []   # clips analysed in this process (a forked worker appends to its own copy)
+    contours = featurizer.contours
+    featurizer.contours = lambda clip: analysed.append(len(clip)) or contours(clip)
+    expected = compute_features(featurizer, items, config)
+    assert len(analysed) == len(items)
+    config["dataset_conf"]["feature_cache"]["workers"] = 2
+    computed = compute_features(featurizer, items, config)
+    assert len(analysed) == len(items)   # nothing more in this process: the workers analysed every clip
+    assert list(computed["features"]) == list(expected["features"])
+    assert_same_features(computed, expected)
+
+
 @pytest.mark.parametrize("value", ["many", -1, 1.5, True])
 def test_a_bad_number_of_extraction_workers_is_one_config_error(demo_lists, tmp_path, value):
     from mser.errors import ConfigError

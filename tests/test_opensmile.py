@@ -219,3 +219,7 @@ def test_train_and_infer_with_the_contour_config(demo_lists, tmp_path):
     assert inferred.returncode == 0, inferred.stderr[-3000:]
     labels = (demo_lists / "label_list.txt").read_text().split()
     assert json.loads(inferred.stdout.strip().splitlines()[-1])["label"] in labels
+    # openSMILE stays outside the graph: the model is exported from features on, at the first try
+    exported = run_script("tools/export_onnx.py", "--model_path", model, "--output", tmp_path / "model.onnx")
+    assert exported.returncode == 0, exported.stdout[-3000:] + exported.stderr[-3000:]
+    assert "could not export" not in exported.stdout + exported.stderr and (tmp_path / "model.onnx").is_file()

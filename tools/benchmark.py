@@ -102,8 +102,8 @@ SECTIONS = ("hardware", "features", "extract", "train", "infer", "bf16", "memory
 DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name != "peers")   # peers installs from PyPI: asked for
 QUICK_MODELS = ("BiLSTM", "EcapaTdnn")
 # openSMILE analyses one clip at a time on the CPU, 8-23 clips/s against ~1300 for Fbank: the two sets
-# took 10 s of a --quick run (3 batches of 32 clips each) on 2 busy cores
-SLOW_FEATURIZERS = ("eGeMAPS", "ComParE")
+# took 10 s of a --quick run (3 batches of 32 clips each) on 2 busy cores; its contours (eGeMAPS_LLD) likewise
+SLOW_FEATURIZERS = ("eGeMAPS", "ComParE", "eGeMAPS_LLD")
 BF16_MODEL = "EcapaTdnn"
 LONG_FILE_SECONDS = 600.0
 FILES_CLIPS = 1000        # the files section: infer.py --audio_list on this many different 3 s clips

@@ -128,10 +128,10 @@ def compute_features(featurizer: Featurizer, items: Sequence[ListItem], config: 
 def extraction_workers(config: Dict[str, Any], featurizer: Featurizer, device, batches: int) -> int:
     """How many processes extract features beside the main one: `feature_cache.workers` (a whole
     number, or "auto": one per CPU core this process may use, at most MAX_AUTO_WORKERS). Only
-    clip-level featurizers (openSMILE, CustomFeatures: one clip at a time, single-threaded) on the
-    CPU use them, only where processes can be forked, and only for lists of at least two batches
-    per worker (starting a process costs more than a few clips); frame featurizers already run
-    batched over torch's threads."""
+    clip-level featurizers (openSMILE, CustomFeatures: one clip at a time, single-threaded) and
+    openSMILE's contours on the CPU use them, only where processes can be forked, and only for
+    lists of at least two batches per worker (starting a process costs more than a few clips);
+    torch's frame featurizers already run batched over torch's threads."""
     value = config["dataset_conf"]["feature_cache"].get("workers", "auto")
     if value == "auto":
         value = min(usable_cores(), MAX_AUTO_WORKERS)
@@ -144,9 +144,9 @@ def extraction_workers(config: Dict[str, Any], featurizer: Featurizer, device, b
 
 
 def clip_by_clip_on_cpu(featurizer: Featurizer, device) -> bool:
-    """A clip-level featurizer (one clip at a time) running on the CPU: the extraction that takes
-    worker processes and one torch thread each."""
-    return featurizer.clip_level and torch.device(device).type == "cpu"
+    """A clip-level featurizer, or one computed clip by clip outside torch (openSMILE's contours),
+    running on the CPU: the extraction that takes worker processes and one torch thread each."""
+    return (featurizer.clip_level or featurizer.clip_by_clip) and torch.device(device).type == "cpu"
 
 
 class FeatureBatches(torch.utils.data.Dataset):

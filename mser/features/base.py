@@ -23,6 +23,9 @@ class Featurizer(nn.Module):
     # True for clip-level features (one vector per clip, returned as a one-frame sequence);
     # those go through extract_features.py's cache and a scaler fitted on the training list.
     clip_level: bool = False
+    # True for features a library outside torch computes one clip at a time on the CPU (openSMILE):
+    # the cache extracts them in worker processes, and they cannot be part of an exported graph.
+    clip_by_clip: bool = False
 
     def __init__(self, sample_rate: int = 16000):
         super().__init__()

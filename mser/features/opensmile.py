@@ -86,6 +86,7 @@ class OpenSmileFunctionals(ClipFeaturizer):
 
     feature_set: str       # an opensmile.FeatureSet member name
     extra = "opensmile"    # the pip extra (and module) this featurizer needs
+    clip_by_clip = True
 
     def __init__(self, sample_rate: int = 16000, scaler_path: str = "", analysis_dBFS: Optional[float] = None,
                  append_level: bool = False, append_pitch_level: bool = False):
@@ -158,6 +159,7 @@ class OpenSmileContours(FrameFeaturizer):
 
     feature_set: str
     extra = "opensmile"
+    clip_by_clip = True
     WINDOW_SECONDS = 0.050   # openSMILE's frames of these sets end up to 50 ms before a clip's end
 
     def __init__(self, sample_rate: int = 16000, analysis_dBFS: Optional[float] = None,
