@@ -549,7 +549,8 @@ for _suffix, _members in (("lld_for_tdnn", ("cv_egemaps_spknorm_level_copies_ep2
 # a TDNN of half the width trains about 3 times faster on these 27 channels (and overfits them less)
 experiment("cv_lld_spknorm_copies_ep12_ch64", "configs/egemaps_lld.yml",
            compose(compose(SPEAKER_NORM, COPIES),
-                   {"train_conf": {"max_epoch": 12}, "model_conf": {"model_args": {"channels": 64, "stats_channels": 192}}}),
+                   {"train_conf": {"max_epoch": 12},
+                    "model_conf": {"model_args": {"channels": 64, "stats_channels": 192}}}),
            augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
            note="cv_lld_spknorm_copies_ep12 with a TDNN of half the width (64 channels, 192 statistics channels)")
 experiment("cv_ens_geometric_level_ep20_plus_lld_ch64_telephone_view", "",
