@@ -573,6 +573,10 @@ for _suffix, _members in (("lld_for_compare", ("cv_egemaps_spknorm_level_copies_
                kind="cv_ensemble", groups=("cv", "ensembles"),
                note="cv_ens_geometric_level_ep20_tdnn_fastaug_telephone_view with the eGeMAPS-contour TDNN "
                     + ("in place of ComParE" if _suffix == "lld_for_compare" else "as a fourth member, seed 1001"))
+# configs/egemaps_lld.yml on the test sets, trained as its cross-validated member (2 copies, 12 epochs)
+experiment("egemaps_lld_copies_ep12", "configs/egemaps_lld.yml", compose(COPIES, {"train_conf": {"max_epoch": 12}}),
+           augment="configs/augmentation_copies.yml", groups=("augment",),
+           note="configs/egemaps_lld.yml + 2 augmented copies per clip, 12 epochs (cv_lld_spknorm_copies_ep12)")
 
 
 def list_lines(path: str) -> List[str]:

@@ -1,4 +1,5 @@
-"""openSMILE functionals, the field-standard paralinguistic feature sets, as clip-level featurizers.
+"""openSMILE functionals, the field-standard paralinguistic feature sets, as clip-level featurizers,
+and the contours they summarise as a frame-level one.
 
   eGeMAPS   eGeMAPSv02 functionals, 88 values: the extended Geneva Minimalistic Acoustic Parameter
             Set (Eyben et al. 2016, IEEE Trans. Affective Computing 7(2)), the common baseline of
@@ -6,6 +7,9 @@
             spectral slope, MFCC 1-4, rate of loudness peaks and voiced segment lengths.
   ComParE   ComParE_2016 functionals, 6373 values: the brute-force set of the Interspeech
             Computational Paralinguistics Challenges (Schuller et al. 2016).
+  eGeMAPS_LLD  eGeMAPSv02's 25 low-level descriptors every 10 ms (+ a voiced channel), for a
+            frame-level model (OpenSmileContours below; no scaler: speaker normalisation or the
+            model's own normalisation scales them).
 
 Computed by audEERING's `opensmile` package (pip install "mser[opensmile]"; it ships the
 binaries) on each clip's valid samples only, so the padding of a batch never changes a clip's
@@ -118,8 +122,7 @@ class OpenSmileFunctionals(ClipFeaturizer):
     def functionals(self, clip: np.ndarray) -> np.ndarray:
         """One clip's valid samples (samples,) -> (feature_dim,) float32, possibly non-finite."""
         clip, level = analysis_copy(clip, self.analysis_dBFS, self.min_samples)
-        values = np.asarray(self.smile(clip, self.sample_rate),
-                            dtype=np.float32).reshape(-1)
+        values = np.asarray(self.smile(clip, self.sample_rate), dtype=np.float32).reshape(-1)
         if self.append_level:
             values = np.append(values, np.float32(level))
         if self.pitch_tracker is not None:
