@@ -124,12 +124,13 @@ def test_bad_ensemble_configs_are_one_line(members, fragment, tmp_path, demo_lis
     assert not (tmp_path / "models").exists()
 
 
-def test_shipped_ensemble_config_names_loadable_members():
+@pytest.mark.parametrize("name, size", [("ensemble", 3), ("ensemble_large", 4)])
+def test_shipped_ensemble_config_names_loadable_members(name, size):
     from mser.config import load_config
     from mser.ensemble import is_ensemble_config, read_ensemble_recipe
-    assert is_ensemble_config("ensemble") and not is_ensemble_config("egemaps")
-    specs = read_ensemble_recipe(str(REPO / "configs" / "ensemble.yml")).members
-    assert len(specs) == 3
+    assert is_ensemble_config(name) and not is_ensemble_config("egemaps")
+    specs = read_ensemble_recipe(str(REPO / "configs" / f"{name}.yml")).members
+    assert len(specs) == size
     for spec in specs:
         assert load_config(spec["configs"])["preprocess_conf"]["speaker_norm"]["enable"]
         assert spec["data_augment_configs"] is None or spec["data_augment_configs"].endswith(".yml")

@@ -573,10 +573,17 @@ for _suffix, _members in (("lld_for_compare", ("cv_egemaps_spknorm_level_copies_
                kind="cv_ensemble", groups=("cv", "ensembles"),
                note="cv_ens_geometric_level_ep20_tdnn_fastaug_telephone_view with the eGeMAPS-contour TDNN "
                     + ("in place of ComParE" if _suffix == "lld_for_compare" else "as a fourth member, seed 1001"))
-# configs/egemaps_lld.yml on the test sets, trained as its cross-validated member (2 copies, 12 epochs)
-experiment("egemaps_lld_copies_ep12", "configs/egemaps_lld.yml", compose(COPIES, {"train_conf": {"max_epoch": 12}}),
+# configs/ensemble_large.yml on the test sets: configs/ensemble.yml's runs (the faster augmentation) and the
+# contour member trained as configs/ensemble_large.yml trains it (every training voice, 2 copies, 12 epochs)
+experiment("lld_copies_ep12_all_voices", "configs/egemaps_lld.yml",
+           compose(compose(COPIES, {"train_conf": {"max_epoch": 12}}), ALL_VOICES),
            augment="configs/augmentation_copies.yml", groups=("augment",),
-           note="configs/egemaps_lld.yml + 2 augmented copies per clip, 12 epochs (cv_lld_spknorm_copies_ep12)")
+           note="configs/egemaps_lld.yml + 2 augmented copies per clip, 12 epochs, every training voice")
+experiment("ensemble_large_all_voices", "configs/ensemble_large.yml",
+           telephone_view_ensemble("egemaps_copies_ep20_all_voices_fastaug", "compare_dbnorm_all_voices",
+                                   "tdnn_prosody_chanaug_all_voices_fastaug", "lld_copies_ep12_all_voices"),
+           kind="ensemble", groups=("ensembles",),
+           note="configs/ensemble_large.yml: ensemble_all_voices_ep20_fastaug + the eGeMAPS-contour TDNN")
 
 
 def list_lines(path: str) -> List[str]:
