@@ -167,58 +167,50 @@ def test_missing_package_is_one_line_with_the_install_command(monkeypatch):
         build_featurizer("eGeMAPS")
 
 
+def train_on_the_demo_lists(demo_lists, tmp_path, config: str, changes: dict, *arguments) -> str:
+    """train.py on the demo lists with a cache in tmp_path and a few changes; its standard output."""
+    overwrites = {"dataset_conf.train_list": demo_lists / "train_list.txt",
+                  "dataset_conf.test_list": demo_lists / "test_list.txt",
+                  "dataset_conf.label_list_path": demo_lists / "label_list.txt",
+                  "dataset_conf.eval_conf.max_duration": 2.0,
+                  "dataset_conf.feature_cache.cache_dir": tmp_path / "cache",
+                  "train_conf.max_epoch": 2, **changes}
+    result = run_script("train.py", "--configs", config, "--use_gpu", "false", *arguments,
+                        "--save_model_path", tmp_path / "models", "--log_dir", "",
+                        "--overwrites", ",".join(f"{key}={value}" for key, value in overwrites.items()))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "test set, best model" in result.stdout
+    return result.stdout
+
+
+def assert_infers_a_label(demo_lists, model) -> None:
+    clip = (demo_lists / "test_list.txt").read_text().splitlines()[0].split("\t")[0]
+    inferred = run_script("infer.py", "--model_path", model, "--audio_path", clip, "--json")
+    assert inferred.returncode == 0, inferred.stderr[-3000:]
+    labels = (demo_lists / "label_list.txt").read_text().split()
+    assert json.loads(inferred.stdout.strip().splitlines()[-1])["label"] in labels
+
+
 @pytest.mark.parametrize("method_args", [{}, {"analysis_dBFS": "null", "append_level": "false"},   # level kept, not
                                          {"append_pitch_level": "true"}])
 def test_train_and_infer_with_the_egemaps_config(demo_lists, tmp_path, method_args):
-    overwrites = {**{f"preprocess_conf.method_args.{key}": value for key, value in method_args.items()},
-        "dataset_conf.train_list": demo_lists / "train_list.txt",
-        "dataset_conf.test_list": demo_lists / "test_list.txt",
-        "dataset_conf.label_list_path": demo_lists / "label_list.txt",
-        "dataset_conf.eval_conf.max_duration": 2.0,
-        "dataset_conf.feature_cache.cache_dir": tmp_path / "cache",
-        "model_conf.model_args.hidden_size": 32,
-        "train_conf.max_epoch": 2,
-    }
-    result = run_script("train.py", "--configs", "configs/egemaps.yml", "--use_gpu", "false",
-                        "--save_model_path", tmp_path / "models", "--log_dir", "",
-                        "--overwrites", ",".join(f"{key}={value}" for key, value in overwrites.items()))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "fitted the eGeMAPS scaler" in result.stdout and "test set, best model" in result.stdout
+    changes = {f"preprocess_conf.method_args.{key}": value for key, value in method_args.items()}
+    output = train_on_the_demo_lists(demo_lists, tmp_path, "configs/egemaps.yml",
+                                     {**changes, "model_conf.model_args.hidden_size": 32})
+    assert "fitted the eGeMAPS scaler" in output
     assert list((tmp_path / "cache").glob("eGeMAPS_*_train_list_*.pt"))
-    model = tmp_path / "models" / "BiLSTM_eGeMAPS" / "best_model"
-    clip = (demo_lists / "test_list.txt").read_text().splitlines()[0].split("\t")[0]
-    inferred = run_script("infer.py", "--model_path", model, "--audio_path", clip, "--json")
-    assert inferred.returncode == 0, inferred.stderr[-3000:]
-    labels = (demo_lists / "label_list.txt").read_text().split()
-    assert json.loads(inferred.stdout.strip().splitlines()[-1])["label"] in labels
+    assert_infers_a_label(demo_lists, tmp_path / "models" / "BiLSTM_eGeMAPS" / "best_model")
 
 
 def test_train_and_infer_with_the_contour_config(demo_lists, tmp_path):
-    overwrites = {
-        "dataset_conf.train_list": demo_lists / "train_list.txt",
-        "dataset_conf.test_list": demo_lists / "test_list.txt",
-        "dataset_conf.label_list_path": demo_lists / "label_list.txt",
-        "dataset_conf.eval_conf.max_duration": 2.0,
-        "dataset_conf.feature_cache.cache_dir": tmp_path / "cache",
-        "dataset_conf.feature_cache.augmented_copies": 1,
-        "model_conf.model_args.channels": 16,
-        "model_conf.model_args.stats_channels": 32,
-        "model_conf.model_args.embd_dim": 16,
-        "train_conf.max_epoch": 2,
-    }
-    result = run_script("train.py", "--configs", "configs/egemaps_lld.yml", "--use_gpu", "false",
-                        "--data_augment_configs", "configs/augmentation_copies.yml",
-                        "--save_model_path", tmp_path / "models", "--log_dir", "",
-                        "--overwrites", ",".join(f"{key}={value}" for key, value in overwrites.items()))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "test set, best model" in result.stdout and "1 cached copies" in result.stdout
+    small = {"model_conf.model_args.channels": 16, "model_conf.model_args.stats_channels": 32,
+             "model_conf.model_args.embd_dim": 16, "dataset_conf.feature_cache.augmented_copies": 1}
+    output = train_on_the_demo_lists(demo_lists, tmp_path, "configs/egemaps_lld.yml", small,
+                                     "--data_augment_configs", "configs/augmentation_copies.yml")
+    assert "1 cached copies" in output
     assert list((tmp_path / "cache").glob("eGeMAPS_LLD_*_train_list_*.pt"))
     model = tmp_path / "models" / "TDNN_eGeMAPS_LLD" / "best_model"
-    clip = (demo_lists / "test_list.txt").read_text().splitlines()[0].split("\t")[0]
-    inferred = run_script("infer.py", "--model_path", model, "--audio_path", clip, "--json")
-    assert inferred.returncode == 0, inferred.stderr[-3000:]
-    labels = (demo_lists / "label_list.txt").read_text().split()
-    assert json.loads(inferred.stdout.strip().splitlines()[-1])["label"] in labels
+    assert_infers_a_label(demo_lists, model)
     # openSMILE stays outside the graph: the model is exported from features on, at the first try
     exported = run_script("tools/export_onnx.py", "--model_path", model, "--output", tmp_path / "model.onnx")
     assert exported.returncode == 0, exported.stdout[-3000:] + exported.stderr[-3000:]
