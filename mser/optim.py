@@ -1,4 +1,5 @@
 """Optimizers and learning-rate schedules named in `optimizer_conf`."""
+import inspect
 import math
 from typing import Any, Dict, Optional
 
@@ -18,6 +19,11 @@ def build_optimizer(parameters, optimizer_conf: Dict[str, Any]) -> torch.optim.O
     optimizer = OPTIMIZERS.get(name)
     args = dict(optimizer_conf["optimizer_args"])
     check_kwargs(optimizer, args, f"optimizer_conf.optimizer_args of {name}")
+    if "fused" not in args and "foreach" in inspect.signature(optimizer).parameters:
+        # torch updates parameters one tensor at a time on the CPU unless asked; the same arithmetic
+        # over all tensors at once is about twice as fast (the optimizer step of a small model is
+        # a fifth of its training step)
+        args.setdefault("foreach", True)
     return optimizer(parameters, **args)
 
 

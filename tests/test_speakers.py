@@ -222,6 +222,37 @@ def test_padding_stays_zero_and_running_statistics_include_the_clip():
     torch.testing.assert_close(out[0].mean(dim=0), torch.zeros(3), atol=1e-5, rtol=0)  # first clip: itself only
 
 
+def test_kept_speaker_statistics_follow_new_clips_and_new_global_statistics():
+    import torch
+    from mser.features.speaker_norm import SpeakerNormalizer
+    clips = speaker_clips(np.random.default_rng(3))
+    normalizer = SpeakerNormalizer(feature_dim=4, prior_clips=2)
+    table = normalizer.fit(clips)
+
+    def fresh(stats_clips, global_clips):   # a normalizer that never kept anything
+        other = SpeakerNormalizer(feature_dim=4, prior_clips=2)
+        other.fit(global_clips)
+        return other.statistics(other.speaker_table(stats_clips)["a"])
+
+    a_clips = [c for c in clips if c[0] == "a"]
+    first = normalizer.statistics(table["a"])
+    assert normalizer.statistics(table["a"]) is first   # asked again: kept
+    louder = ("a", torch.full((50, 4), 20.0))
+    table["a"].add(louder[1])
+    for got, want in zip(normalizer.statistics(table["a"]), fresh(a_clips + [louder], clips)):
+        torch.testing.assert_close(got, want)
+    others = speaker_clips(np.random.default_rng(4), speakers=("c",))
+    normalizer.load_state_dict(SpeakerNormalizer(4, 2).state_dict() | {"mean": torch.full((4,), 7.0)})
+    assert float(normalizer.statistics(table["a"])[0][0]) != float(first[0][0])
+    normalizer.fit(others)   # new global statistics: the kept ones of table["a"] are stale
+    want = SpeakerNormalizer(feature_dim=4, prior_clips=2)
+    want.fit(others)
+    for got, expected in zip(normalizer.statistics(table["a"]), want.statistics(table["a"])):
+        torch.testing.assert_close(got, expected)
+    normalizer.prior_clips = 0
+    torch.testing.assert_close(normalizer.statistics(table["a"])[0], table["a"].mean_var()[0].float())
+
+
 def test_speaker_norm_config_keys():
     from mser.config import load_config
     from mser.errors import ConfigError

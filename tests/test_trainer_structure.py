@@ -122,3 +122,27 @@ def test_clip_settings_come_from_the_config_once(corpus):
     assert clip.max_samples(train=True) == 8000 and clip.max_samples(train=False) == 9600
     samples = clip.load(str(next((corpus / "audio").iterdir())))
     assert samples.dtype.name == "float32" and samples.ndim == 1
+
+
+@pytest.mark.parametrize("name, args", [("AdamW", {"lr": 1e-2, "weight_decay": 1e-2}),
+                                        ("SGD", {"lr": 1e-2, "momentum": 0.9})])
+def test_optimizers_update_all_tensors_at_once_with_the_same_arithmetic(name, args):
+    import torch
+    conf = {"optimizer": name, "optimizer_args": args}
+
+    def trained(optimizer_conf):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+        optimizer = build_optimizer(model.parameters(), optimizer_conf)
+        for step in range(5):
+            optimizer.zero_grad()
+            model(torch.randn(8, 6, generator=torch.Generator().manual_seed(step))).square().mean().backward()
+            optimizer.step()
+        return optimizer, [p.detach().clone() for p in model.parameters()]
+
+    optimizer, weights = trained(conf)
+    assert optimizer.param_groups[0]["foreach"] is True
+    _, loop_weights = trained({**conf, "optimizer_args": {**args, "foreach": False}})
+    assert all(torch.equal(a, b) for a, b in zip(weights, loop_weights))
+    fused, _ = trained({**conf, "optimizer_args": {**args, "fused": True}})   # the user's choice stays
+    assert fused.param_groups[0]["fused"] is True and not fused.param_groups[0]["foreach"]

@@ -40,12 +40,15 @@ class SpeakerStats:
         self.clips, self.frames = 0, 0
         self.sum = torch.zeros(feature_dim, dtype=torch.float64)
         self.sum_sq = torch.zeros(feature_dim, dtype=torch.float64)
+        # SpeakerNormalizer.statistics of these sums, with what else they were computed from
+        self.memo: Optional[Tuple[tuple, Tuple[torch.Tensor, torch.Tensor]]] = None
 
     def add(self, frames: torch.Tensor) -> None:
         """Count one clip. frames: (num_frames, feature_dim), its valid frames only."""
         if frames.shape[0] == 0:
             return
         frames = frames.detach().float()
+        self.memo = None
         self.sum += frames.sum(dim=0).double().cpu()
         self.sum_sq += frames.square().sum(dim=0).double().cpu()
         self.frames += frames.shape[0]
@@ -120,6 +123,17 @@ class SpeakerNormalizer(nn.Module):
     def statistics(self, stats: Optional[SpeakerStats] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """(mean, std), each (feature_dim,) on the buffers' device: a speaker's statistics shrunk
         towards the global ones, or the global ones alone when `stats` is None or empty."""
+        if stats is None:
+            return self.shrunk_statistics(None)
+        # Kept with the speaker's sums until they or the global statistics change: training asks
+        # for the same speakers' statistics in every batch (6,373 dimensions for ComParE).
+        inputs = (self.prior_clips, self.mean.device, self.mean.data_ptr(), self.mean._version,
+                  self.var.data_ptr(), self.var._version)
+        if stats.memo is None or stats.memo[0] != inputs:
+            stats.memo = (inputs, self.shrunk_statistics(stats))
+        return stats.memo[1]
+
+    def shrunk_statistics(self, stats: Optional[SpeakerStats]) -> Tuple[torch.Tensor, torch.Tensor]:
         global_mean, global_var = self.mean.double().cpu(), self.var.double().cpu()
         n, k = (stats.clips if stats is not None else 0), self.prior_clips
         if n == 0:
