@@ -1,6 +1,7 @@
 """The shared building blocks of mser.models.layers, and the rule that a model file imports shared
 code from layers/pooling/base, never from another model's file."""
 import ast
+import copy
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,72 @@ def test_masked_batch_norm_ignores_what_is_in_the_padding():
     first, second = masked_batch_norm(norms[0], x, lengths), masked_batch_norm(norms[1], other, lengths)
     assert torch.allclose(first[0], second[0]) and torch.allclose(first[1, :, :4], second[1, :, :4])
     assert torch.allclose(norms[0].running_var, norms[1].running_var)
+
+
+@pytest.mark.parametrize("rest, affine", [((), True), ((5,), True), ((), False)])
+def test_masked_batch_norm_trains_as_batch_norm_over_the_real_frames_alone(rest, affine):
+    """Output and gradients on the real frames are those of nn.BatchNorm over the real frames packed
+    together; a padded frame is normalised with their statistics, and a gradient arriving there
+    flows as through (x - mean) * scale + bias (float64, so that only the formula can differ)."""
+    x, lengths = padded([7, 4, 6], 7, *rest, channels=4)
+    x = (3.0 * x + 2.0).double().requires_grad_()
+    norm = torch.nn.BatchNorm2d(4, affine=affine) if rest else torch.nn.BatchNorm1d(4, affine=affine)
+    norm = (randomise_batch_norm(norm) if affine else norm).double().train()
+    reference = copy.deepcopy(norm)
+    grad_out = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    out = masked_batch_norm(norm, x, lengths)
+    (out * grad_out).sum().backward()
+
+    real = [(row, slice(0, int(length))) for row, length in enumerate(lengths)]
+    x_real = x.detach().clone().requires_grad_()
+    packed = torch.cat([x_real[row, :, frames] for row, frames in real], dim=1)[None]
+    expected = reference(packed)
+    (expected * torch.cat([grad_out[row, :, frames] for row, frames in real], dim=1)[None]).sum().backward()
+    start = 0
+    for row, frames in real:
+        width = frames.stop
+        torch.testing.assert_close(out[row, :, frames], expected[0, :, start:start + width])
+        start += width
+    torch.testing.assert_close(norm.running_var, reference.running_var)
+    mean = packed.detach().mean(dim=[0] + list(range(2, packed.dim())))
+    variance = packed.detach().var(dim=[0] + list(range(2, packed.dim())), unbiased=False)
+    shape = [1, 4, 1] + [1] * len(rest)
+    scale = (variance + norm.eps).rsqrt() * (norm.weight.detach() if affine else 1.0)
+    padding = (x.detach() - mean.view(shape)) * scale.view(shape) + (norm.bias.detach().view(shape) if affine else 0.0)
+    torch.testing.assert_close(out[1, :, 4:], padding[1, :, 4:])
+
+    # gradients: a gradient only on real frames is nn.BatchNorm's; everywhere, autograd of the formula
+    on_real = x.grad.clone()
+    x.grad = None
+    mask = frame_mask(lengths, 7).view(3, 1, 7, *[1] * len(rest))
+    again = copy.deepcopy(norm)
+    again.zero_grad(set_to_none=True)
+    masked_batch_norm(again, x, lengths).mul(grad_out * mask).sum().backward()
+    for row, frames in real:
+        torch.testing.assert_close(x.grad[row, :, frames], x_real.grad[row, :, frames])
+    if affine:
+        torch.testing.assert_close(again.weight.grad, reference.weight.grad)
+        torch.testing.assert_close(again.bias.grad, reference.bias.grad)
+    formula_x = x.detach().clone().requires_grad_()
+    weights = mask.double()
+    count = weights.sum() * (rest[0] if rest else 1)
+    dims = [0] + list(range(2, x.dim()))
+    formula_mean = (formula_x * weights).sum(dims) / count
+    formula_var = ((formula_x - formula_mean.view(shape)).square() * weights).sum(dims) / count
+    formula_scale = (formula_var + norm.eps).rsqrt() * (norm.weight.detach() if affine else 1.0)
+    ((formula_x - formula_mean.view(shape)) * formula_scale.view(shape) * grad_out).sum().backward()
+    torch.testing.assert_close(on_real, formula_x.grad)
+
+
+def test_masked_batch_norm_under_bfloat16_autocast_keeps_the_dtype_and_trains():
+    norm = randomise_batch_norm(torch.nn.BatchNorm1d(3)).train()
+    x, lengths = padded([6, 3], 6)
+    x = x.bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = masked_batch_norm(norm, x, lengths)
+    out.float().sum().backward()
+    assert out.dtype == torch.bfloat16 and x.grad.dtype == torch.bfloat16
+    assert torch.isfinite(x.grad.float()).all() and norm.weight.grad is not None
 
 
 @pytest.mark.parametrize("rest", [(), (6,)])

@@ -12,7 +12,7 @@ of masking.
 Tensors are (batch, channels, frames) for 1-D layers and (batch, channels, frames, freq) for 2-D
 layers; `lengths` is (batch,) int64 frames, or None.
 """
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -88,23 +88,66 @@ def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor,
     """
     if lengths is None or not norm.training or isinstance(norm, nn.SyncBatchNorm) or fills_batch(lengths, x.shape[2]):
         return norm(x)
-    shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
-    dims = [0] + list(range(2, x.dim()))   # every axis but the channels
-    # reductions over x's own layout with a 0/1 weight per frame: gathering the real frames with a
-    # boolean index, and its scatter in the backward pass, cost 17 % of an EcapaTdnn (C=512) step
-    weight = broadcast_mask(frame_mask(lengths, x.shape[2]), x.dim(), 2).float()
-    values = x.float()
-    count = weight.sum() * x[0, 0, 0].numel()   # real frames [* freq bins of a frame]
+    # a 0/1 weight per frame over x's own layout: gathering the real frames with a boolean index, and
+    # its scatter in the backward pass, cost 17 % of an EcapaTdnn (C=512) step
+    frames = broadcast_mask(frame_mask(lengths, x.shape[2]), x.dim(), 2).float()
+    count = float(frames.sum()) * x[0, 0, 0].numel()   # real frames [* freq bins of a frame]
     if count < 2:
         raise ValueError(f"Expected more than 1 value per channel when training, got {int(count)}")
-    mean = (values * weight).sum(dims) / count
-    variance = ((values - mean.view(shape)).square() * weight).sum(dims) / count
-    update_running_stats(norm, mean.detach(), variance.detach() * count / (count - 1))
-    scale = torch.rsqrt(variance + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight
-    shift = -mean * scale if norm.bias is None else norm.bias - mean * scale
-    return x * scale.to(x.dtype).view(shape) + shift.to(x.dtype).view(shape)
+    out, mean, variance = MaskedBatchNorm.apply(x, norm.weight, norm.bias, frames, count, norm.eps)
+    update_running_stats(norm, mean, variance * count / (count - 1))
+    return out
+
+
+class MaskedBatchNorm(torch.autograd.Function):
+    """Batch norm's training pass with statistics over the frames where `frames` is 1 (in float32, or
+    float64 for float64 input), its gradient written out: autograd through the same arithmetic made
+    more intermediate tensors of x's size, and a TDNN training step on padded batches took 239
+    instead of 197 ms (1 thread, 128 channels, log-mel input; 130 ms without padding).
+
+    forward(x, weight, bias, frames, count, eps) -> (out in x's dtype, mean, biased variance);
+    `frames` broadcasts over x, `count` is the number of real values per channel."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, frames, count: float, eps: float):
+        dims, shape = channel_reduction(x)
+        values = x.to(torch.promote_types(x.dtype, torch.float32))
+        mean = (values * frames).sum(dims) / count
+        centered = values - mean.view(shape)
+        variance = (centered * frames * centered).sum(dims) / count
+        rstd = torch.rsqrt(variance + eps)
+        scale = rstd if weight is None else rstd * weight.to(rstd.dtype)
+        out = centered * scale.view(shape)
+        if bias is not None:
+            out += bias.to(out.dtype).view(shape)
+        ctx.save_for_backward(centered, frames, rstd, scale)
+        ctx.count, ctx.affine = count, (weight is not None, bias is not None)
+        ctx.mark_non_differentiable(mean, variance)
+        return out.to(x.dtype), mean, variance
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out, _grad_mean, _grad_variance):
+        centered, frames, rstd, scale = ctx.saved_tensors
+        dims, shape = channel_reduction(centered)
+        grad = grad_out.to(centered.dtype)
+        grad_sum = grad.sum(dims)
+        grad_centered = (grad * centered).sum(dims)
+        # out = centered * scale + bias over every frame; the mean and variance of the real frames
+        # pass on -scale * sum(grad) / count and -scale * rstd^2 * sum(grad * centered) / count * centered
+        through_mean = -scale * grad_sum / ctx.count
+        through_variance = -scale * rstd.square() * grad_centered / ctx.count
+        grad_x = torch.addcmul(through_mean.view(shape), centered, through_variance.view(shape)).mul_(frames)
+        grad_x.addcmul_(grad, scale.view(shape))
+        has_weight, has_bias = ctx.affine
+        return (grad_x.to(grad_out.dtype), grad_centered * rstd if has_weight else None,
+                grad_sum if has_bias else None, None, None, None)
+
+
+def channel_reduction(x: torch.Tensor) -> Tuple[List[int], List[int]]:
+    """The axes to reduce for per-channel statistics of x (every axis but 1), and the shape that
+    broadcasts a (channels,) vector over x."""
+    return [0] + list(range(2, x.dim())), [1, x.shape[1]] + [1] * (x.dim() - 2)
 
 
 def fills_batch(lengths: torch.Tensor, frames: int) -> bool:
