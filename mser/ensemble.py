@@ -253,7 +253,8 @@ def train(config_path: str, save_model_path: str = "models/", log_dir: str = "lo
             continue
         trainer.log(f"ensemble member {number}/{len(specs)}: {trainer.model_name}"
                     + (f", resuming from {resume}" if resume else ""))
-        trainer.train(save_model_path=directory, log_dir=log_dir, overwrite=overwrite, resume_model=resume)
+        # the test list is scored once, for the ensemble and each member, by eval.py
+        trainer.train(save_model_path=directory, log_dir=log_dir, overwrite=overwrite, resume_model=resume, test=False)
     if trainers[0].context.is_main:
         write_manifest(directory, [os.path.join(directory, name, recipe.member_checkpoint) for name in names],
                        recipe.combine, recipe.views)

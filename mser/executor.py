@@ -128,11 +128,13 @@ class Executor:
         """The cached augmented copies of the training clips the config asks for, or None."""
         return build_copies(self.config, train_items, self.augment_config, self.clip)
 
-    def prepare_caches(self, rebuild: bool = False, copies: Optional[AugmentedCopies] = None) -> List[Dict[str, Any]]:
+    def prepare_caches(self, rebuild: bool = False, copies: Optional[AugmentedCopies] = None,
+                       test: bool = True) -> List[Dict[str, Any]]:
+        """The feature caches of the training list, the validation list and (with `test`) the test list."""
         dataset_conf = self.config["dataset_conf"]
         num_class = len(self.labels)
         other = [(path, read_data_list(path, num_class))
-                 for path in (dataset_conf["val_list"], dataset_conf["test_list"]) if path]
+                 for path in (dataset_conf["val_list"], dataset_conf["test_list"] if test else "") if path]
         train_items = read_data_list(dataset_conf["train_list"], num_class)
         if not self.context.is_main:  # rank 0 builds what is missing; the others then read it
             distributed.barrier(self.context)

@@ -57,14 +57,16 @@ class MSERTrainer(Executor):
 
     def train(self, save_model_path: str = "models/", log_dir: str = "log/",
               resume_model: Optional[str] = None, pretrained_model: Optional[str] = None,
-              overwrite: bool = False) -> Dict[str, Any]:
+              overwrite: bool = False, test: bool = True) -> Dict[str, Any]:
         """Train for `train_conf.max_epoch` epochs; returns the best validation metrics and the
-        test metrics of the best model.
+        test metrics of the best model. With `test` False the test list is neither featurised nor
+        scored (an ensemble's members: eval.py scores the ensemble and each member).
 
         A fresh run (no `resume_model`) into a folder holding another run's checkpoints is refused,
         unless `overwrite`, which deletes them first. Ctrl-C saves `interrupted_model` (the weights
         part-way through an epoch, with the batches done) and re-raises KeyboardInterrupt."""
         train_items, val_items, test_items = self.read_lists()
+        test_items = test_items if test else []
         copies = self.augmented_copies(train_items) if self.uses_cache else None
         # a wrong model or optimizer argument fails now, before any features are computed or folder made;
         # the schedule counts the steps of an epoch with its augmented copies
@@ -83,7 +85,7 @@ class MSERTrainer(Executor):
                      f"predictions pushed to agree; an epoch's clips count both")
         self.model_dir = os.path.join(save_model_path, self.model_name)
         self.prepare_model_dir(resumed=bool(resume_model), overwrite=overwrite)
-        train_items = self.prepare_training_data(train_items, copies)
+        train_items = self.prepare_training_data(train_items, copies, test=test)
         self.log_setup(run, train_items, val_items, test_items)
         if resume_model:
             self.resume(resume_model, run.optimizer, run.scheduler, run.amp)
@@ -102,7 +104,7 @@ class MSERTrainer(Executor):
             if writer is not None:
                 writer.close()
         distributed.barrier(self.context)
-        result = self.final_test(test_items) if self.context.is_main else {}
+        result = self.final_test(test_items) if self.context.is_main and test else {}
         distributed.cleanup(self.context)
         return result
 
@@ -120,19 +122,20 @@ class MSERTrainer(Executor):
             self.end_of_epoch(epoch, stats, val_items, test_items, run.criterion, run.optimizer,
                               run.scheduler, run.scheduler_unit, run.amp, writer)
 
-    def prepare_training_data(self, train_items: Sequence[ListItem],
-                              copies: Optional[AugmentedCopies] = None) -> List[ListItem]:
+    def prepare_training_data(self, train_items: Sequence[ListItem], copies: Optional[AugmentedCopies] = None,
+                              test: bool = True) -> List[ListItem]:
         """Feature caches (when used) and the speaker statistics of the training list; returns the
         training items, augmented `copies` included."""
         if self.uses_cache:
-            self.prepare_caches(copies=copies)
+            self.prepare_caches(copies=copies, test=test)
             self.note_cache_and_augmentation()
             train_items = with_copies(train_items, copies)
         self.fit_speaker_norm(train_items)
         return list(train_items)
 
     def log_setup(self, run: RunObjects, train_items, val_items, test_items) -> None:
-        self.log(f"{len(train_items)} training, {len(val_items)} validation, {len(test_items)} test clips; "
+        tested = f"{len(test_items)} test clips" if test_items else "the test list left to eval.py"
+        self.log(f"{len(train_items)} training, {len(val_items)} validation clips, {tested}; "
                  f"{len(self.labels)} labels: {', '.join(self.labels)}")
         self.log(format_config(self.config))
         self.log(self.context.describe())
@@ -207,7 +210,7 @@ class MSERTrainer(Executor):
         writer.add_scalar("Train/Loss", stats.loss, epoch)
         writer.add_scalar("Train/Accuracy", stats.accuracy, epoch)
         splits = [("Val", val_metrics)] if val_metrics is not None else []
-        if self.config["train_conf"]["test_every_epoch"]:  # opt-in: it costs time, and draws nothing from training
+        if self.config["train_conf"]["test_every_epoch"] and test_items:  # opt-in: it costs time, draws nothing from training
             splits.append(("Test", self.evaluate_items(test_items, criterion)))
         for split, metrics in splits:
             writer.add_scalar(f"{split}/Loss", metrics["loss"], epoch)

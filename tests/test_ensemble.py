@@ -48,6 +48,9 @@ def test_train_writes_members_and_manifest(ensemble):
     for name in MEMBERS:
         assert (directory / name / "best_model" / "model.pth").is_file()
     assert "ensemble member 2/2" in result.stdout and "ensemble of 2 models" in result.stdout
+    # the members leave the test list to eval.py, which scores the ensemble and each member once
+    assert "test set, best model" not in result.stdout
+    assert result.stdout.count("the test list left to eval.py") == 2
 
 
 def test_eval_scores_the_averaged_probabilities(ensemble, demo_lists, tmp_path):
