@@ -210,7 +210,8 @@ class MSERTrainer(Executor):
         writer.add_scalar("Train/Loss", stats.loss, epoch)
         writer.add_scalar("Train/Accuracy", stats.accuracy, epoch)
         splits = [("Val", val_metrics)] if val_metrics is not None else []
-        if self.config["train_conf"]["test_every_epoch"] and test_items:  # opt-in: it costs time, draws nothing from training
+        # opt-in: it costs time, and draws nothing from training
+        if self.config["train_conf"]["test_every_epoch"] and test_items:
             splits.append(("Test", self.evaluate_items(test_items, criterion)))
         for split, metrics in splits:
             writer.add_scalar(f"{split}/Loss", metrics["loss"], epoch)
