@@ -253,6 +253,19 @@ def test_kept_speaker_statistics_follow_new_clips_and_new_global_statistics():
     torch.testing.assert_close(normalizer.statistics(table["a"])[0], table["a"].mean_var()[0].float())
 
 
+def test_speaker_statistics_of_a_normalizer_made_under_inference_mode():
+    import torch
+    from mser.features.speaker_norm import SpeakerNormalizer
+    clips = speaker_clips(np.random.default_rng(5))
+    reference = SpeakerNormalizer(feature_dim=4, prior_clips=2)
+    table = reference.fit(clips)
+    with torch.inference_mode():   # e.g. a predictor built inside the caller's inference_mode
+        normalizer = SpeakerNormalizer(feature_dim=4, prior_clips=2)
+        normalizer.load_state_dict(reference.state_dict())
+        for got, want in zip(normalizer.statistics(table["a"]), reference.statistics(table["a"])):
+            torch.testing.assert_close(got, want)
+
+
 def test_speaker_norm_config_keys():
     from mser.config import load_config
     from mser.errors import ConfigError

@@ -123,8 +123,9 @@ class SpeakerNormalizer(nn.Module):
     def statistics(self, stats: Optional[SpeakerStats] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """(mean, std), each (feature_dim,) on the buffers' device: a speaker's statistics shrunk
         towards the global ones, or the global ones alone when `stats` is None or empty."""
-        if stats is None:
-            return self.shrunk_statistics(None)
+        if stats is None or self.mean.is_inference() or self.var.is_inference():
+            # (buffers made under torch.inference_mode count no in-place changes: nothing is kept)
+            return self.shrunk_statistics(stats)
         # Kept with the speaker's sums until they or the global statistics change: training asks
         # for the same speakers' statistics in every batch (6,373 dimensions for ComParE).
         inputs = (self.prior_clips, self.mean.device, self.mean.data_ptr(), self.mean._version,
