@@ -28,6 +28,7 @@ import yaml
 from mser.audio import normalize_db
 from mser.errors import CheckpointError, ConfigError
 from mser.composite import CompositePredictor
+from mser.features.opensmile_runs import shared_runs
 from mser.predictor import MSERPredictor
 
 MANIFEST_FILE = "ensemble.yml"
@@ -242,25 +243,33 @@ def train(config_path: str, save_model_path: str = "models/", log_dir: str = "lo
     names = [trainer.model_name for trainer in trainers]
     if len(set(names)) != len(names):
         raise ConfigError(f"{config_path}: ensemble members must differ in model or features, got {', '.join(names)}")
-    for number, spec in enumerate(specs, 1):
-        # built again just before it trains: seeded as a run of that config alone would be
-        trainer = member_trainer(spec)
-        member_dir = os.path.join(directory, trainer.model_name)
-        resume = None if overwrite else resume_point(member_dir, trainer.config["train_conf"]["max_epoch"])
-        if resume == "done":
-            trainer.log(f"ensemble member {number}/{len(specs)}: {trainer.model_name} already trained "
-                        f"({member_dir}; --overwrite trains it again)")
-            continue
-        trainer.log(f"ensemble member {number}/{len(specs)}: {trainer.model_name}"
-                    + (f", resuming from {resume}" if resume else ""))
-        # the test list is scored once, for the ensemble and each member, by eval.py
-        trainer.train(save_model_path=directory, log_dir=log_dir, overwrite=overwrite, resume_model=resume, test=False)
+    with shared_runs(trainer.featurizer for trainer in trainers) as paired:
+        if paired:
+            trainers[0].log(f"openSMILE runs shared: {', '.join(key[0] for key in sorted(paired, key=str))} "
+                            f"functionals and contours come from one run over each clip")
+        for number, spec in enumerate(specs, 1):
+            train_member(member_trainer(spec), number, len(specs), directory, log_dir, overwrite)
     if trainers[0].context.is_main:
         write_manifest(directory, [os.path.join(directory, name, recipe.member_checkpoint) for name in names],
                        recipe.combine, recipe.views)
         trainers[0].log(f"ensemble of {len(names)} models written to {directory} "
                         f"(eval.py --resume_model {directory})")
     return directory
+
+
+def train_member(trainer, number: int, count: int, directory: str, log_dir: str, overwrite: bool) -> None:
+    """Train member `number` of `count` (built just before: seeded as a run of its config alone
+    would be) into directory/<Model>_<Feature>, resuming it or skipping it when it finished."""
+    member_dir = os.path.join(directory, trainer.model_name)
+    resume = None if overwrite else resume_point(member_dir, trainer.config["train_conf"]["max_epoch"])
+    if resume == "done":
+        trainer.log(f"ensemble member {number}/{count}: {trainer.model_name} already trained "
+                    f"({member_dir}; --overwrite trains it again)")
+        return
+    trainer.log(f"ensemble member {number}/{count}: {trainer.model_name}"
+                + (f", resuming from {resume}" if resume else ""))
+    # the test list is scored once, for the ensemble and each member, by eval.py
+    trainer.train(save_model_path=directory, log_dir=log_dir, overwrite=overwrite, resume_model=resume, test=False)
 
 
 def resume_point(member_dir: str, max_epoch: int) -> Optional[str]:

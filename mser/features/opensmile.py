@@ -45,6 +45,7 @@ from mser.audio import normalize_db, rms_dbfs
 from mser.errors import ConfigError
 from mser.features.base import FrameFeaturizer, register_featurizer
 from mser.features.clip import ClipFeaturizer
+from mser.features.opensmile_runs import CONTOURS, FUNCTIONALS, analyse
 from mser.features.prosody import F0_MAX_HZ, F0_MIN_HZ, VOICING_THRESHOLD, PitchTracker, pitch_level
 
 INSTALL_HINT = 'pip install "mser[opensmile]"'
@@ -91,6 +92,7 @@ class OpenSmileFunctionals(ClipFeaturizer):
     feature_set: str       # an opensmile.FeatureSet member name
     extra = "opensmile"    # the pip extra (and module) this featurizer needs
     clip_by_clip = True
+    smile_level = FUNCTIONALS
 
     def __init__(self, sample_rate: int = 16000, scaler_path: str = "", analysis_dBFS: Optional[float] = None,
                  append_level: bool = False, append_pitch_level: bool = False):
@@ -98,6 +100,7 @@ class OpenSmileFunctionals(ClipFeaturizer):
         opensmile = import_opensmile(type(self).__name__)
         self.analysis_dBFS = checked_analysis_level(type(self).__name__, analysis_dBFS)
         self.append_level = bool(append_level)
+        self.analysis_key = (self.feature_set, sample_rate, self.analysis_dBFS)   # what shared_runs pairs on
         self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
                                      feature_level=opensmile.FeatureLevel.Functionals)
         # FbankProsody's default tracker, 10 ms hop
@@ -122,7 +125,7 @@ class OpenSmileFunctionals(ClipFeaturizer):
     def functionals(self, clip: np.ndarray) -> np.ndarray:
         """One clip's valid samples (samples,) -> (feature_dim,) float32, possibly non-finite."""
         clip, level = analysis_copy(clip, self.analysis_dBFS, self.min_samples)
-        values = np.asarray(self.smile(clip, self.sample_rate), dtype=np.float32).reshape(-1)
+        values = np.asarray(analyse(self, clip), dtype=np.float32).reshape(-1)
         if self.append_level:
             values = np.append(values, np.float32(level))
         if self.pitch_tracker is not None:
@@ -163,6 +166,7 @@ class OpenSmileContours(FrameFeaturizer):
     feature_set: str
     extra = "opensmile"
     clip_by_clip = True
+    smile_level = CONTOURS
     WINDOW_SECONDS = 0.050   # openSMILE's frames of these sets end up to 50 ms before a clip's end
 
     def __init__(self, sample_rate: int = 16000, analysis_dBFS: Optional[float] = None,
@@ -171,6 +175,7 @@ class OpenSmileContours(FrameFeaturizer):
         opensmile = import_opensmile(type(self).__name__)
         self.analysis_dBFS = checked_analysis_level(type(self).__name__, analysis_dBFS)
         self.append_level = bool(append_level)
+        self.analysis_key = (self.feature_set, sample_rate, self.analysis_dBFS)   # what shared_runs pairs on
         self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
                                      feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
         descriptors = list(self.smile.feature_names)
@@ -197,7 +202,7 @@ class OpenSmileContours(FrameFeaturizer):
     def contours(self, clip: np.ndarray) -> np.ndarray:
         """One clip's valid samples (samples,) -> (frames, feature_dim) float32, all finite."""
         clip, level = analysis_copy(clip, self.analysis_dBFS, self.min_samples)
-        values = np.asarray(self.smile(clip, self.sample_rate), dtype=np.float32)[0].T
+        values = np.asarray(analyse(self, clip), dtype=np.float32)[0].T
         values = np.where(np.isfinite(values), values, np.float32(0.0))
         voiced = values[:, self.pitch_index] > 0
         if voiced.any():
