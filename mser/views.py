@@ -5,8 +5,8 @@ The same speech heard over another channel can get another answer (README, Robus
 line changes about a fifth of the recommended ensemble's answers). With the "telephone" view, the
 answer on a wideband clip also hears the clip as a telephone line would pass it, and the answer on a
 telephone recording barely changes (its telephone view is nearly itself), so the two answers move
-closer by construction. Each view costs one more model run. For the recommended ensemble it costs
-no accuracy in cross-validation, and configs/ensemble.yml names it (the folder's `views`,
+closer by construction. Each view costs one more model run. For the ensembles it costs no accuracy
+in cross-validation, and configs/ensemble_large.yml and ensemble.yml name it (the folder's `views`,
 mser.ensemble); a single eGeMAPS model loses accuracy with it, with or without telephone audio in
 its training (README, Results). Off otherwise.
 
@@ -23,8 +23,8 @@ Views (the registry VIEWS; each maps loaded samples at the model's rate to sampl
   pitch_down  one semitone lower, duration kept (another talker, roughly)
   pitch_up    one semitone higher
 Beside telephone, gsm and overdrive moved the flips under a mobile line and under clipping by up to
-two points in cross-validation, for one more model run each (README, Robustness): not in
-configs/ensemble.yml.
+two points in cross-validation, for one more model run each (README, Robustness): not in the
+shipped ensemble configs.
 """
 import warnings
 from typing import Any, Dict, List, Optional, Sequence

@@ -29,6 +29,9 @@ with it; `append_pitch_level: true` adds the clip's pitch level from our autocor
 `pitch_level_st`, after `level_dBFS` when both are on). On the demo corpus's training voices it adds
 to eGeMAPS' own pitch values what the generator's per-clip pitch was (README, Features).
 
+When an ensemble trains a functionals and a contours member of one feature set that analyse clips
+the same way, each clip is analysed once for both (mser.features.opensmile_runs, `analysis_key`).
+
 Two cases where openSMILE gives no number are handled here:
   - a clip shorter than 60 ms (openSMILE's longest analysis window) makes openSMILE return NaN for
     every value, so such a clip is padded with silence to 60 ms first;
