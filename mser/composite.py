@@ -7,6 +7,7 @@ statistics, so `speaker=`, `predict_long` and whole or running statistics work a
 `combine_parts` turns the parts' (clips, classes) probabilities into one answer.
 """
 import abc
+import contextlib
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
@@ -22,6 +23,10 @@ class CompositePredictor(MSERPredictor, metaclass=abc.ABCMeta):
     def part_waveforms(self, index: int, waveforms: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
         """Loaded clips as part `index` hears them (default: as they are)."""
         return waveforms
+
+    def shared_work(self):
+        """A context within which the parts may share work on the same clips (default: none)."""
+        return contextlib.nullcontext()
 
     @abc.abstractmethod
     def combine_parts(self, probabilities: Sequence[np.ndarray]) -> np.ndarray:
@@ -41,9 +46,10 @@ class CompositePredictor(MSERPredictor, metaclass=abc.ABCMeta):
         return [part.new_session() for part in self.parts]
 
     def session_probabilities(self, waveforms: Sequence[np.ndarray], stats) -> np.ndarray:
-        return self.combine_parts([part.session_probabilities(self.part_waveforms(i, waveforms),
-                                                              None if stats is None else stats[i])
-                                   for i, part in enumerate(self.parts)])
+        with self.shared_work():
+            return self.combine_parts([part.session_probabilities(self.part_waveforms(i, waveforms),
+                                                                  None if stats is None else stats[i])
+                                       for i, part in enumerate(self.parts)])
 
     def whole_session(self, stats) -> "CompositeSession":
         """One whole-statistics session per part, each with its own statistics (`stats[i]`)."""
@@ -60,8 +66,9 @@ class CompositeSession:
 
     def add(self, waveforms: Sequence[np.ndarray]) -> None:
         """One batch of loaded clips, (samples,) float32 each."""
-        for index, session in enumerate(self.sessions):
-            session.add(self.predictor.part_waveforms(index, waveforms))
+        with self.predictor.shared_work():
+            for index, session in enumerate(self.sessions):
+                session.add(self.predictor.part_waveforms(index, waveforms))
 
     def probabilities(self) -> np.ndarray:
         """(clips added, num_class) float32: the parts' probabilities combined."""

@@ -395,6 +395,10 @@ class EnsemblePredictor(CompositePredictor):
     def normalises_speakers(self) -> bool:
         return any(member.normalises_speakers() for member in self.members)
 
+    def shared_work(self):
+        """Members that analyse clips with one openSMILE set at two levels share each clip's run."""
+        return shared_runs(member.featurizer for member in self.members)
+
     def part_waveforms(self, index: int, waveforms: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
         return member_waveforms(self.members[index], waveforms)
 
@@ -402,8 +406,9 @@ class EnsemblePredictor(CompositePredictor):
         return combine_probabilities(probabilities, self.combine)
 
     def embeddings(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
-        return np.concatenate([member.embeddings(member_waveforms(member, waveforms)) for member in self.members],
-                              axis=1)
+        with self.shared_work():
+            return np.concatenate([member.embeddings(member_waveforms(member, waveforms))
+                                   for member in self.members], axis=1)
 
 
 def member_waveforms(member: MSERPredictor, waveforms: Sequence[np.ndarray]) -> Sequence[np.ndarray]:

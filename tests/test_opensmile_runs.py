@@ -1,6 +1,7 @@
 """One openSMILE run shared by a functionals and a contours featurizer (mser.features.opensmile_runs):
 the same values to the bit as each featurizer's own run, in either order, and through train.py on
 an ensemble whose members analyse the same augmented copies."""
+import contextlib
 import os
 
 import numpy as np
@@ -86,35 +87,63 @@ def test_featurizers_that_analyse_differently_are_not_paired():
         assert paired == set() and opensmile_runs._shared is None
 
 
-def test_an_ensemble_caches_what_its_members_would_alone(demo_lists, tmp_path):
-    """train.py on an ensemble of an eGeMAPS and an eGeMAPS_LLD member, each with an augmented
-    copy of every clip: the contour member's caches (clips and copies) are those the contour
-    config alone makes."""
-    tiny = {"dataset_conf.feature_cache.augmented_copies": 1, "model_conf.model": None,
-            "model_conf.model_args.hidden_size": None, "preprocess_conf.feature_method": None,
-            "preprocess_conf.method_args.num_mel_bins": None}
-    contour_model = ("model_conf.model_args.channels=16,model_conf.model_args.stats_channels=32,"
-                     "model_conf.model_args.embd_dim=16")
-    config = tmp_path / "ensemble.yml"
+CONTOUR_MODEL = ("model_conf.model_args.channels=16,model_conf.model_args.stats_channels=32,"
+                 "model_conf.model_args.embd_dim=16")
+AUGMENTATION = str(REPO / "configs" / "augmentation_copies.yml")
+TINY = {"dataset_conf.feature_cache.augmented_copies": 1, "model_conf.model": None,
+        "model_conf.model_args.hidden_size": None, "preprocess_conf.feature_method": None,
+        "preprocess_conf.method_args.num_mel_bins": None}
+
+
+@pytest.fixture(scope="module")
+def shared_ensemble(demo_lists, tmp_path_factory):
+    """train.py on an ensemble of an eGeMAPS and an eGeMAPS_LLD member, each with an augmented copy
+    of every clip: (work folder, train.py's output)."""
+    work = tmp_path_factory.mktemp("shared_runs")
+    config = work / "ensemble.yml"
     config.write_text(yaml.safe_dump({"ensemble": {"members": [
         {"configs": str(REPO / "configs" / "egemaps.yml"), "overwrites": "model_conf.model_args.hidden_size=16"},
-        {"configs": str(REPO / "configs" / "egemaps_lld.yml"), "overwrites": contour_model}]}}))
-    augmentation = str(REPO / "configs" / "augmentation_copies.yml")
-    ensemble = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
-                          "--save_model_path", tmp_path / "models", "--data_augment_configs", augmentation,
-                          "--overwrites", tiny_overwrites(demo_lists, **tiny, **{
-                              "dataset_conf.feature_cache.cache_dir": tmp_path / "shared"}))
-    assert ensemble.returncode == 0, ensemble.stdout[-3000:] + ensemble.stderr[-3000:]
-    assert "openSMILE runs shared: eGeMAPSv02" in ensemble.stdout
+        {"configs": str(REPO / "configs" / "egemaps_lld.yml"), "overwrites": CONTOUR_MODEL}]}}))
+    result = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
+                        "--save_model_path", work / "models", "--data_augment_configs", AUGMENTATION,
+                        "--overwrites", tiny_overwrites(demo_lists, **TINY, **{
+                            "dataset_conf.feature_cache.cache_dir": work / "shared"}))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work, result.stdout
+
+
+def test_an_ensemble_caches_what_its_members_would_alone(shared_ensemble, demo_lists, tmp_path):
+    """The contour member's caches (clips and copies) are those the contour config alone makes."""
+    work, output = shared_ensemble
+    assert "openSMILE runs shared: eGeMAPSv02" in output
     alone = run_script("train.py", "--configs", REPO / "configs" / "egemaps_lld.yml", "--use_gpu", "false",
                        "--log_dir", "", "--save_model_path", tmp_path / "alone", "--data_augment_configs",
-                       augmentation, "--overwrites", tiny_overwrites(demo_lists, **tiny, **{
-                           "dataset_conf.feature_cache.cache_dir": tmp_path / "alone_cache"}) + "," + contour_model)
+                       AUGMENTATION, "--overwrites", tiny_overwrites(demo_lists, **TINY, **{
+                           "dataset_conf.feature_cache.cache_dir": tmp_path / "alone_cache"}) + "," + CONTOUR_MODEL)
     assert alone.returncode == 0, alone.stdout[-3000:] + alone.stderr[-3000:]
-    caches = sorted(path.name for path in (tmp_path / "shared").glob("eGeMAPS_LLD_*.pt"))
+    caches = sorted(path.name for path in (work / "shared").glob("eGeMAPS_LLD_*.pt"))
     assert any("_copies_" in name for name in caches) and len(caches) >= 2
     for name in caches:
-        mine = torch.load(tmp_path / "shared" / name, weights_only=True)["features"]
+        mine = torch.load(work / "shared" / name, weights_only=True)["features"]
         theirs = torch.load(tmp_path / "alone_cache" / name, weights_only=True)["features"]
         assert mine.keys() == theirs.keys()
         assert all(torch.equal(mine[clip], theirs[clip]) for clip in mine)
+
+
+@pytest.mark.parametrize("statistics", ["whole", "running"])
+def test_the_ensemble_predictor_runs_opensmile_once_per_clip(shared_ensemble, demo_lists, statistics, monkeypatch):
+    from mser.ensemble import EnsemblePredictor
+    from mser.predictor import MSERPredictor
+    work, _ = shared_ensemble
+    paths = [line.split("\t")[0] for line in (demo_lists / "test_list.txt").read_text().splitlines()[:4]]
+    predictor = MSERPredictor(model_path=str(work / "models" / "Ensemble"), use_gpu=False)
+    assert isinstance(predictor, EnsemblePredictor)
+    shared = predictor.predict_batch(paths, speaker="one", statistics=statistics)
+    with monkeypatch.context() as patch:
+        patch.setattr(EnsemblePredictor, "shared_work", lambda self: contextlib.nullcontext())
+        predictor.reset_speakers()
+        assert predictor.predict_batch(paths, speaker="one", statistics=statistics) == shared
+    contours = next(m for m in predictor.members if m.featurizer.smile_level == "lld").featurizer
+    monkeypatch.setattr(contours, "smile", None)   # the contour member must take the kept level
+    predictor.reset_speakers()
+    assert predictor.predict_batch(paths, speaker="one", statistics=statistics) == shared
