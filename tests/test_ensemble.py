@@ -127,6 +127,13 @@ def test_bad_ensemble_configs_are_one_line(members, fragment, tmp_path, demo_lis
     assert not (tmp_path / "models").exists()
 
 
+def test_extract_features_points_an_ensemble_config_to_train_py(tmp_path):
+    result = run_script("extract_features.py", "--configs", "ensemble_large", "--use_gpu", "false",
+                        "--overwrites", f"dataset_conf.feature_cache.cache_dir={tmp_path / 'cache'}")
+    assert_one_line_error(result, "is an ensemble config: train.py --configs ensemble_large")
+    assert not (tmp_path / "cache").exists()
+
+
 @pytest.mark.parametrize("name, size", [("ensemble", 3), ("ensemble_large", 4)])
 def test_shipped_ensemble_config_names_loadable_members(name, size):
     from mser.config import load_config

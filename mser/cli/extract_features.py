@@ -20,7 +20,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 @exits_cleanly
 def main(argv=None):
     args = parse_args(argv)
+    from mser.ensemble import is_ensemble_config
+    from mser.errors import ConfigError
     from mser.executor import Executor
+    if is_ensemble_config(args.configs):
+        raise ConfigError(f"{args.configs} is an ensemble config: train.py --configs {args.configs} caches each "
+                          f"member's features as it trains it; give extract_features.py one member's config "
+                          f"(e.g. configs/egemaps.yml)")
     started = time.time()
     executor = Executor.from_config(args.configs, use_gpu=args.use_gpu, overwrites=args.overwrites)
     caches = executor.prepare_caches(rebuild=True)
