@@ -63,7 +63,7 @@ def test_paired_featurizers_share_one_run_per_clip(pair, first, monkeypatch):
     others_own = features(follower, other)
     with shared_runs(pair) as paired:
         assert paired == {("eGeMAPSv02", SAMPLE_RATE, -20.0)}
-        folder = opensmile_runs._shared.folder
+        folder = opensmile_runs.active().folder
         for clip, expected in zip(clips, own[first]):
             assert torch.equal(features(opener, clip), expected)
         assert len(os.listdir(folder)) == len(clips)   # the other level of each clip, kept
@@ -74,7 +74,33 @@ def test_paired_featurizers_share_one_run_per_clip(pair, first, monkeypatch):
         assert os.listdir(folder) == []   # each kept level is read once
         assert torch.equal(features(follower, other), others_own)   # analysed, its other level kept
         assert len(os.listdir(folder)) == 1
-    assert opensmile_runs._shared is None and not os.path.exists(folder)
+    assert opensmile_runs.active() is None and not os.path.exists(folder)
+
+
+def test_forked_extraction_workers_share_and_other_threads_do_not(pair, demo_lists):
+    """Feature extraction runs in forked worker processes: what the functionals' workers keep, the
+    contours' workers take; a thread beside the context's own neither keeps nor takes."""
+    import threading
+
+    from mser.config import load_config
+    from mser.data.feature_cache import compute_features
+    from mser.data.lists import read_data_list
+    config = load_config(str(REPO / "configs" / "egemaps.yml"), "dataset_conf.feature_cache.workers=2")
+    items = read_data_list(str(demo_lists / "test_list.txt"), 6)[:64]
+    functionals, contours = pair
+    alone = compute_features(contours, items, config)["features"]
+    with shared_runs(pair):
+        folder = opensmile_runs.active().folder
+        compute_features(functionals, items, config)
+        assert len(os.listdir(folder)) == len(items)
+        seen = []
+        beside = threading.Thread(target=lambda: seen.append(opensmile_runs.active()))
+        beside.start()
+        beside.join()
+        assert seen == [None]
+        shared = compute_features(contours, items, config)["features"]
+        assert os.listdir(folder) == []
+    assert shared.keys() == alone.keys() and all(torch.equal(shared[p], alone[p]) for p in alone)
 
 
 def test_featurizers_that_analyse_differently_are_not_paired():
@@ -84,7 +110,7 @@ def test_featurizers_that_analyse_differently_are_not_paired():
     fbank = build_featurizer("Fbank", sample_rate=SAMPLE_RATE)
     assert paired_keys([functionals, contours, compare, fbank]) == set()
     with shared_runs([functionals, contours]) as paired:
-        assert paired == set() and opensmile_runs._shared is None
+        assert paired == set() and opensmile_runs.active() is None
 
 
 CONTOUR_MODEL = ("model_conf.model_args.channels=16,model_conf.model_args.stats_channels=32,"

@@ -8,12 +8,15 @@ member's extraction takes it instead of running openSMILE again: the values are 
 (tests/test_opensmile_runs.py). The kept level goes to files in a temporary folder rather than
 memory, because feature extraction runs in forked worker processes; each file is read once and
 removed, and the folder goes when the context ends. A clip is matched by a digest of the samples
-openSMILE analyses, so a clip that differs in any sample is analysed again.
+openSMILE analyses, so a clip that differs in any sample is analysed again. The sharing belongs to
+the thread that opened the context (and the worker processes it forks), so predictors used from
+several threads at once do not meet each other's runs.
 """
 import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from typing import Iterable, Iterator, Optional, Set, Tuple
 
 import numpy as np
@@ -81,14 +84,20 @@ class SharedRuns:
         return levels[level]
 
 
-_shared: Optional[SharedRuns] = None
+_state = threading.local()   # .shared: this thread's SharedRuns while a shared_runs context is open
+
+
+def active() -> Optional[SharedRuns]:
+    """The shared runs of this thread's open `shared_runs` context, or None."""
+    return getattr(_state, "shared", None)
 
 
 def analyse(featurizer, clip: np.ndarray) -> np.ndarray:
     """featurizer.smile(clip, rate), through a shared run when `shared_runs` pairs the featurizer."""
-    if _shared is None or featurizer.analysis_key not in _shared.keys:
+    shared = active()
+    if shared is None or featurizer.analysis_key not in shared.keys:
         return featurizer.smile(clip, featurizer.sample_rate)
-    return _shared.analyse(featurizer, clip)
+    return shared.analyse(featurizer, clip)
 
 
 def paired_keys(featurizers: Iterable) -> Set[AnalysisKey]:
@@ -105,14 +114,13 @@ def paired_keys(featurizers: Iterable) -> Set[AnalysisKey]:
 def shared_runs(featurizers: Iterable) -> Iterator[Set[AnalysisKey]]:
     """Within the context, featurizers built with the paired analysis keys of `featurizers` share
     their openSMILE runs (see the module's docstring). Yields the paired keys (empty: nothing shared)."""
-    global _shared
-    keys = paired_keys(featurizers)
-    if not keys or _shared is not None:   # nothing to pair, or an outer context shares already
-        yield keys & _shared.keys if _shared is not None else set()
+    keys, outer = paired_keys(featurizers), active()
+    if not keys or outer is not None:   # nothing to pair, or an outer context shares already
+        yield keys & outer.keys if outer is not None else set()
         return
     with tempfile.TemporaryDirectory(prefix="mser-opensmile-") as folder:
-        _shared = SharedRuns(keys, folder)
+        _state.shared = SharedRuns(keys, folder)
         try:
             yield keys
         finally:
-            _shared = None
+            _state.shared = None
