@@ -74,6 +74,11 @@ def test_paired_featurizers_share_one_run_per_clip(pair, first, monkeypatch):
         assert os.listdir(folder) == []   # each kept level is read once
         assert torch.equal(features(follower, other), others_own)   # analysed, its other level kept
         assert len(os.listdir(folder)) == 1
+    with shared_runs(pair):   # a clip met twice (a list with a repeated file): the second is analysed again
+        folder = opensmile_runs.active().folder
+        features(opener, clips[0])
+        assert [torch.equal(features(follower, clips[0]), own[1 - first][0]) for _ in range(2)] == [True, True]
+        assert len(os.listdir(folder)) == 1   # the second run's other level, kept
     assert opensmile_runs.active() is None and not os.path.exists(folder)
 
 

@@ -69,18 +69,23 @@ class SharedRuns:
         featurizer's run left it, else from a run of both levels whose other level is kept."""
         level = featurizer.smile_level
         kept = self.path(featurizer.analysis_key, clip, level)
-        if os.path.isfile(kept):
+        try:
             values = np.load(kept)
-            os.remove(kept)
+        except FileNotFoundError:   # not kept, or a worker took it first for an identical clip
+            values = None
+        if values is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(kept)
             return values
         levels = run_levels(featurizer.smile, clip, featurizer.sample_rate)
         if levels is None:
             return featurizer.smile(clip, featurizer.sample_rate)
         other = OTHER_LEVEL[level]
-        partial = self.path(featurizer.analysis_key, clip, other) + ".partial"
+        keep = self.path(featurizer.analysis_key, clip, other)
+        partial = f"{keep}.{os.getpid()}.partial"   # workers with identical clips never write one file
         with open(partial, "wb") as f:
             np.save(f, levels[other])
-        os.replace(partial, partial[:-len(".partial")])   # a reader sees the whole file or none
+        os.replace(partial, keep)   # a reader sees a whole file or none
         return levels[level]
 
 
