@@ -1,10 +1,11 @@
 """One openSMILE run for both levels of a feature set, shared by two featurizers.
 
 openSMILE computes a set's functionals from its low-level descriptors, so one run over a clip can
-hand out both. When an ensemble trains a functionals member (eGeMAPS) and a contours member
+hand out both. When an ensemble has a functionals member (eGeMAPS) and a contours member
 (eGeMAPS_LLD) that analyse the same clips the same way (feature set, sample rate, analysis level),
-`shared_runs` makes the first member's runs keep the other level of each clip, and the second
-member's extraction takes it instead of running openSMILE again: the values are the same to the bit
+its training (mser.ensemble.train) and its predictor (EnsemblePredictor.shared_work) open
+`shared_runs`: the first member's runs keep the other level of each clip, and the second member
+takes it instead of running openSMILE again: the values are the same to the bit
 (tests/test_opensmile_runs.py). The kept level goes to files in a temporary folder rather than
 memory, because feature extraction runs in forked worker processes; each file is read once and
 removed, and the folder goes when the context ends. A clip is matched by a digest of the samples
