@@ -30,7 +30,7 @@ with it; `append_pitch_level: true` adds the clip's pitch level from our autocor
 to eGeMAPS' own pitch values what the generator's per-clip pitch was (README, Features).
 
 When an ensemble trains a functionals and a contours member of one feature set that analyse clips
-the same way, each clip is analysed once for both (mser.features.opensmile_runs, `analysis_key`).
+the same way, each clip is analysed once for both (mser.features.opensmile_runs).
 
 Two cases where openSMILE gives no number are handled here:
   - a clip shorter than 60 ms (openSMILE's longest analysis window) makes openSMILE return NaN for
@@ -103,7 +103,6 @@ class OpenSmileFunctionals(ClipFeaturizer):
         opensmile = import_opensmile(type(self).__name__)
         self.analysis_dBFS = checked_analysis_level(type(self).__name__, analysis_dBFS)
         self.append_level = bool(append_level)
-        self.analysis_key = (self.feature_set, sample_rate, self.analysis_dBFS)   # what shared_runs pairs on
         self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
                                      feature_level=opensmile.FeatureLevel.Functionals)
         # FbankProsody's default tracker, 10 ms hop
@@ -178,7 +177,6 @@ class OpenSmileContours(FrameFeaturizer):
         opensmile = import_opensmile(type(self).__name__)
         self.analysis_dBFS = checked_analysis_level(type(self).__name__, analysis_dBFS)
         self.append_level = bool(append_level)
-        self.analysis_key = (self.feature_set, sample_rate, self.analysis_dBFS)   # what shared_runs pairs on
         self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
                                      feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
         descriptors = list(self.smile.feature_names)

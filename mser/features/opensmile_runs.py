@@ -27,6 +27,13 @@ OTHER_LEVEL = {FUNCTIONALS: CONTOURS, CONTOURS: FUNCTIONALS}
 AnalysisKey = Tuple[str, int, Optional[float]]   # feature set, sample rate, analysis level (dBFS)
 
 
+def analysis_key(featurizer) -> Optional[AnalysisKey]:
+    """What two featurizers must share to share a run; None for a featurizer that is not openSMILE's."""
+    if getattr(featurizer, "smile_level", None) is None:
+        return None
+    return featurizer.feature_set, featurizer.sample_rate, featurizer.analysis_dBFS
+
+
 def run_levels(smile, clip: np.ndarray, sample_rate: int) -> Optional[dict]:
     """Both levels of one openSMILE run over a mono float32 clip, each shaped as `smile(clip,
     sample_rate)` returns it, (1, features, frames); None when a level came back empty."""
@@ -61,15 +68,12 @@ class SharedRuns:
     def __init__(self, keys: Set[AnalysisKey], folder: str):
         self.keys, self.folder = keys, folder
 
-    def path(self, key: AnalysisKey, clip: np.ndarray, level: str) -> str:
-        digest = hashlib.blake2b(repr(key).encode() + clip.tobytes(), digest_size=20).hexdigest()
-        return os.path.join(self.folder, f"{digest}.{level}.npy")
-
     def analyse(self, featurizer, clip: np.ndarray) -> np.ndarray:
         """The featurizer's level of `clip` as featurizer.smile gives it: a kept one when the other
         featurizer's run left it, else from a run of both levels whose other level is kept."""
         level = featurizer.smile_level
-        kept = self.path(featurizer.analysis_key, clip, level)
+        digest = hashlib.blake2b(repr(analysis_key(featurizer)).encode() + clip.tobytes(), digest_size=20).hexdigest()
+        kept = os.path.join(self.folder, f"{digest}.{level}.npy")
         try:
             values = np.load(kept)
         except FileNotFoundError:   # not kept, or a worker took it first for an identical clip
@@ -82,7 +86,7 @@ class SharedRuns:
         if levels is None:
             return featurizer.smile(clip, featurizer.sample_rate)
         other = OTHER_LEVEL[level]
-        keep = self.path(featurizer.analysis_key, clip, other)
+        keep = os.path.join(self.folder, f"{digest}.{other}.npy")
         partial = f"{keep}.{os.getpid()}.partial"   # workers with identical clips never write one file
         with open(partial, "wb") as f:
             np.save(f, levels[other])
@@ -101,7 +105,7 @@ def active() -> Optional[SharedRuns]:
 def analyse(featurizer, clip: np.ndarray) -> np.ndarray:
     """featurizer.smile(clip, rate), through a shared run when `shared_runs` pairs the featurizer."""
     shared = active()
-    if shared is None or featurizer.analysis_key not in shared.keys:
+    if shared is None or analysis_key(featurizer) not in shared.keys:
         return featurizer.smile(clip, featurizer.sample_rate)
     return shared.analyse(featurizer, clip)
 
@@ -110,9 +114,9 @@ def paired_keys(featurizers: Iterable) -> Set[AnalysisKey]:
     """The analysis keys that both a functionals and a contours featurizer among `featurizers` have."""
     levels = {}
     for featurizer in featurizers:
-        key, level = getattr(featurizer, "analysis_key", None), getattr(featurizer, "smile_level", None)
-        if key is not None and level is not None:
-            levels.setdefault(key, set()).add(level)
+        key = analysis_key(featurizer)
+        if key is not None:
+            levels.setdefault(key, set()).add(featurizer.smile_level)
     return {key for key, found in levels.items() if found == {FUNCTIONALS, CONTOURS}}
 
 
