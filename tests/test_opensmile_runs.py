@@ -131,6 +131,8 @@ def shared_ensemble(demo_lists, tmp_path_factory):
     """train.py on an ensemble of an eGeMAPS and an eGeMAPS_LLD member, each with an augmented copy
     of every clip: (work folder, train.py's output)."""
     work = tmp_path_factory.mktemp("shared_runs")
+    # a label list of its own: the eGeMAPS scaler is kept beside it, not beside the session's lists
+    (work / "label_list.txt").write_text((demo_lists / "label_list.txt").read_text())
     config = work / "ensemble.yml"
     config.write_text(yaml.safe_dump({"ensemble": {"members": [
         {"configs": str(REPO / "configs" / "egemaps.yml"), "overwrites": "model_conf.model_args.hidden_size=16"},
@@ -138,7 +140,8 @@ def shared_ensemble(demo_lists, tmp_path_factory):
     result = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
                         "--save_model_path", work / "models", "--data_augment_configs", AUGMENTATION,
                         "--overwrites", tiny_overwrites(demo_lists, **TINY, **{
-                            "dataset_conf.feature_cache.cache_dir": work / "shared"}))
+                            "dataset_conf.feature_cache.cache_dir": work / "shared",
+                            "dataset_conf.label_list_path": work / "label_list.txt"}))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return work, result.stdout
 
