@@ -130,6 +130,22 @@ def test_the_trackers_pitch_level_comes_last_and_changes_nothing_else():
     assert silence[0, -1].item() == 0.0 and torch.isfinite(silence).all()
 
 
+def test_the_clips_log_duration_comes_last_and_changes_nothing_else():
+    timed = build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE, analysis_dBFS=-20, append_level=True,
+                             append_pitch_level=True, append_duration=True)
+    assert timed.feature_dim == 91 and timed.feature_names[-3:] == ["level_dBFS", "pitch_level_st", "duration_log_s"]
+    clips = torch.stack([voice(1.5), torch.cat([voice(0.75, seed=1), torch.zeros(SAMPLE_RATE * 3 // 4)])])
+    lengths = torch.tensor([clips.shape[1], SAMPLE_RATE * 3 // 4])   # the second clip: 0.75 s valid
+    values = timed.extract(clips, lengths)
+    assert values[:, -1].tolist() == pytest.approx([math.log(1.5), math.log(0.75)], abs=1e-6)
+    untimed = build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE, analysis_dBFS=-20, append_level=True,
+                               append_pitch_level=True)
+    torch.testing.assert_close(values[:, :-1], untimed.extract(clips, lengths))
+    # shorter than openSMILE's longest window: padded for openSMILE, timed as it came
+    brief = timed.extract(voice(0.03)[None])
+    assert brief[0, -1].item() == pytest.approx(math.log(0.03), abs=1e-3) and torch.isfinite(brief).all()
+
+
 def test_contours_fill_pauses_and_keep_the_level():
     contours = build_featurizer("eGeMAPS_LLD", sample_rate=SAMPLE_RATE, analysis_dBFS=-20, append_level=True).eval()
     names = contours.feature_names
@@ -153,6 +169,20 @@ def test_contours_fill_pauses_and_keep_the_level():
     silence, _ = contours(torch.zeros(1, SAMPLE_RATE))
     assert torch.isfinite(silence).all() and silence[0, :, voiced_only].abs().sum() == 0
     assert silence[0, 0, -1].item() == -100.0
+
+
+def test_contours_keep_the_clips_log_duration_as_a_last_constant_channel():
+    timed = build_featurizer("eGeMAPS_LLD", sample_rate=SAMPLE_RATE, analysis_dBFS=-20, append_level=True,
+                             append_duration=True).eval()
+    assert timed.feature_dim == 28 and timed.feature_names[-2:] == ["level_dBFS", "duration_log_s"]
+    clips = torch.stack([voice(1.2), torch.cat([voice(0.6, seed=1), torch.zeros(SAMPLE_RATE * 6 // 10)])])
+    lengths = torch.tensor([clips.shape[1], SAMPLE_RATE * 6 // 10])
+    features, frames = timed(clips, lengths)
+    for row, seconds in zip(range(2), (1.2, 0.6)):
+        duration = features[row, :frames[row], -1]
+        assert torch.all(duration == duration[0]) and duration[0].item() == pytest.approx(math.log(seconds), abs=1e-6)
+    untimed = build_featurizer("eGeMAPS_LLD", sample_rate=SAMPLE_RATE, analysis_dBFS=-20, append_level=True).eval()
+    torch.testing.assert_close(features[..., :-1], untimed(clips, lengths)[0])
 
 
 @pytest.mark.parametrize("name", ["eGeMAPS", "eGeMAPS_LLD"])
@@ -192,7 +222,7 @@ def assert_infers_a_label(demo_lists, model) -> None:
 
 
 @pytest.mark.parametrize("method_args", [{}, {"analysis_dBFS": "null", "append_level": "false"},   # level kept, not
-                                         {"append_pitch_level": "true"}])
+                                         {"append_pitch_level": "true"}, {"append_duration": "true"}])
 def test_train_and_infer_with_the_egemaps_config(demo_lists, tmp_path, method_args):
     changes = {f"preprocess_conf.method_args.{key}": value for key, value in method_args.items()}
     output = train_on_the_demo_lists(demo_lists, tmp_path, "configs/egemaps.yml",

@@ -29,6 +29,14 @@ with it; `append_pitch_level: true` adds the clip's pitch level from our autocor
 `pitch_level_st`, after `level_dBFS` when both are on). On the demo corpus's training voices it adds
 to eGeMAPS' own pitch values what the generator's per-clip pitch was (README, Features).
 
+How long the clip is. Relative to the speaker's other clips (speaker normalisation), a clip's duration
+tells how fast it was spoken when the sentences are alike, a cue none of eGeMAPS' values carries (its
+rate measures count loudness peaks and voiced segments, which noise blurs). `append_duration: true`
+adds the natural log of the clip's duration in seconds (`duration_log_s`, last), as the featurizer
+receives it: after the digital silence that loading removes, so padding a file with zeros leaves it.
+A live session's windows all last as long, so for them the value is a constant that speaker
+normalisation turns into 0.
+
 When an ensemble trains a functionals and a contours member of one feature set that analyse clips
 the same way, each clip is analysed once for both (mser.features.opensmile_runs).
 
@@ -89,7 +97,8 @@ class OpenSmileFunctionals(ClipFeaturizer):
     analysis_dBFS: level each clip to this RMS (dBFS) before openSMILE analyses it (None: as it is).
     append_level: add the clip's RMS level in dBFS, before any levelling, as one more value.
     append_pitch_level: add the clip's pitch level from our autocorrelation tracker (semitones re
-    27.5 Hz; the scaler's mean for a clip without voiced frames), last.
+    27.5 Hz; the scaler's mean for a clip without voiced frames).
+    append_duration: add the natural log of the clip's duration in seconds, last.
     """
 
     feature_set: str       # an opensmile.FeatureSet member name
@@ -98,18 +107,20 @@ class OpenSmileFunctionals(ClipFeaturizer):
     smile_level = FUNCTIONALS
 
     def __init__(self, sample_rate: int = 16000, scaler_path: str = "", analysis_dBFS: Optional[float] = None,
-                 append_level: bool = False, append_pitch_level: bool = False):
+                 append_level: bool = False, append_pitch_level: bool = False, append_duration: bool = False):
         super().__init__(sample_rate)
         opensmile = import_opensmile(type(self).__name__)
         self.analysis_dBFS = checked_analysis_level(type(self).__name__, analysis_dBFS)
         self.append_level = bool(append_level)
+        self.append_duration = bool(append_duration)
         self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
                                      feature_level=opensmile.FeatureLevel.Functionals)
         # FbankProsody's default tracker, 10 ms hop
         self.pitch_tracker = (PitchTracker(sample_rate, F0_MIN_HZ, F0_MAX_HZ, VOICING_THRESHOLD, sample_rate // 100)
                               if append_pitch_level else None)
         self.feature_names: List[str] = (list(self.smile.feature_names) + ["level_dBFS"] * self.append_level
-                                         + ["pitch_level_st"] * bool(append_pitch_level))
+                                         + ["pitch_level_st"] * bool(append_pitch_level)
+                                         + ["duration_log_s"] * self.append_duration)
         self.feature_dim = len(self.feature_names)
         self.min_samples = math.ceil(MIN_SECONDS * sample_rate)
         self.init_scaler(scaler_path)
@@ -126,6 +137,7 @@ class OpenSmileFunctionals(ClipFeaturizer):
 
     def functionals(self, clip: np.ndarray) -> np.ndarray:
         """One clip's valid samples (samples,) -> (feature_dim,) float32, possibly non-finite."""
+        seconds = max(clip.shape[0], 1) / self.sample_rate
         clip, level = analysis_copy(clip, self.analysis_dBFS, self.min_samples)
         values = np.asarray(analyse(self, clip), dtype=np.float32).reshape(-1)
         if self.append_level:
@@ -135,6 +147,8 @@ class OpenSmileFunctionals(ClipFeaturizer):
             with torch.no_grad():
                 octaves = pitch_level(self.pitch_tracker, samples)
             values = np.append(values, np.float32(12 * octaves + SEMITONES_27_5_HZ))
+        if self.append_duration:
+            values = np.append(values, np.float32(math.log(seconds)))
         return values.reshape(self.feature_dim)
 
 
@@ -162,7 +176,7 @@ class OpenSmileContours(FrameFeaturizer):
     formants; openSMILE writes 0, or -201 for the formant amplitudes, elsewhere) hold the clip's
     median over its voiced frames on unvoiced ones (0 when nothing is voiced), so that a pause is not
     an outlier, and a `voiced` channel (1.0 / 0.0) says where they were measured.
-    analysis_dBFS, append_level: as for the functionals (append_level: a constant channel).
+    analysis_dBFS, append_level, append_duration: as for the functionals (each a constant channel).
     """
 
     feature_set: str
@@ -172,17 +186,19 @@ class OpenSmileContours(FrameFeaturizer):
     WINDOW_SECONDS = 0.050   # openSMILE's frames of these sets end up to 50 ms before a clip's end
 
     def __init__(self, sample_rate: int = 16000, analysis_dBFS: Optional[float] = None,
-                 append_level: bool = False, mean_norm: bool = False):
+                 append_level: bool = False, mean_norm: bool = False, append_duration: bool = False):
         super().__init__(sample_rate, round(self.WINDOW_SECONDS * sample_rate), sample_rate // 100, mean_norm)
         opensmile = import_opensmile(type(self).__name__)
         self.analysis_dBFS = checked_analysis_level(type(self).__name__, analysis_dBFS)
         self.append_level = bool(append_level)
+        self.append_duration = bool(append_duration)
         self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
                                      feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
         descriptors = list(self.smile.feature_names)
         self.voiced_only = np.array([name.endswith("nz") for name in descriptors])
         self.pitch_index = next(i for i, name in enumerate(descriptors) if name.startswith("F0"))
-        self.feature_names: List[str] = descriptors + ["voiced"] + ["level_dBFS"] * self.append_level
+        self.feature_names: List[str] = (descriptors + ["voiced"] + ["level_dBFS"] * self.append_level
+                                         + ["duration_log_s"] * self.append_duration)
         self.feature_dim = len(self.feature_names)
         self.min_samples = math.ceil(MIN_SECONDS * sample_rate)
 
@@ -202,6 +218,7 @@ class OpenSmileContours(FrameFeaturizer):
 
     def contours(self, clip: np.ndarray) -> np.ndarray:
         """One clip's valid samples (samples,) -> (frames, feature_dim) float32, all finite."""
+        seconds = max(clip.shape[0], 1) / self.sample_rate
         clip, level = analysis_copy(clip, self.analysis_dBFS, self.min_samples)
         values = np.asarray(analyse(self, clip), dtype=np.float32)[0].T
         values = np.where(np.isfinite(values), values, np.float32(0.0))
@@ -213,6 +230,8 @@ class OpenSmileContours(FrameFeaturizer):
         columns = [values, voiced[:, None].astype(np.float32)]
         if self.append_level:
             columns.append(np.full((values.shape[0], 1), level, dtype=np.float32))
+        if self.append_duration:
+            columns.append(np.full((values.shape[0], 1), math.log(seconds), dtype=np.float32))
         return np.concatenate(columns, axis=1)
 
 
