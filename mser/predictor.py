@@ -39,6 +39,7 @@ Scores are softmax probabilities. With `threshold` > 0, a result whose top proba
 is labelled UNKNOWN ("unknown") with that probability as its score, so a caller can tell "no
 confident answer" from a low-scoring label.
 """
+import contextlib
 import io
 import os
 import warnings
@@ -55,6 +56,7 @@ from mser.clip import ClipSettings
 from mser.config import apply_overwrites, load_config
 from mser.errors import AudioError, CheckpointError, ConfigError, MSERWarning
 from mser.features.speaker_norm import SpeakerNormalizer, SpeakerStats
+from mser.features.windows import fixed_length_windows
 
 UNKNOWN = "unknown"
 Prediction = Tuple[str, float]
@@ -430,7 +432,9 @@ class MSERPredictor:
                 times.extend((start, end) for start, end, _ in batch)
                 yield [waveform for _, _, waveform in batch]
 
-        probs = self.session_run(waveform_batches(), self.new_session(), statistics)
+        windows = fixed_length_windows() if segmentation == "fixed" else contextlib.nullcontext()
+        with windows:   # fixed windows have no duration of their own (mser.features.windows)
+            probs = self.session_run(waveform_batches(), self.new_session(), statistics)
         if not times:
             if segmentation == "vad":
                 raise AudioError(f"no speech found in {describe(audio)} (segmentation 'vad')")

@@ -138,12 +138,17 @@ def test_extract_features_points_an_ensemble_config_to_train_py(tmp_path):
 def test_shipped_ensemble_config_names_loadable_members(name, size):
     from mser.config import load_config
     from mser.ensemble import is_ensemble_config, read_ensemble_recipe
+    from mser.features import build_featurizer
     assert is_ensemble_config(name) and not is_ensemble_config("egemaps")
     specs = read_ensemble_recipe(str(REPO / "configs" / f"{name}.yml")).members
     assert len(specs) == size
     for spec in specs:
-        assert load_config(spec["configs"])["preprocess_conf"]["speaker_norm"]["enable"]
+        config = load_config(spec["configs"], spec["overwrites"])
+        assert config["preprocess_conf"]["speaker_norm"]["enable"]
         assert spec["data_augment_configs"] is None or spec["data_augment_configs"].endswith(".yml")
+        # method_args is an open section: a featurizer argument the member's overwrites misspell fails here
+        build_featurizer(config["preprocess_conf"]["feature_method"], config["dataset_conf"]["dataset"]["sample_rate"],
+                         **config["preprocess_conf"]["method_args"])
 
 
 def test_a_second_run_skips_finished_members_and_resumes_the_rest(ensemble, demo_lists, tmp_path):

@@ -171,20 +171,6 @@ def test_contours_fill_pauses_and_keep_the_level():
     assert silence[0, 0, -1].item() == -100.0
 
 
-def test_contours_keep_the_clips_log_duration_as_a_last_constant_channel():
-    timed = build_featurizer("eGeMAPS_LLD", sample_rate=SAMPLE_RATE, analysis_dBFS=-20, append_level=True,
-                             append_duration=True).eval()
-    assert timed.feature_dim == 28 and timed.feature_names[-2:] == ["level_dBFS", "duration_log_s"]
-    clips = torch.stack([voice(1.2), torch.cat([voice(0.6, seed=1), torch.zeros(SAMPLE_RATE * 6 // 10)])])
-    lengths = torch.tensor([clips.shape[1], SAMPLE_RATE * 6 // 10])
-    features, frames = timed(clips, lengths)
-    for row, seconds in zip(range(2), (1.2, 0.6)):
-        duration = features[row, :frames[row], -1]
-        assert torch.all(duration == duration[0]) and duration[0].item() == pytest.approx(math.log(seconds), abs=1e-6)
-    untimed = build_featurizer("eGeMAPS_LLD", sample_rate=SAMPLE_RATE, analysis_dBFS=-20, append_level=True).eval()
-    torch.testing.assert_close(features[..., :-1], untimed(clips, lengths)[0])
-
-
 @pytest.mark.parametrize("name", ["eGeMAPS", "eGeMAPS_LLD"])
 def test_analysis_level_out_of_range_is_a_config_error(name):
     with pytest.raises(ConfigError, match=rf"{name}: analysis_dBFS must lie in \[-80, 0\] dBFS, got 6"):

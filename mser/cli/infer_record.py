@@ -16,6 +16,7 @@ from mser.cli.common import (HelpFormatter, add_list_configs_argument, add_use_g
                              exits_cleanly)
 from mser.cli.record_audio import add_device_arguments, print_devices
 from mser.errors import ConfigError, warnings_as_lines
+from mser.features.windows import fixed_length_windows
 
 SILENCE_DBFS = -60.0   # below this level a window is silence without asking the VAD
 SESSION = "microphone session"   # the speaker whose running statistics a session keeps
@@ -80,7 +81,8 @@ def describe_prediction(predictor, samples: np.ndarray, threshold: float, speake
         return f"silence ({level:.0f} dBFS)"
     if detector is not None and not vad.is_speech(samples, rate, detector):
         return f"silence (no speech, {level:.0f} dBFS)"
-    probs = predictor.probabilities([predictor.load(samples, rate)], speaker)[0]
+    with fixed_length_windows():   # a window lasts as long as any other: its duration tells nothing
+        probs = predictor.probabilities([predictor.load(samples, rate)], speaker)[0]
     ranked = list(predictor.ranked(probs, 2).items())
     label, score = ranked[0]
     if score < threshold:

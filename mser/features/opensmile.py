@@ -34,8 +34,8 @@ tells how fast it was spoken when the sentences are alike, a cue none of eGeMAPS
 rate measures count loudness peaks and voiced segments, which noise blurs). `append_duration: true`
 adds the natural log of the clip's duration in seconds (`duration_log_s`, last), as the featurizer
 receives it: after the digital silence that loading removes, so padding a file with zeros leaves it.
-A live session's windows all last as long, so for them the value is a constant that speaker
-normalisation turns into 0.
+The fixed windows of a stream (a live microphone, a long recording cut into windows) have no duration
+of their own: there the value is the training average (mser.features.windows).
 
 When an ensemble trains a functionals and a contours member of one feature set that analyse clips
 the same way, each clip is analysed once for both (mser.features.opensmile_runs).
@@ -58,6 +58,7 @@ from mser.features.base import FrameFeaturizer, register_featurizer
 from mser.features.clip import ClipFeaturizer
 from mser.features.opensmile_runs import CONTOURS, FUNCTIONALS, analyse
 from mser.features.prosody import F0_MAX_HZ, F0_MIN_HZ, VOICING_THRESHOLD, PitchTracker, pitch_level
+from mser.features.windows import durations_known
 
 INSTALL_HINT = 'pip install "mser[opensmile]"'
 MIN_SECONDS = 0.060  # shorter segments come back from openSMILE as NaN in every value
@@ -98,7 +99,8 @@ class OpenSmileFunctionals(ClipFeaturizer):
     append_level: add the clip's RMS level in dBFS, before any levelling, as one more value.
     append_pitch_level: add the clip's pitch level from our autocorrelation tracker (semitones re
     27.5 Hz; the scaler's mean for a clip without voiced frames).
-    append_duration: add the natural log of the clip's duration in seconds, last.
+    append_duration: add the natural log of the clip's duration in seconds, last (the scaler's mean
+    for the windows of a stream, whose duration is the window's).
     """
 
     feature_set: str       # an opensmile.FeatureSet member name
@@ -147,8 +149,8 @@ class OpenSmileFunctionals(ClipFeaturizer):
             with torch.no_grad():
                 octaves = pitch_level(self.pitch_tracker, samples)
             values = np.append(values, np.float32(12 * octaves + SEMITONES_27_5_HZ))
-        if self.append_duration:
-            values = np.append(values, np.float32(math.log(seconds)))
+        if self.append_duration:   # NaN: the scaler's mean (extract)
+            values = np.append(values, np.float32(math.log(seconds) if durations_known() else math.nan))
         return values.reshape(self.feature_dim)
 
 
@@ -176,7 +178,7 @@ class OpenSmileContours(FrameFeaturizer):
     formants; openSMILE writes 0, or -201 for the formant amplitudes, elsewhere) hold the clip's
     median over its voiced frames on unvoiced ones (0 when nothing is voiced), so that a pause is not
     an outlier, and a `voiced` channel (1.0 / 0.0) says where they were measured.
-    analysis_dBFS, append_level, append_duration: as for the functionals (each a constant channel).
+    analysis_dBFS, append_level: as for the functionals (append_level: a constant channel).
     """
 
     feature_set: str
@@ -186,19 +188,17 @@ class OpenSmileContours(FrameFeaturizer):
     WINDOW_SECONDS = 0.050   # openSMILE's frames of these sets end up to 50 ms before a clip's end
 
     def __init__(self, sample_rate: int = 16000, analysis_dBFS: Optional[float] = None,
-                 append_level: bool = False, mean_norm: bool = False, append_duration: bool = False):
+                 append_level: bool = False, mean_norm: bool = False):
         super().__init__(sample_rate, round(self.WINDOW_SECONDS * sample_rate), sample_rate // 100, mean_norm)
         opensmile = import_opensmile(type(self).__name__)
         self.analysis_dBFS = checked_analysis_level(type(self).__name__, analysis_dBFS)
         self.append_level = bool(append_level)
-        self.append_duration = bool(append_duration)
         self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
                                      feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
         descriptors = list(self.smile.feature_names)
         self.voiced_only = np.array([name.endswith("nz") for name in descriptors])
         self.pitch_index = next(i for i, name in enumerate(descriptors) if name.startswith("F0"))
-        self.feature_names: List[str] = (descriptors + ["voiced"] + ["level_dBFS"] * self.append_level
-                                         + ["duration_log_s"] * self.append_duration)
+        self.feature_names: List[str] = descriptors + ["voiced"] + ["level_dBFS"] * self.append_level
         self.feature_dim = len(self.feature_names)
         self.min_samples = math.ceil(MIN_SECONDS * sample_rate)
 
@@ -218,7 +218,6 @@ class OpenSmileContours(FrameFeaturizer):
 
     def contours(self, clip: np.ndarray) -> np.ndarray:
         """One clip's valid samples (samples,) -> (frames, feature_dim) float32, all finite."""
-        seconds = max(clip.shape[0], 1) / self.sample_rate
         clip, level = analysis_copy(clip, self.analysis_dBFS, self.min_samples)
         values = np.asarray(analyse(self, clip), dtype=np.float32)[0].T
         values = np.where(np.isfinite(values), values, np.float32(0.0))
@@ -230,8 +229,6 @@ class OpenSmileContours(FrameFeaturizer):
         columns = [values, voiced[:, None].astype(np.float32)]
         if self.append_level:
             columns.append(np.full((values.shape[0], 1), level, dtype=np.float32))
-        if self.append_duration:
-            columns.append(np.full((values.shape[0], 1), math.log(seconds), dtype=np.float32))
         return np.concatenate(columns, axis=1)
 
 
