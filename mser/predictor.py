@@ -390,7 +390,9 @@ class MSERPredictor:
         dataset_conf.dataset.max_duration, the length the model was trained on); hop: step between
         segment starts (default window / 2). The last segment is shorter when the recording does not
         end on a hop; a tail shorter than min_duration is dropped. Files are decoded 10 s at a time,
-        so the audio held in memory does not grow with the length.
+        so the audio held in memory does not grow with the length. The windows are featurised as
+        windows (mser.features.windows): a clip's duration (eGeMAPS' append_duration) is the
+        training average there.
         segmentation="vad": the speech found by voice activity detection (mser.vad; `vad` names the
         detector, default silero when installed, else energy): pauses get no segment, utterances are
         merged up to `window` seconds and longer ones split into windows `hop` apart (see

@@ -208,7 +208,7 @@ def assert_infers_a_label(demo_lists, model) -> None:
 
 
 @pytest.mark.parametrize("method_args", [{}, {"analysis_dBFS": "null", "append_level": "false"},   # level kept, not
-                                         {"append_pitch_level": "true"}, {"append_duration": "true"}])
+                                         {"append_pitch_level": "true"}, {"append_duration": "false"}])
 def test_train_and_infer_with_the_egemaps_config(demo_lists, tmp_path, method_args):
     changes = {f"preprocess_conf.method_args.{key}": value for key, value in method_args.items()}
     output = train_on_the_demo_lists(demo_lists, tmp_path, "configs/egemaps.yml",

@@ -618,18 +618,25 @@ experiment("cv_egemaps_spknorm_level_duration_copies_ep20", "configs/egemaps.yml
            compose(compose(EGEMAPS_MEMBER, EPOCHS_20), DURATION),
            augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
            note="cv_egemaps_spknorm_level_copies_ep20 with the clip's log duration (append_duration)")
-experiment("cv_ens_large_duration", "",
-           telephone_view_ensemble("cv_egemaps_spknorm_level_duration_copies_ep20",
-                                   "cv_prosody_spknorm_chanaug_fastaug", "cv_compare_spknorm_dbnorm",
-                                   "cv_lld_spknorm_copies_ep8"),
-           kind="cv_ensemble", groups=("cv", "ensembles"),
-           note="cv_ens_geometric_level_ep20_plus_lld_copies_ep8_telephone_view (ensemble_large.yml), its eGeMAPS "
-                "member with the clip's log duration")
+# the ComParE member with the same value
+experiment("cv_compare_spknorm_dbnorm_duration", "configs/compare.yml",
+           compose(compose(SPEAKER_NORM, DB_NORM), DURATION), kind="cv", groups=("cv",),
+           note="cv_compare_spknorm_dbnorm with the clip's log duration (append_duration)")
+for _suffix, _compare, _note in (
+        ("", "cv_compare_spknorm_dbnorm", "cv_ens_geometric_level_ep20_plus_lld_copies_ep8_telephone_view "
+                                          "(ensemble_large.yml), its eGeMAPS member with the clip's log duration"),
+        ("_compare", "cv_compare_spknorm_dbnorm_duration", "cv_ens_large_duration, its ComParE member with the "
+                                                           "clip's log duration as well")):
+    experiment(f"cv_ens_large_duration{_suffix}", "",
+               telephone_view_ensemble("cv_egemaps_spknorm_level_duration_copies_ep20",
+                                       "cv_prosody_spknorm_chanaug_fastaug", _compare, "cv_lld_spknorm_copies_ep8"),
+               kind="cv_ensemble", groups=("cv", "ensembles"), note=_note)
 
 # the contour member with the value as a constant channel (cv_lld_spknorm_duration_copies_ep8, 2026-12-02):
 # the member 0.644 against 0.636 by the last epochs, and beside the eGeMAPS member's own duration the
 # ensemble fell to 0.731 (against 0.737); the option was removed from eGeMAPS_LLD (a constant channel
 # cannot be made neutral for the windows of a stream, which have no duration of their own)
+
 # the fast single model (egemaps.yml, no copies) with the clip's log duration
 experiment("cv_egemaps_spknorm_level_duration", "configs/egemaps.yml",
            compose(compose(SPEAKER_NORM, LEVEL_KEPT), DURATION), kind="cv", groups=("cv",),
@@ -644,17 +651,6 @@ experiment("ensemble_large_duration_all_voices", "configs/ensemble_large.yml",
                                    "tdnn_prosody_chanaug_all_voices_fastaug", "lld_copies_ep8_all_voices"),
            kind="ensemble", groups=("ensembles",),
            note="ensemble_large_ep8_all_voices, its eGeMAPS member with the clip's log duration")
-
-# the ComParE member with the same value
-experiment("cv_compare_spknorm_dbnorm_duration", "configs/compare.yml",
-           compose(compose(SPEAKER_NORM, DB_NORM), DURATION), kind="cv", groups=("cv",),
-           note="cv_compare_spknorm_dbnorm with the clip's log duration (append_duration)")
-experiment("cv_ens_large_duration_compare", "",
-           telephone_view_ensemble("cv_egemaps_spknorm_level_duration_copies_ep20",
-                                   "cv_prosody_spknorm_chanaug_fastaug", "cv_compare_spknorm_dbnorm_duration",
-                                   "cv_lld_spknorm_copies_ep8"),
-           kind="cv_ensemble", groups=("cv", "ensembles"),
-           note="cv_ens_large_duration, its ComParE member with the clip's log duration as well")
 
 # configs/ensemble.yml (three members) with the eGeMAPS member that hears the duration
 experiment("cv_ens_duration", "",
