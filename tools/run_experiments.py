@@ -675,6 +675,12 @@ for _suffix, _changes in (("", NO_DURATION), ("_duration", DURATION)):
                kind="cv_ensemble", groups=("cv", "ensembles"),
                note=f"ensemble_large.yml on the folds, its eGeMAPS member cv_egemaps_spknorm_level{_suffix}"
                     "_copies_ep20_seed1001")
+    experiment(f"cv_ens{_suffix}_seed1001", "",
+               telephone_view_ensemble(f"cv_egemaps_spknorm_level{_suffix}_copies_ep20_seed1001",
+                                       "cv_prosody_spknorm_chanaug_fastaug", "cv_compare_spknorm_dbnorm"),
+               kind="cv_ensemble", groups=("cv", "ensembles"),
+               note=f"ensemble.yml on the folds, its eGeMAPS member cv_egemaps_spknorm_level{_suffix}"
+                    "_copies_ep20_seed1001")
 
 # the fast single model as it was before, beside `egemaps` (the shipped config), for the robustness tables
 experiment("egemaps_no_duration", "configs/egemaps.yml", NO_DURATION,
