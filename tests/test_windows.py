@@ -3,29 +3,19 @@
 import math
 import threading
 
-import numpy as np
 import pytest
 import soundfile
 import torch
 
 from mser.features import build_featurizer
 from mser.features.windows import durations_known, fixed_length_windows
-
-SAMPLE_RATE = 16000
-
-
-def voice(seconds: float, seed: int = 0) -> np.ndarray:
-    """A vowel-like tone with harmonics, a loudness contour and a little noise, float32."""
-    time = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    tone = sum(0.6 ** k * np.sin(2 * np.pi * 150.0 * (k + 1) * time) for k in range(5))
-    noise = 0.01 * np.random.default_rng(seed).standard_normal(time.shape[0])
-    return (0.1 * tone * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * time)) + noise).astype(np.float32)
+from test_opensmile import SAMPLE_RATE, voice
 
 
 def test_a_window_gives_the_scaler_mean_for_its_duration_and_a_clip_its_own():
     featurizer = build_featurizer("eGeMAPS", SAMPLE_RATE, analysis_dBFS=-20, append_duration=True)
     featurizer.scaler_mean[-1] = 0.7   # as if fitted: the training clips' mean log duration
-    clip = torch.from_numpy(voice(1.5))[None]
+    clip = voice(1.5)[None]
     assert featurizer.extract(clip)[0, -1].item() == pytest.approx(math.log(1.5), abs=1e-6)
     with fixed_length_windows():
         assert not durations_known()
@@ -61,14 +51,14 @@ def test_fixed_windows_of_a_stream_are_featurised_as_windows(normalised_model, t
 
     predictor.features = spy
     recording = tmp_path / "long.wav"
-    soundfile.write(recording, voice(4.0), SAMPLE_RATE)
+    soundfile.write(recording, voice(4.0).numpy(), SAMPLE_RATE)
     assert len(predictor.predict_long(str(recording), window=1.0, hop=1.0)) == 4
     assert seen and not any(seen)
     seen.clear()
     clip = tmp_path / "clip.wav"
-    soundfile.write(clip, voice(1.5, seed=1), SAMPLE_RATE)
+    soundfile.write(clip, voice(1.5, seed=1).numpy(), SAMPLE_RATE)
     predictor.predict(str(clip))
     assert seen and all(seen)
     seen.clear()
-    describe_prediction(predictor, voice(1.0, seed=2), 0.0, "microphone session")   # infer_record.py's window
+    describe_prediction(predictor, voice(1.0, seed=2).numpy(), 0.0, "microphone session")   # infer_record.py's window
     assert seen == [False] and durations_known()
