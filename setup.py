@@ -5,5 +5,5 @@ from setuptools import find_packages, setup
 setup(
     packages=find_packages(include=["mser", "mser.*"]) + ["mser.configs"],
     package_dir={"mser.configs": "configs"},
-    package_data={"mser.configs": ["*.yml"]},
+    package_data={"mser.configs": ["*.yml", "*.txt"]},
 )

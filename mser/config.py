@@ -8,7 +8,7 @@ them (model, featurizer, optimizer, scheduler) checks them against its own signa
 import copy
 import os
 import re
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 import yaml
 
@@ -120,7 +120,36 @@ def load_config(path: Optional[str], overwrites: Optional[str] = None,
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
     if overwrites:
         config = apply_overwrites(config, overwrites, defaults, open_sections)
+    return expand_name_files(config, resolve_config_path(path) if path else None)
+
+
+# values that may be given as a text file of names, one per line ('#' starts a comment): the file is
+# read when the config is loaded, so that a checkpoint's stored config holds the names themselves
+NAME_FILE_KEYS = (("preprocess_conf", "method_args", "drop_functionals"),)
+
+
+def expand_name_files(config: Dict[str, Any], config_path: Optional[str]) -> Dict[str, Any]:
+    """Replace each NAME_FILE_KEYS value given as a file name by the names that file lists. A
+    relative name is looked for beside the config file first, then in the working directory."""
+    for keys in NAME_FILE_KEYS:
+        node = config
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            node[keys[-1]] = read_name_file(node[keys[-1]], config_path, ".".join(keys))
     return config
+
+
+def read_name_file(name: str, config_path: Optional[str], key: str) -> List[str]:
+    candidates = [name] if os.path.isabs(name) else \
+        [os.path.join(os.path.dirname(os.path.abspath(config_path)), name)] * bool(config_path) + [name]
+    path = next((candidate for candidate in candidates if os.path.isfile(candidate)), None)
+    if path is None:
+        raise ConfigError(f"{key}: the file of names {path_tried(name)} was not found"
+                          + (f" (nor beside {config_path})" if config_path else ""))
+    with open(path, encoding="utf-8") as f:
+        names = [line.split("#", 1)[0].strip() for line in f]
+    return [name for name in names if name]
 
 
 # The config the README recommends; the scripts' --configs default.

@@ -210,3 +210,19 @@ def test_the_recommended_config_is_the_one_the_readme_recommends():
     recommended = set(re.findall(
         r"configs/(\w+)\.yml`?,? \(?the (?:recommended single model|default of the scripts)", readme))
     assert recommended == {RECOMMENDED_CONFIG}
+
+
+def test_a_list_of_names_can_be_a_file_beside_the_config(tmp_path, monkeypatch):
+    (tmp_path / "dropped.txt").write_text("# two names\nmfcc1_sma3_stddevNorm   # the first\n\n"
+                                          "F3bandwidth_sma3nz_amean\n")
+    path = write(tmp_path, "preprocess_conf:\n  feature_method: eGeMAPS\n"
+                           "  method_args: {drop_functionals: dropped.txt}\n")
+    monkeypatch.chdir(tmp_path.parent)   # found beside the config, not in the working directory
+    config = load_config(path)
+    assert config["preprocess_conf"]["method_args"]["drop_functionals"] == ["mfcc1_sma3_stddevNorm",
+                                                                            "F3bandwidth_sma3nz_amean"]
+    assert load_config(path, "preprocess_conf.method_args.drop_functionals=null")[
+        "preprocess_conf"]["method_args"]["drop_functionals"] is None
+    with pytest.raises(ConfigError, match=r"drop_functionals: the file of names missing.txt \(relative to the "
+                                          r"working directory: .*\) was not found \(nor beside "):
+        load_config(path, "preprocess_conf.method_args.drop_functionals=missing.txt")

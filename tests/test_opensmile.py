@@ -146,6 +146,33 @@ def test_the_clips_log_duration_comes_last_and_changes_nothing_else():
     assert brief[0, -1].item() == pytest.approx(math.log(0.03), abs=1e-3) and torch.isfinite(brief).all()
 
 
+
+def test_dropped_functionals_leave_the_others_as_they_were():
+    dropped = ["mfcc1_sma3_stddevNorm", "F3bandwidth_sma3nz_amean"]
+    full = build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE, append_level=True)
+    fewer = build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE, append_level=True, drop_functionals=dropped)
+    assert fewer.feature_dim == len(fewer.feature_names) == 87 and fewer.feature_names[-1] == "level_dBFS"
+    assert not set(dropped) & set(fewer.feature_names)
+    kept = [full.feature_names.index(name) for name in fewer.feature_names]
+    clips = torch.stack([voice(0.8), voice(0.8, f0=190.0, seed=2)])
+    torch.testing.assert_close(fewer.extract(clips), full.extract(clips)[:, kept])
+    # null (what --overwrites ...drop_functionals=null gives) drops none
+    assert build_featurizer("eGeMAPS", drop_functionals=None).feature_names == build_featurizer("eGeMAPS").feature_names
+
+
+@pytest.mark.parametrize("drop, message", [
+    (["mfcc1_sma3_stddevnorm"], r"drop_functionals names 'mfcc1_sma3_stddevnorm', which is not one of its 88"),
+    ("mfcc1_sma3_stddevNorm", r"drop_functionals must be a list of functional names"),
+])
+def test_a_functional_it_cannot_drop_is_a_config_error(drop, message):
+    with pytest.raises(ConfigError, match=rf"eGeMAPS: {message}"):
+        build_featurizer("eGeMAPS", drop_functionals=drop)
+
+
+def test_dropping_every_functional_is_a_config_error(egemaps):
+    with pytest.raises(ConfigError, match="leaves none of its functionals"):
+        build_featurizer("eGeMAPS", drop_functionals=list(egemaps.feature_names))
+
 def test_contours_fill_pauses_and_keep_the_level():
     contours = build_featurizer("eGeMAPS_LLD", sample_rate=SAMPLE_RATE, analysis_dBFS=-20, append_level=True).eval()
     names = contours.feature_names
@@ -208,7 +235,8 @@ def assert_infers_a_label(demo_lists, model) -> None:
 
 
 @pytest.mark.parametrize("method_args", [{}, {"analysis_dBFS": "null", "append_level": "false"},   # level kept, not
-                                         {"append_pitch_level": "true"}, {"append_duration": "false"}])
+                                         {"append_pitch_level": "true"}, {"append_duration": "false"},
+                                         {"drop_functionals": "null"}])   # the default drops 28 (egemaps.yml)
 def test_train_and_infer_with_the_egemaps_config(demo_lists, tmp_path, method_args):
     changes = {f"preprocess_conf.method_args.{key}": value for key, value in method_args.items()}
     output = train_on_the_demo_lists(demo_lists, tmp_path, "configs/egemaps.yml",

@@ -47,7 +47,7 @@ Two cases where openSMILE gives no number are handled here:
     standardisation; 0 before a scaler is fitted), so that one odd value cannot poison a batch.
 """
 import math
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -101,6 +101,9 @@ class OpenSmileFunctionals(ClipFeaturizer):
     27.5 Hz; the scaler's mean for a clip without voiced frames).
     append_duration: add the natural log of the clip's duration in seconds, last (the scaler's mean
     for the windows of a stream, whose duration is the window's).
+    drop_functionals: names of the set's functionals to leave out (tools/functional_stability.py
+    finds those that channels move most; a name the set does not have is a ConfigError; None, as
+    `--overwrites preprocess_conf.method_args.drop_functionals=null` gives it, leaves none out).
     """
 
     feature_set: str       # an opensmile.FeatureSet member name
@@ -109,7 +112,8 @@ class OpenSmileFunctionals(ClipFeaturizer):
     smile_level = FUNCTIONALS
 
     def __init__(self, sample_rate: int = 16000, scaler_path: str = "", analysis_dBFS: Optional[float] = None,
-                 append_level: bool = False, append_pitch_level: bool = False, append_duration: bool = False):
+                 append_level: bool = False, append_pitch_level: bool = False, append_duration: bool = False,
+                 drop_functionals: Sequence[str] = ()):
         super().__init__(sample_rate)
         opensmile = import_opensmile(type(self).__name__)
         self.analysis_dBFS = checked_analysis_level(type(self).__name__, analysis_dBFS)
@@ -120,7 +124,9 @@ class OpenSmileFunctionals(ClipFeaturizer):
         # FbankProsody's default tracker, 10 ms hop
         self.pitch_tracker = (PitchTracker(sample_rate, F0_MIN_HZ, F0_MAX_HZ, VOICING_THRESHOLD, sample_rate // 100)
                               if append_pitch_level else None)
-        self.feature_names: List[str] = (list(self.smile.feature_names) + ["level_dBFS"] * self.append_level
+        self.kept = kept_functionals(type(self).__name__, list(self.smile.feature_names), drop_functionals)
+        self.feature_names: List[str] = ([self.smile.feature_names[i] for i in self.kept]
+                                         + ["level_dBFS"] * self.append_level
                                          + ["pitch_level_st"] * bool(append_pitch_level)
                                          + ["duration_log_s"] * self.append_duration)
         self.feature_dim = len(self.feature_names)
@@ -141,7 +147,7 @@ class OpenSmileFunctionals(ClipFeaturizer):
         """One clip's valid samples (samples,) -> (feature_dim,) float32, possibly non-finite."""
         seconds = max(clip.shape[0], 1) / self.sample_rate
         clip, level = analysis_copy(clip, self.analysis_dBFS, self.min_samples)
-        values = np.asarray(analyse(self, clip), dtype=np.float32).reshape(-1)
+        values = np.asarray(analyse(self, clip), dtype=np.float32).reshape(-1)[self.kept]
         if self.append_level:
             values = np.append(values, np.float32(level))
         if self.pitch_tracker is not None:
@@ -152,6 +158,23 @@ class OpenSmileFunctionals(ClipFeaturizer):
         if self.append_duration:   # NaN: the scaler's mean (extract)
             values = np.append(values, np.float32(math.log(seconds) if durations_known() else math.nan))
         return values.reshape(self.feature_dim)
+
+
+def kept_functionals(featurizer: str, names: List[str], drop: Any) -> np.ndarray:
+    """The indices of the functionals `names` that `drop` (a list of names; None drops none) leaves;
+    a ConfigError for a name the set does not have, so that a misspelt name cannot silently keep one."""
+    drop = [] if drop is None else drop
+    if isinstance(drop, str) or not isinstance(drop, (list, tuple)):
+        raise ConfigError(f"{featurizer}: drop_functionals must be a list of functional names, got {drop!r}")
+    known, dropped = set(names), set(drop)
+    unknown = [name for name in drop if name not in known]
+    if unknown:
+        raise ConfigError(f"{featurizer}: drop_functionals names {unknown[0]!r}, which is not one of its "
+                          f"{len(names)} functionals (e.g. {names[0]!r})")
+    kept = [index for index, name in enumerate(names) if name not in dropped]
+    if not kept:
+        raise ConfigError(f"{featurizer}: drop_functionals leaves none of its functionals")
+    return np.array(kept, dtype=np.int64)
 
 
 @register_featurizer
