@@ -53,3 +53,10 @@ def test_the_script_scores_every_functional_and_lists_the_unstable_ones(demo_lis
     listed_file = tmp_path / "unstable.txt"
     config = load_config("configs/egemaps.yml", f"preprocess_conf.method_args.drop_functionals={listed_file}")
     assert config["preprocess_conf"]["method_args"]["drop_functionals"] == names   # what a checkpoint stores
+
+
+def test_a_frame_level_featurizer_is_one_line_error(demo_lists):
+    result = run_script("tools/functional_stability.py", "--configs", "configs/tdnn_prosody.yml", "--overwrites",
+                        f"dataset_conf.label_list_path={demo_lists / 'label_list.txt'}")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: configs/tdnn_prosody.yml: FbankProsody is not a clip-level featurizer"

@@ -8,7 +8,8 @@ functional by its **stability**: the correlation, over the training clips, betwe
 clip and in that clip's augmented copy, both standardised per speaker and session as speaker
 normalisation standardises them (a copy of a speaker's clips is one simulated session, so what a
 session shifts as a whole, such as a pitch shift or a line's constant tilt, does not count). It
-uses no labels: only the training clips and the augmentation.
+uses no labels: only the training clips and the augmentation (2 copies of each when the config
+asks for none).
 
     python tools/functional_stability.py --configs configs/egemaps.yml \
         --data_augment_configs configs/augmentation_copies.yml --threshold 0.6
@@ -30,7 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mser.config import load_config  # noqa: E402
-from mser.errors import ConfigError  # noqa: E402
+from mser.errors import ConfigError, MSERError  # noqa: E402
 
 APPENDED = ("level_dBFS", "pitch_level_st", "duration_log_s")
 
@@ -43,9 +44,9 @@ def standardised_per_group(values: np.ndarray, groups: Sequence[str]) -> np.ndar
     groups = np.asarray(groups)
     for group in np.unique(groups):
         rows = groups == group
+        centred = values[rows] - values[rows].mean(axis=0)
         spread = values[rows].std(axis=0)
-        out[rows] = np.where(spread > 0, (values[rows] - values[rows].mean(axis=0)) / np.where(spread > 0, spread, 1),
-                             0.0)
+        out[rows] = np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 0)
     return out
 
 
@@ -58,7 +59,8 @@ def stability(originals: np.ndarray, speakers: Sequence[str], copies: Sequence[n
     for values, sessions in zip(copies, copy_sessions):
         copy = standardised_per_group(values, sessions)
         norms = np.sqrt((clean ** 2).sum(axis=0) * (copy ** 2).sum(axis=0))
-        scores.append(np.where(norms > 0, (clean * copy).sum(axis=0) / np.where(norms > 0, norms, 1), 0.0))
+        products = (clean * copy).sum(axis=0)
+        scores.append(np.divide(products, norms, out=np.zeros_like(products), where=norms > 0))
     return np.mean(scores, axis=0)
 
 
@@ -73,6 +75,7 @@ def cached_values(executor, copies) -> Dict[str, np.ndarray]:
 
 def measure(configs: str, data_augment_configs: str, overwrites: str = None) -> List[tuple]:
     """[(feature name, stability)] of every value the config's featurizer gives, lowest first."""
+    from mser.data.augmented_copies import COPY_MARK
     from mser.data.lists import read_data_list
     from mser.executor import Executor
     config = load_config(configs, overwrites)
@@ -88,8 +91,8 @@ def measure(configs: str, data_augment_configs: str, overwrites: str = None) -> 
     sessions = {item.path: item.speaker for item in copies.items}
     count = cache["augmented_copies"]
     kept = [item for item in items if item.path in values
-            and all(f"{item.path}#copy{k}" in values for k in range(1, count + 1))]
-    copy_paths = [[f"{item.path}#copy{k}" for item in kept] for k in range(1, count + 1)]
+            and all(f"{item.path}{COPY_MARK}{k}" in values for k in range(1, count + 1))]
+    copy_paths = [[f"{item.path}{COPY_MARK}{k}" for item in kept] for k in range(1, count + 1)]
     scores = stability(np.stack([values[item.path] for item in kept]), [item.speaker for item in kept],
                        [np.stack([values[path] for path in paths]) for paths in copy_paths],
                        [[sessions[path] for path in paths] for paths in copy_paths])
@@ -118,7 +121,10 @@ def main(argv=None) -> None:
                         help="also write the listed names to this text file, one per line, for "
                              "method_args.drop_functionals: FILE (a long list, such as ComParE's)")
     args = parser.parse_args(argv)
-    scored = measure(args.configs, args.data_augment_configs, args.overwrites)
+    try:
+        scored = measure(args.configs, args.data_augment_configs, args.overwrites)
+    except MSERError as e:
+        raise SystemExit(f"error: {e}") from None
     for name, score in scored:
         print(f"{score:+.3f}  {name}")
     dropped = [name for name, score in scored if score < args.threshold and name not in APPENDED]
