@@ -108,8 +108,9 @@ def test_the_wheel_carries_the_package_and_the_shipped_configs(installed_wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     packages = {str(path.parent.relative_to(source)) for path in (source / "mser").rglob("__init__.py")}
     assert {f"{package}/__init__.py" for package in packages} <= names
-    assert {f"mser/configs/{path.name}" for path in (source / "configs").glob("*.yml")} == \
-        {name for name in names if name.startswith("mser/configs/")}
+    shipped = [*(source / "configs").glob("*.yml"), *(source / "configs").glob("*.txt")]   # .txt: lists of names
+    packaged = {name for name in names if name.startswith("mser/configs/")}
+    assert {f"mser/configs/{path.name}" for path in shipped} == packaged
 
 
 def test_installed_wheel_imports_outside_the_repository(installed_wheel):
@@ -120,6 +121,13 @@ def test_installed_wheel_imports_outside_the_repository(installed_wheel):
     module_file, feature_method = result.stdout.split()
     assert Path(module_file).is_relative_to(python.parent.parent) and not Path(module_file).is_relative_to(REPO)
     assert feature_method == "eGeMAPS"
+    # a shipped ensemble member that names a file of names finds it beside the packaged configs
+    member = run_in(outside, python, "-c", "from mser.ensemble import read_ensemble_recipe as r; "
+                                           "from mser.config import load_config as l; "
+                                           "m = r('ensemble_large').members[1]; "
+                                           "print(len(l(m['configs'], m['overwrites'])['preprocess_conf']"
+                                           "['method_args']['drop_functionals']))")
+    assert member.returncode == 0 and member.stdout.split() == ["4752"], member.stderr
 
 
 @pytest.mark.parametrize("command", ["mser-train", "mser-infer", "mser-eval", "mser-extract-features",

@@ -730,12 +730,13 @@ for _suffix, _seed in (("", {}), ("_seed1001", SEED_1001)):
 experiment("cv_egemaps_spknorm_level_duration_seed1001", "configs/egemaps.yml",
            compose(compose(compose(compose(SPEAKER_NORM, LEVEL_KEPT), DURATION), KEEP_ALL), SEED_1001),
            kind="cv", groups=("cv",), note="cv_egemaps_spknorm_level_duration with seed 1001")
+COMPARE_UNSTABLE = "configs/compare_unstable.txt"
 # ComParE's 6,373 functionals, as the ensembles' member hears them (-20 dBFS): below 0.8 (4,752 of them, the
 # shipped configs/compare_unstable.txt) or below 0.6 (2,184; made by the same command with --threshold 0.6
 # --write output/experiments_fix/compare_unstable_0.6.txt):
 #   python tools/functional_stability.py --configs configs/compare.yml --threshold 0.8 \
 #       --overwrites dataset_conf.dataset.use_dB_normalization=true --write configs/compare_unstable.txt
-for _threshold, _names in (("08", "configs/compare_unstable.txt"),
+for _threshold, _names in (("08", COMPARE_UNSTABLE),
                            ("06", "output/experiments_fix/compare_unstable_0.6.txt")):
     experiment(f"cv_compare_spknorm_dbnorm_stable{_threshold}", "configs/compare.yml",
                compose(compose(SPEAKER_NORM, DB_NORM), {"preprocess_conf": {"method_args": {
@@ -753,6 +754,18 @@ experiment("cv_ens_large_duration_compare_stable08_seed1001", "",
                                    "cv_prosody_spknorm_chanaug_fastaug", "cv_compare_spknorm_dbnorm_stable08",
                                    "cv_lld_spknorm_copies_ep8"), kind="cv_ensemble", groups=("cv", "ensembles"),
            note="cv_ens_large_duration_seed1001, its ComParE member cv_compare_spknorm_dbnorm_stable08")
+# ensemble_large.yml's ComParE member leaves them out since (level on the folds, fewer answers changed);
+# on the test sets
+COMPARE_STABLE = {"preprocess_conf": {"method_args": {"drop_functionals": COMPARE_UNSTABLE}}}
+experiment("compare_dbnorm_stable08_all_voices", "configs/compare.yml",
+           compose(compose(DB_NORM, ALL_VOICES), COMPARE_STABLE), groups=("augment",),
+           note="compare_dbnorm_all_voices without the 4,752 functionals of stability below 0.8")
+experiment("ensemble_large_stable_compare_all_voices", "configs/ensemble_large.yml",
+           telephone_view_ensemble("egemaps_duration_copies_ep20_all_voices", "compare_dbnorm_stable08_all_voices",
+                                   "tdnn_prosody_chanaug_all_voices_fastaug", "lld_copies_ep8_all_voices"),
+           kind="ensemble", groups=("ensembles",),
+           note="ensemble_large_duration_all_voices, its ComParE member compare_dbnorm_stable08_all_voices "
+                "(configs/ensemble_large.yml since 2026-12-02's tenth session)")
 
 def list_lines(path: str) -> List[str]:
     with open(os.path.join(REPO, path), encoding="utf-8-sig") as f:
