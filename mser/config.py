@@ -141,8 +141,9 @@ def expand_name_files(config: Dict[str, Any], config_path: Optional[str]) -> Dic
 
 
 def read_name_file(name: str, config_path: Optional[str], key: str) -> List[str]:
-    candidates = [name] if os.path.isabs(name) else \
-        [os.path.join(os.path.dirname(os.path.abspath(config_path)), name)] * bool(config_path) + [name]
+    candidates = [name]
+    if config_path and not os.path.isabs(name):
+        candidates.insert(0, os.path.join(os.path.dirname(os.path.abspath(config_path)), name))
     path = next((candidate for candidate in candidates if os.path.isfile(candidate)), None)
     if path is None:
         raise ConfigError(f"{key}: the file of names {path_tried(name)} was not found"

@@ -5,8 +5,9 @@ pitch-shifted talkers) scrambles from clip to clip tells a model more about the 
 the speech. This script builds the augmented copies a config trains on (the same cache train.py
 uses: `dataset_conf.feature_cache.augmented_copies` and `--data_augment_configs`) and scores each
 functional by its **stability**: the correlation, over the training clips, between its value in a
-clip and in that clip's augmented copy, both standardised per speaker and session as speaker
-normalisation standardises them (a copy of a speaker's clips is one simulated session, so what a
+clip and in that clip's augmented copy, both standardised per speaker and session (as speaker
+normalisation does, without its shrinkage towards the global statistics, which barely moves a speaker
+with tens of clips; a copy of a speaker's clips is one simulated session, so what a
 session shifts as a whole, such as a pitch shift or a line's constant tilt, does not count). It
 uses no labels: only the training clips and the augmentation (2 copies of each when the config
 asks for none).

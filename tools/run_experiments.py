@@ -115,6 +115,14 @@ def compose(first: dict, then: dict) -> dict:
     return result
 
 
+def pin_egemaps_experiments(changes: dict) -> None:
+    """Add `changes` to every experiment defined so far on configs/egemaps.yml except `egemaps` (the
+    shipped config as it stands), after the shipped config changed: each name keeps meaning what it ran."""
+    for name, (config, experiment_changes, *rest) in list(EXPERIMENTS.items()):
+        if config == "configs/egemaps.yml" and name != "egemaps":
+            EXPERIMENTS[name] = (config, compose(experiment_changes, changes), *rest)
+
+
 # --- every shipped config, as shipped (README table per config)
 SHIPPED = ("tdnn_prosody", "egemaps", "compare", "custom_features", "ecapa_tdnn", "panns", "campplus",
            "bi_lstm", "resnet_se")
@@ -611,9 +619,7 @@ for _epochs, _ensemble, _note in (
 # `egemaps`, which is the shipped config as it stands
 DURATION = {"preprocess_conf": {"method_args": {"append_duration": True}}}
 NO_DURATION = {"preprocess_conf": {"method_args": {"append_duration": False}}}
-for _name, (_config, _changes, *_rest) in list(EXPERIMENTS.items()):
-    if _config == "configs/egemaps.yml" and _name != "egemaps":
-        EXPERIMENTS[_name] = (_config, compose(_changes, NO_DURATION), *_rest)
+pin_egemaps_experiments(NO_DURATION)
 experiment("cv_egemaps_spknorm_level_duration_copies_ep20", "configs/egemaps.yml",
            compose(compose(EGEMAPS_MEMBER, EPOCHS_20), DURATION),
            augment="configs/augmentation_copies.yml", kind="cv", groups=("cv",),
@@ -696,9 +702,7 @@ experiment("egemaps_no_duration", "configs/egemaps.yml", NO_DURATION,
 # egemaps.yml has dropped them since: every experiment above on egemaps.yml keeps them (drop_functionals
 # null), except `egemaps`, the shipped config as it stands
 KEEP_ALL = {"preprocess_conf": {"method_args": {"drop_functionals": None}}}
-for _name, (_config, _changes, *_rest) in list(EXPERIMENTS.items()):
-    if _config == "configs/egemaps.yml" and _name != "egemaps":
-        EXPERIMENTS[_name] = (_config, compose(_changes, KEEP_ALL), *_rest)
+pin_egemaps_experiments(KEEP_ALL)
 UNSTABLE_EGEMAPS = [
     "F0semitoneFrom27.5Hz_sma3nz_meanFallingSlope", "F0semitoneFrom27.5Hz_sma3nz_meanRisingSlope",
     "F0semitoneFrom27.5Hz_sma3nz_stddevFallingSlope", "F0semitoneFrom27.5Hz_sma3nz_stddevRisingSlope",
