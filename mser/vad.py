@@ -15,7 +15,7 @@ hysteresis and minimum durations turn those into segments:
 """
 import functools
 import warnings
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -115,17 +115,25 @@ class SileroVAD:
 
     def frame_probabilities(self, samples: np.ndarray) -> np.ndarray:
         """(samples,) float32 at 16 kHz -> (frames,) speech probability."""
-        frames = frame_count(len(samples))
-        if frames == 0:
-            return np.zeros(0)
-        audio = self.torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
+        return self.batch_frame_probabilities([samples])[0]
+
+    def batch_frame_probabilities(self, clips: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Several clips at once, each (samples,) float32 at 16 kHz -> its (frames,) probabilities.
+        One pass over the batch, zero-padded at the end: the network runs forward in time, so a
+        clip's frames are what it gets alone, for a fraction of the calls."""
+        frames = [frame_count(len(clip)) for clip in clips]
+        if max(frames, default=0) == 0:
+            return [np.zeros(0) for _ in clips]
+        audio = self.torch.zeros(len(clips), max(frames) * FRAME_SAMPLES)
+        for row, clip in enumerate(clips):
+            audio[row, :len(clip)] = self.torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))
         if self.uses_onnx:
             probs = self.model.audio_forward(audio, VAD_RATE)
         else:
             from mser.threads import torch_threads
             with torch_threads(1), self.torch.inference_mode():
                 probs = self.model.audio_forward(audio, VAD_RATE)
-        return probs[0, :frames].double().numpy()
+        return [probs[row, :count].double().numpy() for row, count in enumerate(frames)]
 
 
 VAD = Union[EnergyVAD, SileroVAD]
@@ -206,6 +214,22 @@ def speech_segments(samples: np.ndarray, sample_rate: int, vad: Union[VAD, str, 
     probs = resolve(vad).frame_probabilities(audio)
     return frames_to_segments(speech_frames(probs, threshold), len(audio) / VAD_RATE,
                               min_speech, min_silence, pad)
+
+
+def speech_seconds(clips: Sequence[np.ndarray], sample_rate: int, vad: Union[VAD, str, None] = None,
+                   threshold: float = 0.5, min_speech: float = 0.25, min_silence: float = 0.1,
+                   pad: float = 0.03) -> List[float]:
+    """How many seconds of speech_segments() each clip holds (0.0 for none); Silero scores the clips
+    in one batch."""
+    detector = resolve(vad)
+    audio = [as_float_16k(clip, sample_rate) for clip in clips]
+    if isinstance(detector, SileroVAD):
+        probs = detector.batch_frame_probabilities(audio)
+    else:
+        probs = [detector.frame_probabilities(clip) for clip in audio]
+    segments = [frames_to_segments(speech_frames(clip_probs, threshold), len(clip) / VAD_RATE,
+                                   min_speech, min_silence, pad) for clip, clip_probs in zip(audio, probs)]
+    return [sum(end - start for start, end in clip_segments) for clip_segments in segments]
 
 
 def is_speech(samples: np.ndarray, sample_rate: int, vad: Union[VAD, str, None] = None,

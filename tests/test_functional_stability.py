@@ -41,12 +41,12 @@ def test_the_script_scores_every_functional_and_lists_the_unstable_ones(demo_lis
                         "--write", tmp_path / "unstable.txt")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     scores = json.loads((tmp_path / "stability.json").read_text())
-    assert len(scores) == 90 and all(-1.0 <= value <= 1.0 for value in scores.values())   # 88 + level + duration
+    assert len(scores) == 91 and all(-1.0 <= value <= 1.0 for value in scores.values())   # 88 + level + 2 durations
     assert scores["duration_log_s"] > 0.9   # no channel moves a clip's duration
     listed = result.stdout.split("drop_functionals: [")[1].split("]")[0]
     names = [name for name in listed.split(", ") if name]
     assert names == sorted(name for name, value in scores.items()
-                           if value < 0.6 and name not in ("level_dBFS", "duration_log_s"))
+                           if value < 0.6 and name not in ("level_dBFS", "duration_log_s", "speech_duration_log_s"))
     assert list((tmp_path / "cache").glob("eGeMAPS_*_train_list_copies_*.pt"))
     written = (tmp_path / "unstable.txt").read_text().splitlines()
     assert written[0].startswith(f"# {len(names)} names: stability below 0.6") and written[1:] == names

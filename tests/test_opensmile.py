@@ -9,11 +9,16 @@ import torch
 
 from conftest import run_script
 from mser.errors import ConfigError
+from conftest import REPO
+from mser.audio import load_audio
 from mser.features import build_featurizer
+from mser.features.windows import fixed_length_windows
+from mser.vad import silero_available
 
 pytest.importorskip("opensmile", reason='needs the opensmile package: pip install "mser[opensmile]"')
 
 SAMPLE_RATE = 16000
+DEMO_CLIP = REPO / "dataset" / "demo" / "en-david" / "en-david_angry_00.flac"
 
 
 def voice(seconds: float, f0: float = 140.0, seed: int = 0) -> torch.Tensor:
@@ -71,8 +76,8 @@ def test_non_finite_values_become_the_training_mean(egemaps, monkeypatch):
     module.fit_scaler(module.extract(clips).numpy())
     original = type(module).functionals
 
-    def with_a_nan(self, clip):
-        values = original(self, clip)
+    def with_a_nan(self, clip, speech_seconds=None):
+        values = original(self, clip, speech_seconds)
         values[3] = np.nan
         return values
 
@@ -145,6 +150,31 @@ def test_the_clips_log_duration_comes_last_and_changes_nothing_else():
     brief = timed.extract(voice(0.03)[None])
     assert brief[0, -1].item() == pytest.approx(math.log(0.03), abs=1e-3) and torch.isfinite(brief).all()
 
+
+
+@pytest.mark.skipif(not silero_available(), reason="silero-vad not installed")
+def test_the_speech_duration_leaves_out_the_pauses_around_the_words():
+    timed = build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE, append_duration=True, append_speech_duration=True)
+    assert timed.feature_dim == 90 and timed.feature_names[-2:] == ["duration_log_s", "speech_duration_log_s"]
+    speech = torch.from_numpy(load_audio(str(DEMO_CLIP), SAMPLE_RATE))
+    quiet = 0.001 * torch.randn(SAMPLE_RATE, generator=torch.Generator().manual_seed(3))   # 1 s of room noise
+    noise = 0.05 * torch.randn(2 * SAMPLE_RATE, generator=torch.Generator().manual_seed(4))
+    clips = [speech, torch.cat([quiet, speech, quiet]), noise]
+    values = timed.extract(*padded(clips))
+    assert values[1, -2].item() == pytest.approx(math.log(len(speech) / SAMPLE_RATE + 2), abs=1e-4)
+    assert values[1, -1].item() == pytest.approx(values[0, -1].item(), abs=0.1)   # the pauses do not count
+    assert values[1, -1] < values[1, -2] - 0.5
+    assert values[2, -1].item() == pytest.approx(math.log(2.0), abs=1e-4)   # no speech found: the clip's duration
+    untimed = build_featurizer("eGeMAPS", sample_rate=SAMPLE_RATE, append_duration=True)
+    torch.testing.assert_close(values[:, :-1], untimed.extract(*padded(clips)))
+    with fixed_length_windows():   # windows cut from a stream: the scaler's mean (0 unfitted), as for the duration
+        assert timed.extract(speech[None])[0, -2:].tolist() == [0.0, 0.0]
+
+
+def test_the_speech_duration_without_silero_is_a_config_error(monkeypatch):
+    monkeypatch.setattr("mser.vad.silero_available", lambda: False)
+    with pytest.raises(ConfigError, match=r'eGeMAPS: append_speech_duration needs Silero VAD: pip install "mser\[vad'):
+        build_featurizer("eGeMAPS", append_speech_duration=True)
 
 
 def test_dropped_functionals_leave_the_others_as_they_were():
@@ -236,7 +266,8 @@ def assert_infers_a_label(demo_lists, model) -> None:
 
 @pytest.mark.parametrize("method_args", [{}, {"analysis_dBFS": "null", "append_level": "false"},   # level kept, not
                                          {"append_pitch_level": "true"}, {"append_duration": "false"},
-                                         {"drop_functionals": "null"}])   # the default drops 28 (egemaps.yml)
+                                         {"drop_functionals": "null"},   # the default drops 28 (egemaps.yml)
+                                         {"append_speech_duration": "false"}])
 def test_train_and_infer_with_the_egemaps_config(demo_lists, tmp_path, method_args):
     changes = {f"preprocess_conf.method_args.{key}": value for key, value in method_args.items()}
     output = train_on_the_demo_lists(demo_lists, tmp_path, "configs/egemaps.yml",

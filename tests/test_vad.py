@@ -96,3 +96,11 @@ def test_without_silero_the_default_is_the_energy_gate(monkeypatch):
         assert vad.load_vad().name == "energy"
     finally:
         vad.load_vad.cache_clear()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_speech_seconds_of_a_batch_are_each_clips_own(backend, speech):
+    clips = [with_gaps(speech, -60, gap=0.5), speech[: RATE // 2], np.zeros(RATE, dtype=np.float32), speech]
+    alone = [sum(end - start for start, end in vad.speech_segments(clip, RATE, backend)) for clip in clips]
+    assert vad.speech_seconds(clips, RATE, backend) == pytest.approx(alone, abs=1e-9)
+    assert alone[2] == 0.0 and all(seconds > 0.2 for seconds in alone[:2] + alone[3:])

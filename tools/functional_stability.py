@@ -33,8 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mser.config import load_config  # noqa: E402
 from mser.errors import ConfigError, MSERError  # noqa: E402
-
-APPENDED = ("level_dBFS", "pitch_level_st", "duration_log_s")
+from mser.features.opensmile import APPENDED_VALUES  # noqa: E402
 
 
 def standardised_per_group(values: np.ndarray, groups: Sequence[str]) -> np.ndarray:
@@ -128,7 +127,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"error: {e}") from None
     for name, score in scored:
         print(f"{score:+.3f}  {name}")
-    dropped = [name for name, score in scored if score < args.threshold and name not in APPENDED]
+    dropped = [name for name, score in scored if score < args.threshold and name not in APPENDED_VALUES]
     print(f"\n{len(dropped)} of {len(scored)} values below {args.threshold}:")
     print("drop_functionals: [" + ", ".join(sorted(dropped)) + "]")
     if args.json:

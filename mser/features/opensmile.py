@@ -36,6 +36,11 @@ adds the natural log of the clip's duration in seconds (`duration_log_s`, last),
 receives it: after the digital silence that loading removes, so padding a file with zeros leaves it.
 The fixed windows of a stream (a live microphone, a long recording cut into windows) have no duration
 of their own: there the value is the training average (mser.features.windows).
+`append_speech_duration: true` adds how long the speech in the clip lasts (`speech_duration_log_s`,
+the natural log of the seconds Silero VAD marks as speech, pauses under 0.1 s included; the clip's
+duration when it finds none): the silence a recording leaves before and after the words, which varies
+from take to take, does not count, so it says more about how fast the words were spoken (README,
+Features). Windows of a stream get the training average, as for the clip's duration.
 
 When an ensemble trains a functionals and a contours member of one feature set that analyse clips
 the same way, each clip is analysed once for both (mser.features.opensmile_runs).
@@ -62,6 +67,8 @@ from mser.features.windows import durations_known
 
 INSTALL_HINT = 'pip install "mser[opensmile]"'
 MIN_SECONDS = 0.060  # shorter segments come back from openSMILE as NaN in every value
+# the values the options append after the functionals, in this order (not functionals: never dropped)
+APPENDED_VALUES = ("level_dBFS", "pitch_level_st", "duration_log_s", "speech_duration_log_s")
 LEVEL_FLOOR_DBFS = -100.0   # the level of digital silence (16-bit audio's quietest step is -96 dBFS)
 SEMITONES_27_5_HZ = 12 * math.log2(100 / 27.5)   # 100 Hz in semitones re 27.5 Hz (eGeMAPS' F0 unit)
 
@@ -99,8 +106,10 @@ class OpenSmileFunctionals(ClipFeaturizer):
     append_level: add the clip's RMS level in dBFS, before any levelling, as one more value.
     append_pitch_level: add the clip's pitch level from our autocorrelation tracker (semitones re
     27.5 Hz; the scaler's mean for a clip without voiced frames).
-    append_duration: add the natural log of the clip's duration in seconds, last (the scaler's mean
-    for the windows of a stream, whose duration is the window's).
+    append_duration: add the natural log of the clip's duration in seconds (the scaler's mean for the
+    windows of a stream, whose duration is the window's).
+    append_speech_duration: add the natural log of the seconds of speech Silero VAD finds in the clip,
+    last (as the duration for a stream's windows; needs `pip install "mser[vad]"`).
     drop_functionals: names of the set's functionals to leave out (tools/functional_stability.py
     finds those that channels move most; a name the set does not have is a ConfigError; None, as
     `--overwrites preprocess_conf.method_args.drop_functionals=null` gives it, leaves none out).
@@ -113,12 +122,15 @@ class OpenSmileFunctionals(ClipFeaturizer):
 
     def __init__(self, sample_rate: int = 16000, scaler_path: str = "", analysis_dBFS: Optional[float] = None,
                  append_level: bool = False, append_pitch_level: bool = False, append_duration: bool = False,
-                 drop_functionals: Sequence[str] = ()):
+                 append_speech_duration: bool = False, drop_functionals: Sequence[str] = ()):
         super().__init__(sample_rate)
         opensmile = import_opensmile(type(self).__name__)
         self.analysis_dBFS = checked_analysis_level(type(self).__name__, analysis_dBFS)
         self.append_level = bool(append_level)
         self.append_duration = bool(append_duration)
+        self.append_speech_duration = bool(append_speech_duration)
+        if self.append_speech_duration:
+            check_silero(type(self).__name__)
         self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
                                      feature_level=opensmile.FeatureLevel.Functionals)
         # FbankProsody's default tracker, 10 ms hop
@@ -128,7 +140,8 @@ class OpenSmileFunctionals(ClipFeaturizer):
         self.feature_names: List[str] = ([self.smile.feature_names[i] for i in self.kept]
                                          + ["level_dBFS"] * self.append_level
                                          + ["pitch_level_st"] * bool(append_pitch_level)
-                                         + ["duration_log_s"] * self.append_duration)
+                                         + ["duration_log_s"] * self.append_duration
+                                         + ["speech_duration_log_s"] * bool(append_speech_duration))
         self.feature_dim = len(self.feature_names)
         self.min_samples = math.ceil(MIN_SECONDS * sample_rate)
         self.init_scaler(scaler_path)
@@ -139,12 +152,23 @@ class OpenSmileFunctionals(ClipFeaturizer):
             return torch.zeros(waveforms.shape[0], self.feature_dim, device=waveforms.device)
         lengths = self.full_lengths(waveforms, lengths).tolist()
         clips = waveforms.detach().float().cpu().numpy()
-        rows = [self.functionals(clip[:length]) for clip, length in zip(clips, lengths)]
+        clips = [clip[:length] for clip, length in zip(clips, lengths)]
+        speech = self.speech_seconds(clips)
+        rows = [self.functionals(clip, seconds) for clip, seconds in zip(clips, speech)]
         raw = torch.from_numpy(np.stack(rows)).to(waveforms.device)
         return torch.where(torch.isfinite(raw), raw, self.scaler_mean.expand_as(raw))
 
-    def functionals(self, clip: np.ndarray) -> np.ndarray:
-        """One clip's valid samples (samples,) -> (feature_dim,) float32, possibly non-finite."""
+    def speech_seconds(self, clips: List[np.ndarray]) -> List[Optional[float]]:
+        """Seconds of speech in each clip for append_speech_duration (None when it is off, or when
+        Silero VAD finds none: then the clip's duration stands in)."""
+        if not (self.append_speech_duration and durations_known()):
+            return [None] * len(clips)
+        from mser.vad import load_vad, speech_seconds
+        return [seconds or None for seconds in speech_seconds(clips, self.sample_rate, load_vad("silero"))]
+
+    def functionals(self, clip: np.ndarray, speech_seconds: Optional[float] = None) -> np.ndarray:
+        """One clip's valid samples (samples,) and the seconds of speech in it -> (feature_dim,)
+        float32, possibly non-finite."""
         seconds = max(clip.shape[0], 1) / self.sample_rate
         clip, level = analysis_copy(clip, self.analysis_dBFS, self.min_samples)
         values = np.asarray(analyse(self, clip), dtype=np.float32).reshape(-1)[self.kept]
@@ -157,7 +181,18 @@ class OpenSmileFunctionals(ClipFeaturizer):
             values = np.append(values, np.float32(12 * octaves + SEMITONES_27_5_HZ))
         if self.append_duration:   # NaN: the scaler's mean (extract)
             values = np.append(values, np.float32(math.log(seconds) if durations_known() else math.nan))
+        if self.append_speech_duration:
+            speech = speech_seconds or seconds
+            values = np.append(values, np.float32(math.log(speech) if durations_known() else math.nan))
         return values.reshape(self.feature_dim)
+
+
+def check_silero(featurizer: str) -> None:
+    """append_speech_duration measures with Silero VAD only: the energy detector's durations differ,
+    and a model must never hear another measure than it was trained on."""
+    from mser.vad import SILERO_HINT, silero_available
+    if not silero_available():
+        raise ConfigError(f"{featurizer}: append_speech_duration needs Silero VAD: {SILERO_HINT}")
 
 
 def kept_functionals(featurizer: str, names: List[str], drop: Any) -> np.ndarray:
