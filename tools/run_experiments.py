@@ -789,6 +789,10 @@ for _suffix, _seed in (("", {}), ("_seed1001", SEED_1001)):
                    kind="cv", groups=("cv",),
                    note=f"cv_egemaps_spknorm_level_duration_stable{_suffix} with the speech's duration"
                         + (" in place of the clip's" if _tag == "_speechonly" else " beside the clip's"))
+# the fast single model as it was before, run again beside `egemaps` on the test sets
+experiment("egemaps_no_speech_duration", "configs/egemaps.yml",
+           {"preprocess_conf": {"method_args": {"append_speech_duration": False}}},
+           note="egemaps.yml as shipped by the tenth session, without how long the speech lasts")
 # the same for ensemble_large.yml's eGeMAPS member (2 augmented copies, 20 epochs, all 88 functionals)
 experiment("cv_egemaps_spknorm_level_duration_copies_ep20_speech", "configs/egemaps.yml",
            compose(compose(compose(compose(EGEMAPS_MEMBER, EPOCHS_20), DURATION), KEEP_ALL), SPEECH_DURATION),
