@@ -109,7 +109,7 @@ class OpenSmileFunctionals(ClipFeaturizer):
     append_duration: add the natural log of the clip's duration in seconds (the scaler's mean for the
     windows of a stream, whose duration is the window's).
     append_speech_duration: add the natural log of the seconds of speech Silero VAD finds in the clip,
-    last (as the duration for a stream's windows; needs `pip install "mser[vad]"`).
+    last (as the duration for a stream's windows; silero-vad, which `pip install "mser[opensmile]"` brings).
     drop_functionals: names of the set's functionals to leave out (tools/functional_stability.py
     finds those that channels move most; a name the set does not have is a ConfigError; None, as
     `--overwrites preprocess_conf.method_args.drop_functionals=null` gives it, leaves none out).
