@@ -86,6 +86,10 @@ class EnergyVAD:
         probs = 1.0 / (1.0 + np.exp(-np.clip(above / self.slope_db, -50, 50)))
         return np.where(levels > self.silence_dbfs, probs, 0.0)
 
+    def batch_frame_probabilities(self, clips: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Several clips, each (samples,) float32 at 16 kHz -> its (frames,) probabilities."""
+        return [self.frame_probabilities(clip) for clip in clips]
+
 
 class SileroVAD:
     """The Silero VAD network from the silero-vad package: its ONNX file under ONNX Runtime when
@@ -210,26 +214,22 @@ def speech_segments(samples: np.ndarray, sample_rate: int, vad: Union[VAD, str, 
                     pad: float = 0.03) -> List[Segment]:
     """Where the speech is: (samples,) int16 or float at `sample_rate` -> [(start_s, end_s)],
     in order, not overlapping. `vad`: a detector from load_vad(), a backend name, or None."""
-    audio = as_float_16k(samples, sample_rate)
-    probs = resolve(vad).frame_probabilities(audio)
-    return frames_to_segments(speech_frames(probs, threshold), len(audio) / VAD_RATE,
-                              min_speech, min_silence, pad)
+    return batch_speech_segments([samples], sample_rate, vad, threshold, min_speech, min_silence, pad)[0]
 
 
-def speech_seconds(clips: Sequence[np.ndarray], sample_rate: int, vad: Union[VAD, str, None] = None,
-                   threshold: float = 0.5, min_speech: float = 0.25, min_silence: float = 0.1,
-                   pad: float = 0.03) -> List[float]:
-    """How many seconds of speech_segments() each clip holds (0.0 for none); Silero scores the clips
-    in one batch."""
-    detector = resolve(vad)
+def batch_speech_segments(clips: Sequence[np.ndarray], sample_rate: int, vad: Union[VAD, str, None] = None,
+                          threshold: float = 0.5, min_speech: float = 0.25, min_silence: float = 0.1,
+                          pad: float = 0.03) -> List[List[Segment]]:
+    """speech_segments() of several clips, the detector scoring them in one batch."""
     audio = [as_float_16k(clip, sample_rate) for clip in clips]
-    if isinstance(detector, SileroVAD):
-        probs = detector.batch_frame_probabilities(audio)
-    else:
-        probs = [detector.frame_probabilities(clip) for clip in audio]
-    segments = [frames_to_segments(speech_frames(clip_probs, threshold), len(clip) / VAD_RATE,
-                                   min_speech, min_silence, pad) for clip, clip_probs in zip(audio, probs)]
-    return [sum(end - start for start, end in clip_segments) for clip_segments in segments]
+    probs = resolve(vad).batch_frame_probabilities(audio)
+    return [frames_to_segments(speech_frames(clip_probs, threshold), len(clip) / VAD_RATE,
+                               min_speech, min_silence, pad) for clip, clip_probs in zip(audio, probs)]
+
+
+def speech_seconds(clips: Sequence[np.ndarray], sample_rate: int, vad: Union[VAD, str, None] = None) -> List[float]:
+    """How many seconds of speech_segments() each clip holds (0.0 for none), scored in one batch."""
+    return [sum(end - start for start, end in segments) for segments in batch_speech_segments(clips, sample_rate, vad)]
 
 
 def is_speech(samples: np.ndarray, sample_rate: int, vad: Union[VAD, str, None] = None,
