@@ -774,8 +774,8 @@ experiment("ensemble_large_stable_compare_all_voices", "configs/ensemble_large.y
 # 2026-12-02, an eleventh session: how long the speech lasts (append_speech_duration, Silero VAD), without
 # the silence before and after the words that the clip's duration also counts. Scratch study on the 870
 # training clips (speaker-standardised, happy against angry, per voice): AUC 0.735 against 0.701 for the
-# clip's duration; with the generator's rate its correlation is lower (-0.53 against -0.76: the duration
-# also follows the sentence's length, which the speech duration shares).
+# clip's duration (its correlation with the generator's log rate over all six emotions is lower, -0.53
+# against -0.76, where the slow sad clips dominate; docs/results.md).
 SPEECH_DURATION = {"preprocess_conf": {"method_args": {"append_speech_duration": True}}}
 # egemaps.yml appends it since: every experiment above on egemaps.yml ran without it and keeps doing so,
 # except `egemaps`, the shipped config as it stands
