@@ -24,9 +24,10 @@ from mser.optim import build_optimizer, build_scheduler, class_weights, trainabl
 @dataclass
 class RunObjects:
     """What a training run steps: the model (on its device), its optimizer and learning-rate
-    scheduler (None, or stepped per 'step', 'epoch' or 'metric'), mixed precision and the loss."""
+    scheduler (None, or stepped per 'step', 'epoch' or 'metric'), mixed precision and the loss.
+    A model that learns by fitting (mser.models.forest) has no optimizer."""
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: Optional[torch.optim.Optimizer]
     scheduler: Optional[Any]
     scheduler_unit: str
     amp: "Amp"
@@ -49,6 +50,10 @@ def build_run(config: Dict[str, Any], featurizer: Featurizer, labels: Sequence[s
     from mser.speaker_adversary import build_speaker_adversary
     model = model_for_featurizer(config, featurizer, len(labels)).to(device)
     steps = steps_per_epoch(config, len(train_items), world_size)
+    if getattr(model, "learns_by_fitting", False):
+        check_fitting_run(config, world_size)
+        return RunObjects(model, None, None, "none", Amp(config["train_conf"], torch.device(device)),
+                          build_criterion(config, labels, train_items, device, log), steps)
     adversary = build_speaker_adversary(config["train_conf"]["speaker_adversary"], model,
                                         [item.speaker for item in train_items])
     parameters = trainable_parameters(model)
@@ -60,6 +65,20 @@ def build_run(config: Dict[str, Any], featurizer: Featurizer, labels: Sequence[s
     amp = Amp(config["train_conf"], torch.device(device))
     criterion = build_criterion(config, labels, train_items, device, log)
     return RunObjects(model, optimizer, scheduler, unit, amp, criterion, steps, adversary)
+
+
+def check_fitting_run(config: Dict[str, Any], world_size: int) -> None:
+    """A fitted model (scikit-learn's forests) sees every training clip once, in one process, and
+    has no loss to add mixup, a speaker adversary or copy consistency to."""
+    model, train_conf = config["model_conf"]["model"], config["train_conf"]
+    if train_conf["max_epoch"] != 1:
+        raise ConfigError(f"{model} is fitted in one pass over the training features: set train_conf.max_epoch "
+                          f"to 1, got {train_conf['max_epoch']}")
+    if world_size > 1:
+        raise ConfigError(f"{model} is fitted in one process: run train.py without torchrun")
+    for key in ("mixup_alpha", "speaker_adversary", "copy_consistency"):
+        if train_conf[key]:
+            raise ConfigError(f"train_conf.{key} trains by gradient steps; {model} is fitted (set it to 0)")
 
 
 def steps_per_epoch(config: Dict[str, Any], num_train: int, world_size: int = 1) -> int:

@@ -334,6 +334,35 @@ class Executor:
         return EpochStats(loss=loss_sum / max(clips, 1), accuracy=correct / max(clips, 1), clips=int(clips),
                           skipped=int(skipped), seconds=time.time() - started)
 
+    def fit_epoch(self, epoch: int, model: nn.Module, dataset, criterion: nn.Module) -> EpochStats:
+        """A model that learns by fitting (mser.models.forest): the features of one pass over the
+        training clips, as a network's epoch would batch them (augmented copies, augmentation and
+        speaker normalisation included), then one `fit`. Loss and accuracy are on those clips."""
+        model.eval()
+        self.featurizer.train()
+        speaker_table = self.speaker_table(dataset.items)
+        started, vectors, labels, skipped = time.time(), [], [], 0
+        loader = self.loader(dataset, train=True, epoch=epoch)
+        with torch.no_grad():
+            for batch in tqdm(loader, desc=f"epoch {epoch}: features", leave=False, dynamic_ncols=True):
+                skipped += self.note_skipped(batch.skipped)
+                if len(batch) == 0:
+                    continue
+                features, frame_lengths = self.features(batch, speaker_table)
+                if self.spec_augment is not None:
+                    features = self.spec_augment(features, frame_lengths)
+                vectors.append(model.clip_vectors(features, frame_lengths).float().cpu())
+                labels.append(batch.labels.cpu())
+            if not vectors:
+                raise DataError("no usable training clip to fit the model on")
+            vectors, labels = torch.cat(vectors), torch.cat(labels)
+            model.fit(vectors.numpy(), labels.numpy(), seed=self.config["train_conf"]["seed"],
+                      threads=torch.get_num_threads())
+            logits, labels = model(vectors[:, None, :].to(self.device)).float(), labels.to(self.device)
+            loss = float(criterion(logits, labels))
+        return EpochStats(loss=loss, accuracy=float((logits.argmax(1) == labels).float().mean()), clips=len(labels),
+                          skipped=skipped, seconds=time.time() - started)
+
     def train_batches(self, batches, model, speaker_table, criterion, optimizer, step_scheduler, amp, writer,
                       progress, smallest: int) -> Tuple[float, int, int, int]:
         """The optimizer steps of an epoch's batches; (loss sum, correct, clips, skipped)."""

@@ -81,6 +81,8 @@ def load_matching_weights(model: nn.Module, state: Dict[str, Any], directory: st
     from mser.errors import CheckpointError
     if hasattr(model, "check_checkpoint"):   # e.g. features of another speech encoder
         model.check_checkpoint(state, directory)
+    if hasattr(model, "resize_to"):   # a fitted forest's node count comes from its fit
+        model.resize_to(state)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

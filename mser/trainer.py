@@ -117,8 +117,11 @@ class MSERTrainer(Executor):
             self.rng_snapshot, self.pending_rng = self.pending_rng, None
         step_scheduler = run.scheduler if run.scheduler_unit == "step" else None
         for epoch in range(self.state.epoch + 1, self.config["train_conf"]["max_epoch"] + 1):
-            stats = self.train_epoch(epoch, train_model, train_dataset, run.criterion, run.optimizer,
-                                     step_scheduler, run.amp, writer)
+            if run.optimizer is None:   # a model that learns by fitting (build_run)
+                stats = self.fit_epoch(epoch, run.model, train_dataset, run.criterion)
+            else:
+                stats = self.train_epoch(epoch, train_model, train_dataset, run.criterion, run.optimizer,
+                                         step_scheduler, run.amp, writer)
             self.end_of_epoch(epoch, stats, val_items, test_items, run.criterion, run.optimizer,
                               run.scheduler, run.scheduler_unit, run.amp, writer)
 
@@ -180,10 +183,10 @@ class MSERTrainer(Executor):
         val_metrics = None
         if self.context.is_main:
             val_metrics = self.evaluate_items(val_items, criterion) if val_items else None
-            lr = optimizer.param_groups[0]["lr"]
+            step = f"lr {optimizer.param_groups[0]['lr']:.2e}" if optimizer is not None else "fitted"
             validation = validation_summary(val_metrics) if val_items else "no validation"
             self.log(f"epoch {epoch}/{self.config['train_conf']['max_epoch']} | loss {stats.loss:.4f} "
-                     f"acc {stats.accuracy:.4f} | {validation} | lr {lr:.2e} | "
+                     f"acc {stats.accuracy:.4f} | {validation} | {step} | "
                      f"{stats.clips / max(stats.seconds, 1e-9):.1f} clips/s, {stats.seconds:.1f} s"
                      + (f" | {stats.skipped} clips skipped" if stats.skipped else ""))
             if writer is not None:

@@ -37,6 +37,8 @@ SMALL_ARGS = {
     "Res2Net": dict(channels=4, layers=(1, 2, 1, 1), base_width=32, scale=4, embd_dim=16),
     "ERes2NetV2": dict(channels=8, layers=(1, 1, 2, 1), embd_dim=16),
     "CNNTransformer": dict(channels=(4, 8, 8, 16, 16), d_model=16, num_heads=2, feedforward=32, num_layers=2),
+    "ExtraTrees": dict(n_trees=6),
+    "RandomForest": dict(n_trees=6),
 }
 
 # parameters of the default configuration, as reported by the papers (input 80, classes as given)
@@ -54,8 +56,19 @@ MODELS = list_models()
 
 
 def small_model(name: str, input_size: int = 80, num_class: int = 5, **extra) -> torch.nn.Module:
+    """A model at reduced width; one that learns by fitting (a forest) fitted on random clip vectors,
+    so that its trees are real."""
     torch.manual_seed(0)
-    return build_model(name, input_size=input_size, num_class=num_class, **{**SMALL_ARGS.get(name, {}), **extra})
+    model = build_model(name, input_size=input_size, num_class=num_class, **{**SMALL_ARGS.get(name, {}), **extra})
+    if model.learns_by_fitting:
+        rng = np.random.default_rng(0)
+        model.fit(rng.standard_normal((60, input_size)), rng.integers(0, num_class, 60), seed=0)
+    return model
+
+
+def skip_fitted(name: str) -> None:
+    if MODEL_REGISTRY.get(name).learns_by_fitting:
+        pytest.skip(f"{name} is fitted, not trained by gradient steps (tests/test_forest.py)")
 
 
 def randomise_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
@@ -96,6 +109,7 @@ def test_forward_shape_batch_of_one_and_num_class(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_backward_gives_finite_gradients_to_every_parameter(name):
+    skip_fitted(name)
     model = small_model(name).train()
     features, lengths = padded_batch([70, 45, 33], 70)
     logits = model(features, lengths)
@@ -142,6 +156,7 @@ def test_extra_padding_changes_nothing_in_training(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_mixed_precision_training_step(name):
+    skip_fitted(name)
     model = small_model(name).train()
     features, lengths = padded_batch([64, 40, 33], 64)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -407,6 +422,7 @@ def test_the_speaker_adversary_taps_every_models_embedding(name):
     """train_conf.speaker_adversary reads the head's input: it must be the model's embedding, of the
     width embedding_size finds, and the model's forward must pass it through its head."""
     from mser.speaker_adversary import EmbeddingTap, embedding_size
+    skip_fitted(name)   # the adversary trains by gradient steps: refused for a fitted model (build_run)
     model = small_model(name).eval()
     features = torch.randn(2, frames_for(model, 60), 80)
     tap = EmbeddingTap(model.head)

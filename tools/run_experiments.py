@@ -803,6 +803,20 @@ experiment("cv_ens_large_duration_compare_stable08_speech", "",
                                    "cv_prosody_spknorm_chanaug_fastaug", "cv_compare_spknorm_dbnorm_stable08",
                                    "cv_lld_spknorm_copies_ep8"), kind="cv_ensemble", groups=("cv", "ensembles"),
            note="cv_ens_large_duration_compare_stable08, its eGeMAPS member with the speech's duration")
+# 2026-12-02 (twelfth session): the same eGeMAPS features classified by a forest of extremely randomised
+# trees, fitted once (configs/egemaps_forest.yml); beside cv_egemaps_spknorm_level_duration_stable_speech[_seed1001]
+for _suffix, _seed in (("", {}), ("_seed1001", SEED_1001)):
+    experiment(f"cv_egemaps_forest{_suffix}", "configs/egemaps_forest.yml", _seed, kind="cv", groups=("cv", "forest"),
+               note="egemaps.yml's features, ExtraTrees (500 trees) in place of the network")
+experiment("egemaps_forest", "configs/egemaps_forest.yml", groups=("configs", "forest"),
+           note="egemaps.yml's features classified by ExtraTrees (500 trees), fitted on every training voice")
+# as a fifth member of ensemble_large.yml
+experiment("cv_ens_large_forest", "",
+           telephone_view_ensemble("cv_egemaps_spknorm_level_duration_copies_ep20",
+                                   "cv_prosody_spknorm_chanaug_fastaug", "cv_compare_spknorm_dbnorm_stable08",
+                                   "cv_lld_spknorm_copies_ep8", "cv_egemaps_forest"),
+           kind="cv_ensemble", groups=("cv", "ensembles", "forest"),
+           note="cv_ens_large_duration_compare_stable08 with cv_egemaps_forest as a fifth member")
 
 def list_lines(path: str) -> List[str]:
     with open(os.path.join(REPO, path), encoding="utf-8-sig") as f:

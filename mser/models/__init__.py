@@ -9,7 +9,7 @@ MODELS = Registry("model")
 register_model = MODELS.register
 
 from mser.models import bi_lstm, ecapa_tdnn, campplus, resnet_se, panns, tdnn, eres2net  # noqa: E402,F401  (registers)
-from mser.models import res2net, eres2netv2, cnn_transformer  # noqa: E402,F401  (registers)
+from mser.models import res2net, eres2netv2, cnn_transformer, forest  # noqa: E402,F401  (registers)
 
 
 def build_model(name: str, input_size: int, num_class: int, **model_args) -> nn.Module:

@@ -22,10 +22,13 @@ class SERModel(nn.Module):
     forward(features: (batch, frames, input_size), lengths: (batch,) frames or None)
         -> logits (batch, num_class)
     Subclasses implement `embedding(features, lengths) -> (batch, embd_dim)` and set `self.head`;
-    `min_frames` is the shortest clip the architecture can take.
+    `min_frames` is the shortest clip the architecture can take. A model that `learns_by_fitting`
+    (mser.models.forest) has no gradient steps: the trainer hands it all training features once,
+    through `fit(vectors, labels, seed, threads)`, with `clip_vectors` making them from features.
     """
 
     min_frames: int = 1
+    learns_by_fitting: bool = False
 
     def __init__(self, input_size: int, num_class: int):
         super().__init__()
