@@ -1,12 +1,15 @@
 """Forests fitted by scikit-learn and held as tensors (mser.models.forest): the same probabilities
 as scikit-learn's, checkpoints of any node count, and configs/egemaps_forest.yml through train.py,
 eval.py and infer.py. The generic model tests (shapes, padding, ONNX) run on fitted forests too."""
+import json
+
 import numpy as np
 import pytest
 import torch
+import yaml
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
-from conftest import assert_one_line_error, run_script, tiny_overwrites
+from conftest import REPO, assert_one_line_error, run_script, tiny_overwrites
 from mser.errors import CheckpointError
 from mser.factory import load_matching_weights
 from mser.models import build_model
@@ -118,3 +121,24 @@ def test_gradient_settings_are_refused_for_a_forest_in_one_line(demo_lists, tmp_
                         "--overwrites", forest_overwrites(demo_lists, **change))
     assert_one_line_error(result, message)
     assert not (tmp_path / "models").exists()
+
+
+def test_a_forest_is_an_ensemble_member_like_any_model(demo_lists, tmp_path):
+    pytest.importorskip("opensmile", reason='needs the opensmile package: pip install "mser[opensmile]"')
+    config = tmp_path / "ensemble.yml"
+    config.write_text(yaml.safe_dump({"ensemble": {"combine": "geometric", "members": [
+        {"configs": str(REPO / "configs" / "egemaps_forest.yml"), "overwrites": "model_conf.model_args.n_trees=30"},
+        {"configs": str(REPO / "configs" / "bi_lstm.yml"),
+         "overwrites": "model_conf.model_args.hidden_size=16,preprocess_conf.feature_method=Fbank,"
+                       "preprocess_conf.method_args.num_mel_bins=40"}]}}))
+    common = ",".join(part for part in tiny_overwrites(demo_lists).split(",")
+                      if not part.startswith(("model_conf.", "preprocess_conf.")))
+    trained = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
+                         "--save_model_path", tmp_path / "models", "--overwrites", common)
+    assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
+    evaluated = run_script("eval.py", "--resume_model", tmp_path / "models" / "Ensemble", "--use_gpu", "false",
+                           "--test_list", demo_lists / "test_list.txt", "--output_dir", tmp_path / "eval", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    members = sorted(path.split("/Ensemble/")[1] for path in metrics["members"])
+    assert members == ["BiLSTM_Fbank/best_model", "ExtraTrees_eGeMAPS/best_model"]
