@@ -817,6 +817,11 @@ experiment("cv_ens_large_forest", "",
                                    "cv_lld_spknorm_copies_ep8", "cv_egemaps_forest"),
            kind="cv_ensemble", groups=("cv", "ensembles", "forest"),
            note="cv_ens_large_duration_compare_stable08 with cv_egemaps_forest as a fifth member")
+experiment("cv_ens_large_forest_for_egemaps", "",
+           telephone_view_ensemble("cv_egemaps_forest", "cv_prosody_spknorm_chanaug_fastaug",
+                                   "cv_compare_spknorm_dbnorm_stable08", "cv_lld_spknorm_copies_ep8"),
+           kind="cv_ensemble", groups=("cv", "ensembles", "forest"),
+           note="cv_ens_large_duration_compare_stable08 with cv_egemaps_forest in place of its eGeMAPS network")
 
 def list_lines(path: str) -> List[str]:
     with open(os.path.join(REPO, path), encoding="utf-8-sig") as f:
