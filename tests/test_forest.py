@@ -2,6 +2,7 @@
 as scikit-learn's, checkpoints of any node count, and configs/egemaps_forest.yml through train.py,
 eval.py and infer.py. The generic model tests (shapes, padding, ONNX) run on fitted forests too."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import yaml
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
 from conftest import REPO, assert_one_line_error, run_script, tiny_overwrites
-from mser.errors import CheckpointError
+from mser.errors import CheckpointError, ConfigError
 from mser.factory import load_matching_weights
 from mser.models import build_model
 
@@ -142,3 +143,16 @@ def test_a_forest_is_an_ensemble_member_like_any_model(demo_lists, tmp_path):
     metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
     members = sorted(path.split("/Ensemble/")[1] for path in metrics["members"])
     assert members == ["BiLSTM_Fbank/best_model", "ExtraTrees_eGeMAPS/best_model"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    ({"n_trees": 0}, "model_args.n_trees must be a count of at least 1, got 0"),
+    ({"max_features": "half"}, "model_args.max_features must be sqrt, log2, null, a count or a fraction"),
+    ({"max_features": 1.5}, "model_args.max_features must be"),
+    ({"min_samples_leaf": 0.5}, "model_args.min_samples_leaf must be a count"),
+    ({"max_depth": 0}, "model_args.max_depth must be null or a count"),
+    ({"smoothing": 1.0}, "model_args.smoothing must be a number in [0, 1)"),
+])
+def test_bad_forest_arguments_are_config_errors_before_any_fit(args, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        build_model("ExtraTrees", input_size=4, num_class=2, **args)

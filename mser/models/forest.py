@@ -43,12 +43,9 @@ class TreeForest(SERModel):
                  max_features: Union[str, float, int] = "sqrt", min_samples_leaf: int = 1,
                  max_depth: Optional[int] = None, smoothing: float = 0.01):
         super().__init__(input_size, num_class)
-        if int(n_trees) < 1:
-            raise ConfigError(f"{type(self).__name__}: n_trees must be at least 1, got {n_trees}")
-        if not 0 <= float(smoothing) < 1:
-            raise ConfigError(f"{type(self).__name__}: smoothing must be in [0, 1), got {smoothing}")
-        self.forest_args = dict(n_estimators=int(n_trees), max_features=max_features,
-                                min_samples_leaf=int(min_samples_leaf), max_depth=max_depth)
+        check_forest_args(type(self).__name__, n_trees, max_features, min_samples_leaf, max_depth, smoothing)
+        self.forest_args = dict(n_estimators=n_trees, max_features=max_features,
+                                min_samples_leaf=min_samples_leaf, max_depth=max_depth)
         self.smoothing = float(smoothing)
         self.pooling = build_pooling("TAP", input_size)
         for name in TREE_BUFFERS + ("tree_count", "depth"):
@@ -116,6 +113,28 @@ class TreeForest(SERModel):
         self.set_trees(*pack_trees([tree.tree_ for tree in forest.estimators_], forest.classes_, self.num_class),
                        trees=len(forest.estimators_), depth=max(tree.tree_.max_depth for tree in forest.estimators_))
         return self
+
+
+def check_forest_args(model: str, n_trees, max_features, min_samples_leaf, max_depth, smoothing) -> None:
+    """A ConfigError now for what scikit-learn would refuse only after every feature is computed."""
+    def counts(value, allow_none: bool = False) -> bool:
+        return (value is None and allow_none) or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+    problems = {
+        "n_trees": not counts(n_trees),
+        "max_features": not (max_features in ("sqrt", "log2", None) or counts(max_features)
+                             or (isinstance(max_features, float) and 0 < max_features <= 1)),
+        "min_samples_leaf": not counts(min_samples_leaf),
+        "max_depth": not counts(max_depth, allow_none=True),
+        "smoothing": not (isinstance(smoothing, (int, float)) and 0 <= smoothing < 1),
+    }
+    wanted = {"n_trees": "a count of at least 1", "max_features": "sqrt, log2, null, a count or a fraction in (0, 1]",
+              "min_samples_leaf": "a count of at least 1", "max_depth": "null or a count of at least 1",
+              "smoothing": "a number in [0, 1)"}
+    values = dict(n_trees=n_trees, max_features=max_features, min_samples_leaf=min_samples_leaf,
+                  max_depth=max_depth, smoothing=smoothing)
+    for name, wrong in problems.items():
+        if wrong:
+            raise ConfigError(f"{model}: model_args.{name} must be {wanted[name]}, got {values[name]!r}")
 
 
 def pack_trees(trees, classes: np.ndarray, num_class: int):
