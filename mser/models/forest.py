@@ -6,7 +6,8 @@ included) and hands their features to scikit-learn. The fitted trees are then he
 (which feature and threshold each node tests, its two children, each leaf's class shares), so
 that checkpoints (weights_only), the predictor, ensembles and ONNX export treat a forest as any
 other model. On the demo corpus's training voices a forest on speaker-normalised eGeMAPS
-functionals scored above the small network (README, Results).
+functionals was as accurate as the small network and changed fewer answers under telephone lines,
+clipping and peak normalisation (README, Results).
 
 Frame-level features are averaged over each clip's frames first; clip-level features (one frame)
 go to the trees as they are.
