@@ -3,6 +3,7 @@ as scikit-learn's, checkpoints of any node count, and configs/egemaps_forest.yml
 eval.py and infer.py. The generic model tests (shapes, padding, ONNX) run on fitted forests too."""
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -156,3 +157,16 @@ def test_a_forest_is_an_ensemble_member_like_any_model(demo_lists, tmp_path):
 def test_bad_forest_arguments_are_config_errors_before_any_fit(args, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         build_model("ExtraTrees", input_size=4, num_class=2, **args)
+
+
+def test_a_finished_forest_resumes_without_fitting_again(forest_model, demo_lists, tmp_path):
+    model_dir, trained = forest_model
+    models = tmp_path / "models"
+    shutil.copytree(model_dir.parent.parent, models)
+    resumed = run_script("train.py", "--configs", "configs/egemaps_forest.yml", "--use_gpu", "false", "--log_dir", "",
+                         "--save_model_path", models, "--resume_model", models / "ExtraTrees_eGeMAPS" / "last_model",
+                         "--overwrites", forest_overwrites(demo_lists))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "1 epochs done" in resumed.stdout and "| fitted |" not in resumed.stdout
+    # the resumed run's test line is the fitted model's
+    assert trained.stdout.split("test set, best model (epoch 1):")[1].split("\n")[1] in resumed.stdout
