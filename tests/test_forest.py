@@ -81,34 +81,44 @@ def test_weights_of_any_node_count_load_into_a_fresh_forest():
 
 # ---------------------------------------------------------------- through the scripts
 
-def forest_overwrites(demo_lists, **extra) -> str:
+@pytest.fixture(scope="module")
+def lists(demo_lists, tmp_path_factory):
+    """The demo lists in a folder of this module's own: a clip-level featurizer's scaler is written
+    beside the label list, and the other modules' eGeMAPS runs must fit theirs themselves."""
+    folder = tmp_path_factory.mktemp("forest_lists")
+    for name in ("train_list.txt", "test_list.txt", "label_list.txt"):
+        shutil.copy(demo_lists / name, folder / name)
+    return folder
+
+
+def forest_overwrites(lists, **extra) -> str:
     """configs/egemaps_forest.yml on the small demo slice, 50 trees, its own features and model."""
-    return tiny_overwrites(demo_lists, **{"model_conf.model": None, "model_conf.model_args.hidden_size": None,
+    return tiny_overwrites(lists, **{"model_conf.model": None, "model_conf.model_args.hidden_size": None,
                                           "preprocess_conf.feature_method": None,
                                           "preprocess_conf.method_args.num_mel_bins": None,
                                           "model_conf.model_args.n_trees": 50, **extra})
 
 
 @pytest.fixture(scope="module")
-def forest_model(demo_lists, tmp_path_factory):
+def forest_model(lists, tmp_path_factory):
     pytest.importorskip("opensmile", reason='needs the opensmile package: pip install "mser[opensmile]"')
     work = tmp_path_factory.mktemp("forest")
     result = run_script("train.py", "--configs", "configs/egemaps_forest.yml", "--use_gpu", "false",
                         "--log_dir", "", "--save_model_path", work / "models",
-                        "--overwrites", forest_overwrites(demo_lists))
+                        "--overwrites", forest_overwrites(lists))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return work / "models" / "ExtraTrees_eGeMAPS" / "best_model", result
 
 
-def test_egemaps_forest_trains_evaluates_and_infers(forest_model, demo_lists, tmp_path):
+def test_egemaps_forest_trains_evaluates_and_infers(forest_model, lists, tmp_path):
     model_dir, trained = forest_model
     assert "| fitted |" in trained.stdout and "test set, best model (epoch 1)" in trained.stdout
     evaluated = run_script("eval.py", "--resume_model", model_dir, "--use_gpu", "false",
-                           "--test_list", demo_lists / "test_list.txt", "--output_dir", tmp_path / "eval")
+                           "--test_list", lists / "test_list.txt", "--output_dir", tmp_path / "eval")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     # the same model scores the same clips the same way in train.py's test and in eval.py
     assert trained.stdout.split("test set, best model (epoch 1):")[1].split("\n")[1] in evaluated.stdout
-    clip = (demo_lists / "test_list.txt").read_text().split("\t")[0]
+    clip = (lists / "test_list.txt").read_text().split("\t")[0]
     inferred = run_script("infer.py", "--model_path", model_dir, "--audio_path", clip, "--use_gpu", "false")
     assert inferred.returncode == 0 and f"{clip}: " in inferred.stdout, inferred.stderr[-3000:]
 
@@ -117,15 +127,15 @@ def test_egemaps_forest_trains_evaluates_and_infers(forest_model, demo_lists, tm
     ({"train_conf.max_epoch": 3}, "fitted in one pass over the training features: set train_conf.max_epoch to 1"),
     ({"train_conf.mixup_alpha": 0.2}, "train_conf.mixup_alpha trains by gradient steps"),
 ])
-def test_gradient_settings_are_refused_for_a_forest_in_one_line(demo_lists, tmp_path, change, message):
+def test_gradient_settings_are_refused_for_a_forest_in_one_line(lists, tmp_path, change, message):
     result = run_script("train.py", "--configs", "configs/egemaps_forest.yml", "--use_gpu", "false", "--log_dir", "",
                         "--save_model_path", tmp_path / "models",
-                        "--overwrites", forest_overwrites(demo_lists, **change))
+                        "--overwrites", forest_overwrites(lists, **change))
     assert_one_line_error(result, message)
     assert not (tmp_path / "models").exists()
 
 
-def test_a_forest_is_an_ensemble_member_like_any_model(demo_lists, tmp_path):
+def test_a_forest_is_an_ensemble_member_like_any_model(lists, tmp_path):
     pytest.importorskip("opensmile", reason='needs the opensmile package: pip install "mser[opensmile]"')
     config = tmp_path / "ensemble.yml"
     config.write_text(yaml.safe_dump({"ensemble": {"combine": "geometric", "members": [
@@ -133,13 +143,13 @@ def test_a_forest_is_an_ensemble_member_like_any_model(demo_lists, tmp_path):
         {"configs": str(REPO / "configs" / "bi_lstm.yml"),
          "overwrites": "model_conf.model_args.hidden_size=16,preprocess_conf.feature_method=Fbank,"
                        "preprocess_conf.method_args.num_mel_bins=40"}]}}))
-    common = ",".join(part for part in tiny_overwrites(demo_lists).split(",")
+    common = ",".join(part for part in tiny_overwrites(lists).split(",")
                       if not part.startswith(("model_conf.", "preprocess_conf.")))
     trained = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
                          "--save_model_path", tmp_path / "models", "--overwrites", common)
     assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
     evaluated = run_script("eval.py", "--resume_model", tmp_path / "models" / "Ensemble", "--use_gpu", "false",
-                           "--test_list", demo_lists / "test_list.txt", "--output_dir", tmp_path / "eval", "--json")
+                           "--test_list", lists / "test_list.txt", "--output_dir", tmp_path / "eval", "--json")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
     members = sorted(path.split("/Ensemble/")[1] for path in metrics["members"])
@@ -159,13 +169,13 @@ def test_bad_forest_arguments_are_config_errors_before_any_fit(args, fragment):
         build_model("ExtraTrees", input_size=4, num_class=2, **args)
 
 
-def test_a_finished_forest_resumes_without_fitting_again(forest_model, demo_lists, tmp_path):
+def test_a_finished_forest_resumes_without_fitting_again(forest_model, lists, tmp_path):
     model_dir, trained = forest_model
     models = tmp_path / "models"
     shutil.copytree(model_dir.parent.parent, models)
     resumed = run_script("train.py", "--configs", "configs/egemaps_forest.yml", "--use_gpu", "false", "--log_dir", "",
                          "--save_model_path", models, "--resume_model", models / "ExtraTrees_eGeMAPS" / "last_model",
-                         "--overwrites", forest_overwrites(demo_lists))
+                         "--overwrites", forest_overwrites(lists))
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "1 epochs done" in resumed.stdout and "| fitted |" not in resumed.stdout
     # the resumed run's test line is the fitted model's
