@@ -357,7 +357,7 @@ class Executor:
                 raise DataError("no usable training clip to fit the model on")
             vectors, labels = torch.cat(vectors), torch.cat(labels)
             model.fit(vectors.numpy(), labels.numpy(), seed=self.config["train_conf"]["seed"],
-                      threads=torch.get_num_threads())
+                      threads=torch.get_num_threads(), balanced=bool(self.config["train_conf"]["class_weights"]))
             logits, labels = model(vectors[:, None, :].to(self.device)).float(), labels.to(self.device)
             loss = float(criterion(logits, labels))
         return EpochStats(loss=loss, accuracy=float((logits.argmax(1) == labels).float().mean()), clips=len(labels),

@@ -32,11 +32,14 @@ def forest_probabilities(model, vectors: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(vectors)[:, None, :]).exp().numpy()
 
 
+@pytest.mark.parametrize("balanced", [False, True])
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
-def test_probabilities_are_scikit_learns(name):
+def test_probabilities_are_scikit_learns(name, balanced):
     vectors, labels = toy_data()
-    model = build_model(name, input_size=9, num_class=4, n_trees=20, smoothing=0.0).fit(vectors, labels, seed=7)
-    reference = ESTIMATORS[name](n_estimators=20, random_state=7).fit(vectors, labels)
+    model = build_model(name, input_size=9, num_class=4, n_trees=20, smoothing=0.0)
+    model.fit(vectors, labels, seed=7, balanced=balanced)
+    reference = ESTIMATORS[name](n_estimators=20, random_state=7, class_weight="balanced" if balanced else None)
+    reference.fit(vectors, labels)
     unseen = toy_data(seed=1)[0]
     np.testing.assert_allclose(forest_probabilities(model, unseen), reference.predict_proba(unseen), atol=1e-6)
     assert model.steps == max(tree.tree_.max_depth for tree in reference.estimators_)

@@ -49,6 +49,29 @@ def test_a_share_of_the_training_voices_is_drawn_per_fold_without_validation_voi
     assert tool.TRAIN_VOICES["cv_egemaps_spknorm_level_voices50"] == 0.5
 
 
+def test_class_shares_keep_fewer_of_each_training_voices_clips_of_an_emotion(tmp_path, monkeypatch):
+    tool = load_tool()
+    listed, labels = tmp_path / "train_list.txt", tmp_path / "label_list.txt"
+    labels.write_text("calm\nangry\n")
+    listed.write_text("".join(f"clips/v{v}_{i}.wav\t{i % 2}\tv{v}\n" for v in range(8) for i in range(10)))
+    monkeypatch.setattr(tool, "TRAIN_LIST", str(listed))
+    monkeypatch.setattr(tool, "LABEL_LIST", str(labels))
+
+    def counts(path):
+        rows = [line.split("\t") for line in open(path).read().splitlines()]
+        return {(voice, label): sum(1 for r in rows if r[2] == voice and r[1] == label) for _, label, voice in rows}
+    full = tool.fold_lists(str(tmp_path / "out"), 0, 4)
+    fewer = tool.fold_lists(str(tmp_path / "out"), 0, 4, class_shares={"angry": 0.4})
+    assert fewer["val"] == full["val"] and fewer["train"] != full["train"]
+    kept = counts(fewer["train"])
+    assert {n for (_, label), n in kept.items() if label == "1"} == {2}      # 2 of each voice's 5 angry clips
+    assert {n for (_, label), n in kept.items() if label == "0"} == {5}      # every calm clip
+    assert {voice for voice, _ in kept} == {voice for voice, _ in counts(full["train"])}
+    assert open(fewer["train"]).read() == open(tool.fold_lists(str(tmp_path / "again"), 0, 4,
+                                                               class_shares={"angry": 0.4})["train"]).read()
+    assert tool.CLASS_SHARES["cv_egemaps_imbalanced_weighted"] == tool.IMBALANCED
+
+
 def load_tool():
     import importlib.util
     from conftest import REPO

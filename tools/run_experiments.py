@@ -71,17 +71,23 @@ LIST_OVERRIDES: Dict[str, str] = {}
 # name: (config, changes, augmentation config or None, kind, groups, what it tests)
 EXPERIMENTS: Dict[str, tuple] = {}
 TRAIN_VOICES: Dict[str, float] = {}   # cv experiments that train on a share of each fold's training voices
+CLASS_SHARES: Dict[str, Dict[str, float]] = {}   # cv experiments that train on a share of some emotions' clips
 
 
 def experiment(name: str, config: str, changes: Optional[dict] = None, augment=None,
-               kind: str = "full", groups=(), note: str = "", train_voices: float = 1.0) -> None:
+               kind: str = "full", groups=(), note: str = "", train_voices: float = 1.0,
+               class_shares: Optional[Dict[str, float]] = None) -> None:
     """`changes` is merged into the YAML config; a key ending in '!' replaces its section whole.
     `augment`: an augmentation YAML path, or a dict written to the run's own augmentation.yml.
     For kind "baseline", `config` names the clip statistics (logmel or egemaps). `train_voices`
-    (cv only): the share of each fold's training voices it trains on, drawn per fold, seeded."""
+    (cv only): the share of each fold's training voices it trains on, drawn per fold, seeded.
+    `class_shares` (cv only): emotion -> the share of each training voice's clips of it kept, drawn
+    seeded (an imbalanced corpus; the fold's voices are scored on all their clips)."""
     EXPERIMENTS[name] = (config, changes or {}, augment, kind, tuple(groups), note)
     if train_voices < 1.0:
         TRAIN_VOICES[name] = train_voices
+    if class_shares:
+        CLASS_SHARES[name] = class_shares
 
 
 def merged(base: dict, changes: dict) -> dict:
@@ -822,6 +828,20 @@ experiment("cv_ens_large_forest_for_egemaps", "",
                                    "cv_compare_spknorm_dbnorm_stable08", "cv_lld_spknorm_copies_ep8"),
            kind="cv_ensemble", groups=("cv", "ensembles", "forest"),
            note="cv_ens_large_duration_compare_stable08 with cv_egemaps_forest in place of its eGeMAPS network")
+# 2026-12-02 (thirteenth session): class weights (train_conf.class_weights) on an imbalanced corpus. The
+# demo corpus has every emotion 5 times per voice; real corpora do not (EmoDB, RAVDESS's neutral). Each
+# fold's training voices keep 2 of their 5 happy and fearful clips, 3 surprised, 4 angry; the fold's
+# voices are scored on all their clips (UA, the mean recall, is what class weights aim at)
+IMBALANCED = {"happy": 0.4, "fearful": 0.4, "surprised": 0.6, "angry": 0.8}
+CLASS_WEIGHTS = {"train_conf": {"class_weights": True}}
+for _suffix, _seed in (("", {}), ("_seed1001", SEED_1001)):
+    for _config, _base in (("configs/egemaps.yml", "egemaps"), ("configs/egemaps_forest.yml", "egemaps_forest")):
+        for _tag, _change in (("", {}), ("_weighted", CLASS_WEIGHTS)):
+            experiment(f"cv_{_base}_imbalanced{_tag}{_suffix}", _config, compose(_change, _seed), kind="cv",
+                       groups=("cv", "imbalanced"), class_shares=IMBALANCED,
+                       note=f"{_config} as shipped, trained on fewer happy, fearful, surprised and angry clips"
+                            + (", with class weights" if _tag else ""))
+
 
 def list_lines(path: str) -> List[str]:
     with open(os.path.join(REPO, path), encoding="utf-8-sig") as f:
@@ -843,9 +863,10 @@ def cv_folds(num_folds: int, seed: int = 0) -> List[List[str]]:
     return [sorted(voices[i] for i in order[fold::num_folds]) for fold in range(num_folds)]
 
 
-def fold_lists(out_dir: str, fold: int, num_folds: int, train_voices: float = 1.0) -> Dict[str, str]:
+def fold_lists(out_dir: str, fold: int, num_folds: int, train_voices: float = 1.0,
+               class_shares: Optional[Dict[str, float]] = None) -> Dict[str, str]:
     """Split the training list by voice: fold `fold`'s voices for validation, the rest (or a seeded
-    share `train_voices` of them) for training."""
+    share `train_voices` of them) for training, of whose clips `class_shares` may keep fewer."""
     held_out = set(cv_folds(num_folds)[fold])
     lines = list_lines(TRAIN_LIST)
     trained = sorted({speaker_of(line) for line in lines} - held_out)
@@ -853,14 +874,36 @@ def fold_lists(out_dir: str, fold: int, num_folds: int, train_voices: float = 1.
         order = np.random.default_rng(fold).permutation(len(trained))
         trained = [trained[i] for i in sorted(order[:max(1, round(train_voices * len(trained)))])]
     share = "" if train_voices >= 1.0 else f"_{round(100 * train_voices)}pct"
+    trained = set(trained)
+    trained_lines = [line for line in lines if speaker_of(line) in trained]
+    if class_shares:
+        trained_lines = fewer_clips_of(trained_lines, class_shares, seed=fold)
+        share += "_" + "_".join(f"{name}{round(100 * value)}" for name, value in sorted(class_shares.items()))
     paths = {"train": os.path.join(out_dir, f"cv{num_folds}_{fold}_train{share}_list.txt"),
              "val": os.path.join(out_dir, f"cv{num_folds}_{fold}_val_list.txt")}
     os.makedirs(out_dir, exist_ok=True)
-    trained = set(trained)
-    for split, keep in (("train", lambda v: v in trained), ("val", lambda v: v in held_out)):
-        with open(paths[split], "w", encoding="utf-8") as f:
-            f.writelines(f"{line}\n" for line in lines if keep(speaker_of(line)))
+    for path, kept in ((paths["train"], trained_lines),
+                       (paths["val"], [line for line in lines if speaker_of(line) in held_out])):
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(f"{line}\n" for line in kept)
     return paths
+
+
+def fewer_clips_of(lines: List[str], class_shares: Dict[str, float], seed: int) -> List[str]:
+    """Of each voice's clips of an emotion in `class_shares`, a seeded share (at least one), in list order."""
+    labels = list_lines(LABEL_LIST)
+    unknown = set(class_shares) - set(labels)
+    if unknown:
+        raise SystemExit(f"class_shares names emotions not in {LABEL_LIST}: {sorted(unknown)}")
+    groups: Dict[tuple, List[int]] = {}
+    for index, line in enumerate(lines):
+        groups.setdefault((speaker_of(line), labels[int(line.split("\t")[1])]), []).append(index)
+    rng = np.random.default_rng(seed)
+    kept = set()
+    for (_, emotion), indices in sorted(groups.items()):
+        count = max(1, round(class_shares.get(emotion, 1.0) * len(indices)))
+        kept.update(rng.permutation(indices)[:count].tolist())
+    return [line for index, line in enumerate(lines) if index in kept]
 
 
 class LoadSampler(threading.Thread):
@@ -977,7 +1020,7 @@ def run_one(name: str, out_dir: str, python: str, environment: Dict[str, str], f
     os.makedirs(run_dir, exist_ok=True)
     dataset_changes = {"feature_cache": {"cache_dir": os.path.join(out_dir, "features")}, **LIST_OVERRIDES}
     if fold is not None:
-        lists = fold_lists(out_dir, fold, num_folds, TRAIN_VOICES.get(name, 1.0))
+        lists = fold_lists(out_dir, fold, num_folds, TRAIN_VOICES.get(name, 1.0), CLASS_SHARES.get(name))
         # inner: the config's val_fraction of the training voices picks the epoch
         dataset_changes.update(train_list=lists["train"], val_list=lists["val"] if selection == "fold" else "")
     config_path = write_run_config(name, run_dir, dataset_changes, seed)

@@ -103,13 +103,18 @@ class TreeForest(SERModel):
         shares = self.leaf_probabilities[node].mean(dim=1)
         return (shares + self.smoothing) / (1 + self.num_class * self.smoothing)
 
-    def fit(self, vectors: np.ndarray, labels: np.ndarray, seed: int = 0, threads: int = 1) -> "TreeForest":
+    def fit(self, vectors: np.ndarray, labels: np.ndarray, seed: int = 0, threads: int = 1,
+            balanced: bool = False) -> "TreeForest":
         """Fit on clip vectors (clips, input_size) and labels (clips,) with scikit-learn, then hold the
-        trees as tensors. Classes missing from `labels` get no share in any leaf."""
+        trees as tensors. Classes missing from `labels` get no share in any leaf. `balanced`
+        (train_conf.class_weights): each clip weighs inversely to its class's count, so that every class
+        counts the same in the splits and the leaves (scikit-learn's class_weight="balanced")."""
         import sklearn.ensemble
         if len(vectors) < 2:
             raise ConfigError(f"{type(self).__name__} needs at least 2 training clips, got {len(vectors)}")
-        forest = getattr(sklearn.ensemble, self.estimator)(random_state=seed, n_jobs=threads, **self.forest_args)
+        forest = getattr(sklearn.ensemble, self.estimator)(random_state=seed, n_jobs=threads,
+                                                           class_weight="balanced" if balanced else None,
+                                                           **self.forest_args)
         forest.fit(np.asarray(vectors, dtype=np.float32), np.asarray(labels))
         self.set_trees(*pack_trees([tree.tree_ for tree in forest.estimators_], forest.classes_, self.num_class),
                        trees=len(forest.estimators_), depth=max(tree.tree_.max_depth for tree in forest.estimators_))
