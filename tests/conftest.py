@@ -97,6 +97,8 @@ def tiny_overwrites(list_dir, **extra) -> str:
         "preprocess_conf.feature_method": "Fbank",
         "preprocess_conf.method_args.num_mel_bins": 40,
         "dataset_conf.feature_cache.enable": False,
+        # clip-level features (eGeMAPS, ComParE, CustomFeatures) are cached even so: beside the lists
+        "dataset_conf.feature_cache.cache_dir": list_dir / "features",
     }
     values.update(extra)   # None drops a default
     return ",".join(f"{key}={value}" for key, value in values.items() if value is not None)

@@ -94,15 +94,9 @@ def lists(demo_lists, tmp_path_factory):
     return folder
 
 
-def features_beside(lists) -> dict:
-    """Clip-level features (eGeMAPS) are cached whatever feature_cache.enable says: beside the tmp
-    lists, not in the config's dataset/features."""
-    return {"dataset_conf.feature_cache.cache_dir": lists / "features"}
-
-
 def forest_overwrites(lists, **extra) -> str:
     """configs/egemaps_forest.yml on the small demo slice, 50 trees, its own features and model."""
-    return tiny_overwrites(lists, **{**features_beside(lists), "model_conf.model": None,
+    return tiny_overwrites(lists, **{"model_conf.model": None,
                                      "model_conf.model_args.hidden_size": None,
                                      "preprocess_conf.feature_method": None,
                                      "preprocess_conf.method_args.num_mel_bins": None,
@@ -153,7 +147,7 @@ def test_a_forest_is_an_ensemble_member_like_any_model(lists, tmp_path):
         {"configs": str(REPO / "configs" / "bi_lstm.yml"),
          "overwrites": "model_conf.model_args.hidden_size=16,preprocess_conf.feature_method=Fbank,"
                        "preprocess_conf.method_args.num_mel_bins=40"}]}}))
-    common = ",".join(part for part in tiny_overwrites(lists, **features_beside(lists)).split(",")
+    common = ",".join(part for part in tiny_overwrites(lists).split(",")
                       if not part.startswith(("model_conf.", "preprocess_conf.")))
     trained = run_script("train.py", "--configs", config, "--use_gpu", "false", "--log_dir", "",
                          "--save_model_path", tmp_path / "models", "--overwrites", common)

@@ -28,11 +28,7 @@ def test_the_tables_read_what_was_recorded(tmp_path):
 
 
 def test_a_share_of_the_training_voices_is_drawn_per_fold_without_validation_voices(tmp_path, monkeypatch):
-    import importlib.util
-    from conftest import REPO
-    spec = importlib.util.spec_from_file_location("run_experiments", REPO / "tools" / "run_experiments.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool()
     listed = tmp_path / "train_list.txt"
     listed.write_text("".join(f"clips/v{v}_{i}.wav\t{i % 2}\tv{v}\n" for v in range(8) for i in range(3)))
     monkeypatch.setattr(tool, "TRAIN_LIST", str(listed))
