@@ -843,6 +843,27 @@ for _suffix, _seed in (("", {}), ("_seed1001", SEED_1001)):
                             + (", with class weights" if _tag else ""))
 
 
+# 2026-12-03 (fourteenth session): label smoothing (train_conf.label_smoothing 0.1) for the fast single model
+# as shipped, and for ensemble_large.yml's eGeMAPS member (softer members change the geometric mean)
+LABEL_SMOOTHING = {"train_conf": {"label_smoothing": 0.1}}
+for _suffix, _seed in (("", {}), ("_seed1001", SEED_1001)):
+    experiment(f"cv_egemaps_ls01{_suffix}", "configs/egemaps.yml", compose(LABEL_SMOOTHING, _seed), kind="cv",
+               groups=("cv", "label_smoothing"),
+               note="configs/egemaps.yml as shipped with label smoothing 0.1 (beside "
+                    f"cv_egemaps_spknorm_level_duration_stable_speech{_suffix})")
+experiment("cv_egemaps_spknorm_level_duration_copies_ep20_ls01", "configs/egemaps.yml",
+           compose(compose(compose(compose(compose(EGEMAPS_MEMBER, EPOCHS_20), DURATION), KEEP_ALL),
+                           {"preprocess_conf": {"method_args": {"append_speech_duration": False}}}), LABEL_SMOOTHING),
+           augment="configs/augmentation_copies.yml", kind="cv", groups=("cv", "label_smoothing"),
+           note="cv_egemaps_spknorm_level_duration_copies_ep20 with label smoothing 0.1")
+experiment("cv_ens_large_ls01", "",
+           telephone_view_ensemble("cv_egemaps_spknorm_level_duration_copies_ep20_ls01",
+                                   "cv_prosody_spknorm_chanaug_fastaug", "cv_compare_spknorm_dbnorm_stable08",
+                                   "cv_lld_spknorm_copies_ep8"),
+           kind="cv_ensemble", groups=("cv", "ensembles", "label_smoothing"),
+           note="cv_ens_large_duration_compare_stable08, its eGeMAPS member trained with label smoothing 0.1")
+
+
 def list_lines(path: str) -> List[str]:
     with open(os.path.join(REPO, path), encoding="utf-8-sig") as f:
         return [line for line in f.read().splitlines() if line.strip()]
