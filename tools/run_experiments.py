@@ -852,8 +852,7 @@ for _suffix, _seed in (("", {}), ("_seed1001", SEED_1001)):
                note="configs/egemaps.yml as shipped with label smoothing 0.1 (beside "
                     f"cv_egemaps_spknorm_level_duration_stable_speech{_suffix})")
 experiment("cv_egemaps_spknorm_level_duration_copies_ep20_ls01", "configs/egemaps.yml",
-           compose(compose(compose(compose(compose(EGEMAPS_MEMBER, EPOCHS_20), DURATION), KEEP_ALL),
-                           {"preprocess_conf": {"method_args": {"append_speech_duration": False}}}), LABEL_SMOOTHING),
+           compose(EXPERIMENTS["cv_egemaps_spknorm_level_duration_copies_ep20"][1], LABEL_SMOOTHING),
            augment="configs/augmentation_copies.yml", kind="cv", groups=("cv", "label_smoothing"),
            note="cv_egemaps_spknorm_level_duration_copies_ep20 with label smoothing 0.1")
 experiment("cv_ens_large_ls01", "",
